@@ -1,0 +1,158 @@
+//! The key store: a SQLite file of its own (`keys.db`), apart from the data and its backups.
+//! Each row holds one data key wrapped (sealed) by the master key. Destroying a key
+//! overwrites it in place (`secure_delete`) and keeps a tombstone with the time, so that
+//! "erased" can be told apart from "never existed".
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::master::MasterKey;
+use crate::seal::Key;
+use crate::{Result, VaultError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Live,
+    Destroyed { at_ms: i64 },
+    Absent,
+}
+
+pub(crate) struct KeyStore {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+fn wrap_aad(name: &str) -> Vec<u8> {
+    format!("thingsafe/data-key/v1/{name}").into_bytes()
+}
+
+impl KeyStore {
+    pub(crate) fn open(path: &Path) -> Result<KeyStore> {
+        let display = path.display().to_string();
+        let err = |source| VaultError::KeyStore {
+            path: display.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        // Rollback journal rather than WAL: a destroyed key must not linger in a WAL file;
+        // secure_delete zeroes the bytes a destroyed key occupied.
+        conn.execute_batch(
+            "PRAGMA journal_mode = DELETE;
+             PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS data_key (
+                 name TEXT PRIMARY KEY,
+                 wrapped BLOB,
+                 created_ms INTEGER NOT NULL,
+                 destroyed_ms INTEGER
+             );",
+        )
+        .map_err(err)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(KeyStore {
+            conn: Mutex::new(conn),
+            path: display,
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> VaultError {
+        VaultError::KeyStore {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Loads a system key, creating it on first use.
+    pub(crate) fn system_key(&self, name: &str, master: &MasterKey) -> Result<Key> {
+        if let Some(key) = self.load(name, master)? {
+            return Ok(key);
+        }
+        if let KeyState::Destroyed { .. } = self.state(name)? {
+            return Err(VaultError::KeyDestroyed(name.to_string(), 0));
+        }
+        let key = Key::random();
+        self.insert(name, &key, master)?;
+        Ok(key)
+    }
+
+    pub(crate) fn insert(&self, name: &str, key: &Key, master: &MasterKey) -> Result<()> {
+        let wrapped = master.0.seal(&wrap_aad(name), key.bytes());
+        let conn = self.conn.lock().expect("key store lock");
+        conn.execute(
+            "INSERT INTO data_key (name, wrapped, created_ms) VALUES (?1, ?2, ?3)",
+            params![name, wrapped, thingsafe_core::now_ms()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The opened key, or `None` when there is none (absent or destroyed).
+    pub(crate) fn load(&self, name: &str, master: &MasterKey) -> Result<Option<Key>> {
+        let conn = self.conn.lock().expect("key store lock");
+        let wrapped: Option<Option<Vec<u8>>> = conn
+            .query_row(
+                "SELECT wrapped FROM data_key WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(Some(wrapped)) = wrapped else {
+            return Ok(None);
+        };
+        let bytes = master
+            .0
+            .open(&wrap_aad(name), &wrapped)
+            .map_err(|_| VaultError::WrongMasterKey(self.path.clone()))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| VaultError::Malformed("a data key is 32 bytes"))?;
+        Ok(Some(Key::from_bytes(bytes)))
+    }
+
+    pub(crate) fn state(&self, name: &str) -> Result<KeyState> {
+        let conn = self.conn.lock().expect("key store lock");
+        let row: Option<(bool, Option<i64>)> = conn
+            .query_row(
+                "SELECT wrapped IS NOT NULL, destroyed_ms FROM data_key WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(match row {
+            None => KeyState::Absent,
+            Some((true, _)) => KeyState::Live,
+            Some((false, at)) => KeyState::Destroyed {
+                at_ms: at.unwrap_or(0),
+            },
+        })
+    }
+
+    pub(crate) fn destroy(&self, name: &str) -> Result<i64> {
+        let now = thingsafe_core::now_ms();
+        let conn = self.conn.lock().expect("key store lock");
+        conn.execute(
+            "INSERT INTO data_key (name, wrapped, created_ms, destroyed_ms) VALUES (?1, NULL, ?2, ?2)
+             ON CONFLICT (name) DO UPDATE SET wrapped = NULL,
+                 destroyed_ms = COALESCE(data_key.destroyed_ms, excluded.destroyed_ms)",
+            params![name, now],
+        )
+        .map_err(|e| self.err(e))?;
+        let at: i64 = conn
+            .query_row(
+                "SELECT destroyed_ms FROM data_key WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(at)
+    }
+}

@@ -1,0 +1,206 @@
+//! The vault: where Thingsafe's keys live and how data is sealed with them.
+//!
+//! ```text
+//! master key (data/master.key or THINGSAFE_MASTER_KEY; never stored elsewhere)
+//!   └─ wraps every data key in the key store (data/keys.db, a file apart from the data)
+//!        ├─ one data key per owner (user, customer, tenant): seals that owner's data
+//!        └─ system keys: blind-index key (keyed hashes for lookups), session-signing key
+//! ```
+//!
+//! Erasing an owner destroys its data key ([`Vault::shred`]): every sealed copy of its data,
+//! wherever it is (database pages, WAL, backups), is unreadable from that moment.
+
+mod keystore;
+mod master;
+pub mod password;
+mod seal;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use thingsafe_core::Owner;
+use thiserror::Error;
+
+pub use keystore::KeyState;
+pub use master::MasterKey;
+use seal::Key;
+
+/// File name of the key store inside the data directory.
+pub const KEYSTORE_FILE: &str = "keys.db";
+
+#[derive(Debug, Error)]
+pub enum VaultError {
+    #[error("the data key of {0} was destroyed (erased at {1} ms): its data can no longer be read")]
+    KeyDestroyed(String, i64),
+    #[error("no data key exists for {0}")]
+    UnknownKey(String),
+    #[error("sealed data failed authentication: it was altered, or sealed for another record")]
+    Tampered,
+    #[error("sealed data is malformed: {0}")]
+    Malformed(&'static str),
+    #[error(
+        "the master key does not open the key store {0}: is THINGSAFE_MASTER_KEY (or data/master.key) the key this data directory was created with?"
+    )]
+    WrongMasterKey(String),
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error("key store {path}: {source}")]
+    KeyStore {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = VaultError> = std::result::Result<T, E>;
+
+pub struct Vault {
+    keystore: keystore::KeyStore,
+    master: MasterKey,
+    /// Opened data keys; `None` marks a key known to be destroyed.
+    cache: RwLock<HashMap<String, Option<Arc<Key>>>>,
+    index_key: Key,
+    signing_key: Key,
+    create_lock: Mutex<()>,
+}
+
+impl Vault {
+    /// Opens (or creates) the key store in `data_dir` with `master`.
+    pub fn open(data_dir: &Path, master: MasterKey) -> Result<Vault> {
+        let keystore = keystore::KeyStore::open(&data_dir.join(KEYSTORE_FILE))?;
+        let index_key = keystore.system_key("system:blind-index", &master)?;
+        let signing_key = keystore.system_key("system:session-signing", &master)?;
+        Ok(Vault {
+            keystore,
+            master,
+            cache: RwLock::new(HashMap::new()),
+            index_key,
+            signing_key,
+            create_lock: Mutex::new(()),
+        })
+    }
+
+    /// Creates the data key of `owner` unless it exists. A destroyed key is never
+    /// recreated: an erased owner stays erased.
+    pub fn ensure_key(&self, owner: Owner) -> Result<()> {
+        let _guard = self.create_lock.lock().expect("vault create lock");
+        match self.keystore.state(&owner.key_name())? {
+            KeyState::Live => Ok(()),
+            KeyState::Destroyed { at_ms } => Err(VaultError::KeyDestroyed(owner.key_name(), at_ms)),
+            KeyState::Absent => {
+                let key = Key::random();
+                self.keystore
+                    .insert(&owner.key_name(), &key, &self.master)?;
+                self.cache
+                    .write()
+                    .expect("vault cache")
+                    .insert(owner.key_name(), Some(Arc::new(key)));
+                Ok(())
+            }
+        }
+    }
+
+    /// Seals `plaintext` for `owner`. `aad` binds the sealed bytes to their place (table,
+    /// column, row id): moving them elsewhere makes them fail to open.
+    pub fn seal(&self, owner: Owner, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.key(owner)?.seal(aad, plaintext))
+    }
+
+    pub fn unseal(&self, owner: Owner, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        self.key(owner)?.open(aad, sealed)
+    }
+
+    /// Destroys the data key of `owner` (crypto-shredding). Returns when the key is gone
+    /// from the key store file; idempotent.
+    pub fn shred(&self, owner: Owner) -> Result<i64> {
+        let _guard = self.create_lock.lock().expect("vault create lock");
+        let at = self.keystore.destroy(&owner.key_name())?;
+        self.cache
+            .write()
+            .expect("vault cache")
+            .insert(owner.key_name(), None);
+        Ok(at)
+    }
+
+    pub fn key_state(&self, owner: Owner) -> Result<KeyState> {
+        self.keystore.state(&owner.key_name())
+    }
+
+    /// A keyed hash of `value` for lookups without plaintext (emails, device tokens).
+    /// `domain` separates uses, so equal values in two domains hash differently.
+    pub fn blind_index(&self, domain: &str, value: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.index_key.bytes())
+            .expect("HMAC takes any key length");
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The key that signs session (access) tokens.
+    pub fn session_signing_key(&self) -> &[u8] {
+        self.signing_key.bytes()
+    }
+
+    fn key(&self, owner: Owner) -> Result<Arc<Key>> {
+        let name = owner.key_name();
+        if let Some(entry) = self.cache.read().expect("vault cache").get(&name) {
+            return match entry {
+                Some(key) => Ok(key.clone()),
+                None => Err(self.destroyed_error(&name)),
+            };
+        }
+        let loaded = self.keystore.load(&name, &self.master)?;
+        let mut cache = self.cache.write().expect("vault cache");
+        match loaded {
+            Some(key) => {
+                let key = Arc::new(key);
+                cache.insert(name, Some(key.clone()));
+                Ok(key)
+            }
+            None => {
+                let err = self.destroyed_error(&name);
+                if matches!(err, VaultError::KeyDestroyed(..)) {
+                    cache.insert(name, None);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn destroyed_error(&self, name: &str) -> VaultError {
+        match self.keystore.state(name) {
+            Ok(KeyState::Destroyed { at_ms }) => VaultError::KeyDestroyed(name.to_string(), at_ms),
+            Ok(_) => VaultError::UnknownKey(name.to_string()),
+            Err(e) => e,
+        }
+    }
+}
+
+/// A random secret of `bytes` bytes, URL-safe base64 without padding (tokens, codes).
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A random token from an alphabet that survives copy-paste into shells and firmware
+/// (letters and digits only), like ThingsBoard's generated access tokens.
+pub fn random_alphanumeric(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
