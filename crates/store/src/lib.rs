@@ -1,1 +1,200 @@
+//! The store: everything Thingsafe keeps, behind one trait.
+//!
+//! Two invariants hold for every backend:
+//! - **Sealed at rest.** Personal fields are sealed with their owner's data key before they
+//!   reach a backend; lookups go through keyed hashes (blind indexes). Device tokens and
+//!   passwords are never written in plaintext.
+//! - **Scoped below the API.** Every call on tenant data takes the caller's [`Scope`] and the
+//!   backend's queries filter by it. A row of another tenant (or another customer) is
+//!   indistinguishable from a row that does not exist: [`StoreError::NotFound`].
+//!
+//! Which *roles* may call what is the API's business; which *rows* a caller can reach is
+//! decided here.
 
+mod error;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thingsafe_core::{
+    Authority, Customer, CustomerId, Device, DeviceCredentials, DeviceId, Page, PageRequest,
+    SessionId, Tenant, TenantId, TimestampMs, User, UserId,
+};
+
+pub use error::StoreError;
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Whose data a call may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The system administrator: tenants, not their data.
+    System,
+    /// A tenant administrator: everything of one tenant.
+    Tenant(TenantId),
+    /// A customer user: what is assigned to one customer of one tenant.
+    Customer {
+        tenant: TenantId,
+        customer: CustomerId,
+    },
+}
+
+impl Scope {
+    pub fn of(user: &User) -> Scope {
+        match (user.authority, user.tenant_id, user.customer_id) {
+            (Authority::TenantAdmin, Some(tenant), _) => Scope::Tenant(tenant),
+            (Authority::CustomerUser, Some(tenant), Some(customer)) => {
+                Scope::Customer { tenant, customer }
+            }
+            _ => Scope::System,
+        }
+    }
+
+    /// The tenant this scope is confined to; the system scope holds no tenant data.
+    pub fn tenant(&self) -> Result<TenantId> {
+        match self {
+            Scope::System => Err(StoreError::Forbidden(
+                "the system administrator has no tenant data; sign in as a tenant administrator"
+                    .into(),
+            )),
+            Scope::Tenant(t) | Scope::Customer { tenant: t, .. } => Ok(*t),
+        }
+    }
+
+    pub fn customer(&self) -> Option<CustomerId> {
+        match self {
+            Scope::Customer { customer, .. } => Some(*customer),
+            _ => None,
+        }
+    }
+}
+
+/// A person to create. The password, if any, is already an Argon2id PHC string.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub authority: Authority,
+    pub customer_id: Option<CustomerId>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birth_date: Option<time::Date>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewDevice {
+    pub name: String,
+    pub device_type: String,
+    pub label: Option<String>,
+    pub credentials: DeviceCredentials,
+}
+
+/// What a sign-in attempt needs to know about an account.
+#[derive(Clone, Debug)]
+pub struct LoginRecord {
+    pub user: User,
+    pub password_hash: Option<String>,
+    pub failed_logins: u32,
+    pub locked_until_ms: Option<TimestampMs>,
+}
+
+/// The outcome of a failed sign-in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// The account may try again.
+    Counted { failures: u32 },
+    /// Too many failures: locked until this time.
+    Locked { until_ms: TimestampMs },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the backend answers a query.
+    async fn ping(&self) -> Result<()>;
+
+    // --- installation --------------------------------------------------------------------
+
+    async fn sysadmin_exists(&self) -> Result<bool>;
+    async fn create_sysadmin(&self, user: NewUser) -> Result<User>;
+    /// A small value of the installation (e.g. the setup token's hash).
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn set_meta(&self, key: &str, value: Option<Vec<u8>>) -> Result<()>;
+    async fn tenants(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Tenant>>;
+
+    // --- accounts and sessions -----------------------------------------------------------
+
+    /// Creates a tenant and its first tenant administrator in one transaction.
+    async fn sign_up(&self, tenant_title: &str, admin: NewUser) -> Result<(Tenant, User)>;
+    async fn login_record(&self, email: &str) -> Result<Option<LoginRecord>>;
+    async fn record_login_failure(
+        &self,
+        user: UserId,
+        max_failures: u32,
+        lock_ms: i64,
+    ) -> Result<LoginFailure>;
+    async fn record_login_success(&self, user: UserId) -> Result<()>;
+    async fn create_session(
+        &self,
+        user: UserId,
+        refresh_token: &str,
+        expires_ms: TimestampMs,
+    ) -> Result<SessionId>;
+    /// The live (unrevoked, unexpired) session's user.
+    async fn session_user(&self, session: SessionId) -> Result<Option<User>>;
+    /// Exchanges a live refresh token for a new one (the old one stops working).
+    async fn rotate_refresh_token(
+        &self,
+        old: &str,
+        new: &str,
+        expires_ms: TimestampMs,
+    ) -> Result<Option<(SessionId, User)>>;
+    async fn revoke_session(&self, session: SessionId) -> Result<()>;
+    /// Sets the password of the user holding this activation token; the token is spent.
+    async fn activate_user(&self, activation_token: &str, password_hash: &str) -> Result<User>;
+
+    // --- tenant data: every call is confined to `scope` ----------------------------------
+
+    async fn create_customer(&self, scope: &Scope, title: &str) -> Result<Customer>;
+    async fn customer(&self, scope: &Scope, id: CustomerId) -> Result<Customer>;
+    async fn customers(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Customer>>;
+    async fn delete_customer(&self, scope: &Scope, id: CustomerId) -> Result<()>;
+
+    async fn create_user(&self, scope: &Scope, user: NewUser) -> Result<User>;
+    async fn user(&self, scope: &Scope, id: UserId) -> Result<User>;
+    async fn users(
+        &self,
+        scope: &Scope,
+        customer: Option<CustomerId>,
+        page: &PageRequest,
+    ) -> Result<Page<User>>;
+    async fn delete_user(&self, scope: &Scope, id: UserId) -> Result<()>;
+    /// Stores a new activation token for a user who has not set a password yet.
+    async fn set_activation_token(&self, scope: &Scope, id: UserId, token: &str) -> Result<()>;
+
+    async fn create_device(&self, scope: &Scope, device: NewDevice) -> Result<Device>;
+    async fn device(&self, scope: &Scope, id: DeviceId) -> Result<Device>;
+    async fn devices(
+        &self,
+        scope: &Scope,
+        customer: Option<CustomerId>,
+        page: &PageRequest,
+    ) -> Result<Page<Device>>;
+    async fn delete_device(&self, scope: &Scope, id: DeviceId) -> Result<()>;
+    async fn device_credentials(&self, scope: &Scope, id: DeviceId) -> Result<DeviceCredentials>;
+    async fn set_device_credentials(
+        &self,
+        scope: &Scope,
+        id: DeviceId,
+        credentials: DeviceCredentials,
+    ) -> Result<()>;
+    /// Assigns the device to `customer`, or back to the tenant with `None`.
+    async fn assign_device(
+        &self,
+        scope: &Scope,
+        id: DeviceId,
+        customer: Option<CustomerId>,
+    ) -> Result<Device>;
+
+    // --- transports ----------------------------------------------------------------------
+
+    /// The device whose access token this is (the token is the device's proof of identity).
+    async fn device_by_token(&self, token: &str) -> Result<Option<Device>>;
+}

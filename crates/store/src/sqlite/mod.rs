@@ -1,0 +1,1065 @@
+//! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
+
+mod pool;
+mod rows;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use thingsafe_core::{
+    Authority, Customer, CustomerId, Device, DeviceCredentials, DeviceId, Owner, Page, PageRequest,
+    SessionId, Tenant, TenantId, TimestampMs, User, UserId, now_ms,
+};
+use thingsafe_vault::Vault;
+
+use crate::{LoginFailure, LoginRecord, NewDevice, NewUser, Result, Scope, Store, StoreError};
+use pool::{Readers, Writer};
+use rows::{CustomerRow, DeviceRow, TenantRow, UserRow, conflict, id_text};
+
+/// File name of the database inside the data directory.
+pub const DATA_FILE: &str = "thingsafe.db";
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+    vault: Arc<Vault>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path, vault: Arc<Vault>) -> Result<SqliteStore> {
+        let path = data_dir.join(DATA_FILE);
+        let mut conn = Connection::open(&path)?;
+        pool::configure(&conn)?;
+        migrate(&mut conn)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
+        }
+        let readers = Readers::open(&path)?;
+        Ok(SqliteStore {
+            writer: Writer::start(conn),
+            readers,
+            vault,
+        })
+    }
+
+    fn seal(&self, owner: Owner, field: &str, row: &str, value: &str) -> Result<Vec<u8>> {
+        Ok(self
+            .vault
+            .seal(owner, rows::aad(field, row).as_bytes(), value.as_bytes())?)
+    }
+
+    fn seal_opt(
+        &self,
+        owner: Owner,
+        field: &str,
+        row: &str,
+        value: Option<&str>,
+    ) -> Result<Option<Vec<u8>>> {
+        value.map(|v| self.seal(owner, field, row, v)).transpose()
+    }
+
+    fn email_index(&self, email: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("user.email", email.trim().to_lowercase().as_bytes())
+            .to_vec()
+    }
+
+    fn token_index(&self, token: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("device.token", token.as_bytes())
+            .to_vec()
+    }
+
+    fn refresh_index(&self, token: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("session.refresh", token.as_bytes())
+            .to_vec()
+    }
+
+    fn activation_index(&self, token: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("user.activation", token.as_bytes())
+            .to_vec()
+    }
+
+    fn device_name_index(&self, tenant: TenantId, name: &str) -> Vec<u8> {
+        let mut value = tenant.as_uuid().as_bytes().to_vec();
+        value.extend_from_slice(name.as_bytes());
+        self.vault.blind_index("device.name", &value).to_vec()
+    }
+
+    /// Seals a new user's fields and returns the row's values in column order.
+    fn sealed_user(&self, id: UserId, user: &NewUser) -> Result<SealedUser> {
+        let owner = Owner::User(id);
+        self.vault.ensure_key(owner)?;
+        let row = id.to_string();
+        let birth = user.birth_date.map(|d| d.to_string());
+        Ok(SealedUser {
+            email_index: self.email_index(&user.email),
+            email: self.seal(owner, "user.email", &row, user.email.trim())?,
+            first_name: self.seal_opt(
+                owner,
+                "user.first_name",
+                &row,
+                user.first_name.as_deref(),
+            )?,
+            last_name: self.seal_opt(owner, "user.last_name", &row, user.last_name.as_deref())?,
+            birth_date: self.seal_opt(owner, "user.birth_date", &row, birth.as_deref())?,
+            password: self.seal_opt(owner, "user.password", &row, user.password_hash.as_deref())?,
+        })
+    }
+
+    fn open_users(&self, rows: Vec<UserRow>) -> Result<Vec<User>> {
+        rows.into_iter()
+            .filter_map(|r| skip_shredded(r.open(&self.vault)))
+            .collect()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<User> {
+        let row = self
+            .readers
+            .read(move |c| {
+                c.query_row(
+                    &format!("SELECT {} FROM app_user WHERE id = ?1", UserRow::COLUMNS),
+                    [id.to_string()],
+                    UserRow::read,
+                )
+                .optional()
+                .map_err(StoreError::from)
+            })
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        row.open(&self.vault)
+    }
+
+    /// Shreds data keys after the rows that used them are deleted.
+    fn shred_all(&self, owners: impl IntoIterator<Item = Owner>) -> Result<()> {
+        for owner in owners {
+            self.vault.shred(owner)?;
+        }
+        Ok(())
+    }
+}
+
+struct SealedUser {
+    email_index: Vec<u8>,
+    email: Vec<u8>,
+    first_name: Option<Vec<u8>>,
+    last_name: Option<Vec<u8>>,
+    birth_date: Option<Vec<u8>>,
+    password: Option<Vec<u8>>,
+}
+
+fn insert_user(
+    c: &Connection,
+    id: UserId,
+    tenant: Option<TenantId>,
+    customer: Option<CustomerId>,
+    authority: Authority,
+    s: &SealedUser,
+    created_ms: TimestampMs,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO app_user (id, tenant_id, customer_id, authority, email_index, email,
+             first_name, last_name, birth_date, password, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            id.to_string(),
+            tenant.map(|t| t.to_string()),
+            customer.map(|c| c.to_string()),
+            authority.as_str(),
+            s.email_index,
+            s.email,
+            s.first_name,
+            s.last_name,
+            s.birth_date,
+            s.password,
+            created_ms
+        ],
+    )
+    .map_err(|e| conflict(e, "an account with this email address already exists"))?;
+    Ok(())
+}
+
+/// Rows whose owner was erased (key destroyed, purge pending) are invisible, not errors.
+fn skip_shredded<T>(r: Result<T>) -> Option<Result<T>> {
+    match r {
+        Err(StoreError::Vault(thingsafe_vault::VaultError::KeyDestroyed(..))) => None,
+        other => Some(other),
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {current}, newer than this build knows ({}): use a newer thingsafe",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The tenant whose tenant-level rows this scope may change: only a tenant scope may.
+fn whole_tenant(scope: &Scope) -> Result<TenantId> {
+    match scope {
+        Scope::Tenant(t) => Ok(*t),
+        Scope::Customer { .. } => Err(StoreError::Forbidden(
+            "customer users cannot change what belongs to the tenant".into(),
+        )),
+        Scope::System => scope.tenant(),
+    }
+}
+
+fn sort_newest_first<T>(items: &mut [T], key: impl Fn(&T) -> (TimestampMs, String)) {
+    items.sort_by(|a, b| key(b).cmp(&key(a)));
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.readers
+            .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(|_| ())
+    }
+
+    async fn sysadmin_exists(&self) -> Result<bool> {
+        self.readers
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM app_user WHERE authority = 'SYS_ADMIN')",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+    }
+
+    async fn create_sysadmin(&self, user: NewUser) -> Result<User> {
+        let id = UserId::random();
+        let sealed = self.sealed_user(id, &user)?;
+        let created = now_ms();
+        self.writer
+            .write(move |c| insert_user(c, id, None, None, Authority::SysAdmin, &sealed, created))
+            .await?;
+        self.user_by_id(id).await
+    }
+
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.readers
+            .read(move |c| {
+                Ok(
+                    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                        .optional()?,
+                )
+            })
+            .await
+    }
+
+    async fn set_meta(&self, key: &str, value: Option<Vec<u8>>) -> Result<()> {
+        let key = key.to_string();
+        self.writer
+            .write(move |c| {
+                match value {
+                    Some(v) => c.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        params![key, v],
+                    )?,
+                    None => c.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+                };
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tenants(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Tenant>> {
+        if *scope != Scope::System {
+            return Err(StoreError::Forbidden(
+                "only the system administrator lists tenants".into(),
+            ));
+        }
+        let rows = self
+            .readers
+            .read(|c| {
+                let mut stmt = c.prepare(&format!("SELECT {} FROM tenant", TenantRow::COLUMNS))?;
+                let rows = stmt
+                    .query_map([], TenantRow::read)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut tenants = rows
+            .into_iter()
+            .filter_map(|r| skip_shredded(r.open(&self.vault)))
+            .collect::<Result<Vec<_>>>()?;
+        tenants.retain(|t| page.matches(&t.title));
+        sort_newest_first(&mut tenants, |t| (t.created_ms, t.id.to_string()));
+        Ok(page.apply(tenants))
+    }
+
+    async fn sign_up(&self, tenant_title: &str, admin: NewUser) -> Result<(Tenant, User)> {
+        let tenant_id = TenantId::random();
+        let user_id = UserId::random();
+        self.vault.ensure_key(Owner::Tenant(tenant_id))?;
+        let title = self.seal(
+            Owner::Tenant(tenant_id),
+            "tenant.title",
+            &tenant_id.to_string(),
+            tenant_title,
+        )?;
+        let sealed = self.sealed_user(user_id, &admin)?;
+        let created = now_ms();
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO tenant (id, title, created_ms) VALUES (?1, ?2, ?3)",
+                    params![tenant_id.to_string(), title, created],
+                )?;
+                insert_user(
+                    c,
+                    user_id,
+                    Some(tenant_id),
+                    None,
+                    Authority::TenantAdmin,
+                    &sealed,
+                    created,
+                )
+            })
+            .await?;
+        let tenant = Tenant {
+            id: tenant_id,
+            title: tenant_title.to_string(),
+            created_ms: created,
+        };
+        Ok((tenant, self.user_by_id(user_id).await?))
+    }
+
+    async fn login_record(&self, email: &str) -> Result<Option<LoginRecord>> {
+        let index = self.email_index(email);
+        let found = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {}, password, failed_logins, locked_until_ms FROM app_user WHERE email_index = ?1",
+                        UserRow::COLUMNS
+                    ),
+                    [index],
+                    |r| {
+                        let n = UserRow::COLUMN_COUNT;
+                        Ok((
+                            UserRow::read(r)?,
+                            r.get::<_, Option<Vec<u8>>>(n)?,
+                            r.get::<_, u32>(n + 1)?,
+                            r.get::<_, Option<i64>>(n + 2)?,
+                        ))
+                    },
+                )
+                .optional()?)
+            })
+            .await?;
+        let Some((row, password, failed_logins, locked_until_ms)) = found else {
+            return Ok(None);
+        };
+        let user = match skip_shredded(row.open(&self.vault)) {
+            None => return Ok(None),
+            Some(user) => user?,
+        };
+        let password_hash = password
+            .map(|p| {
+                rows::open_text(
+                    &self.vault,
+                    Owner::User(user.id),
+                    "user.password",
+                    &user.id.to_string(),
+                    &p,
+                )
+            })
+            .transpose()?;
+        Ok(Some(LoginRecord {
+            user,
+            password_hash,
+            failed_logins,
+            locked_until_ms,
+        }))
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: UserId,
+        max_failures: u32,
+        lock_ms: i64,
+    ) -> Result<LoginFailure> {
+        self.writer
+            .write(move |c| {
+                let id = user.to_string();
+                let failures: u32 = c.query_row(
+                    "UPDATE app_user SET failed_logins = failed_logins + 1 WHERE id = ?1
+                     RETURNING failed_logins",
+                    [&id],
+                    |r| r.get(0),
+                )?;
+                if failures >= max_failures {
+                    let until_ms = now_ms() + lock_ms;
+                    c.execute(
+                        "UPDATE app_user SET failed_logins = 0, locked_until_ms = ?2 WHERE id = ?1",
+                        params![id, until_ms],
+                    )?;
+                    Ok(LoginFailure::Locked { until_ms })
+                } else {
+                    Ok(LoginFailure::Counted { failures })
+                }
+            })
+            .await
+    }
+
+    async fn record_login_success(&self, user: UserId) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE app_user SET failed_logins = 0, locked_until_ms = NULL WHERE id = ?1",
+                    [user.to_string()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn create_session(
+        &self,
+        user: UserId,
+        refresh_token: &str,
+        expires_ms: TimestampMs,
+    ) -> Result<SessionId> {
+        let id = SessionId::random();
+        let index = self.refresh_index(refresh_token);
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO session (id, user_id, refresh_index, created_ms, expires_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        id.to_string(),
+                        user.to_string(),
+                        index,
+                        now_ms(),
+                        expires_ms
+                    ],
+                )?;
+                Ok(id)
+            })
+            .await
+    }
+
+    async fn session_user(&self, session: SessionId) -> Result<Option<User>> {
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM session s JOIN app_user u ON u.id = s.user_id
+                         WHERE s.id = ?1 AND s.revoked_ms IS NULL AND s.expires_ms > ?2",
+                        UserRow::qualified("u")
+                    ),
+                    params![session.to_string(), now_ms()],
+                    UserRow::read,
+                )
+                .optional()?)
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
+        }
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old: &str,
+        new: &str,
+        expires_ms: TimestampMs,
+    ) -> Result<Option<(SessionId, User)>> {
+        let old = self.refresh_index(old);
+        let new = self.refresh_index(new);
+        let found = self
+            .writer
+            .write(move |c| {
+                Ok(c.query_row(
+                    "UPDATE session SET refresh_index = ?2, expires_ms = ?3
+                     WHERE refresh_index = ?1 AND revoked_ms IS NULL AND expires_ms > ?4
+                     RETURNING id, user_id",
+                    params![old, new, expires_ms, now_ms()],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?)
+            })
+            .await?;
+        let Some((session, user)) = found else {
+            return Ok(None);
+        };
+        let session: SessionId = rows::parse_id(&session)?;
+        match self.user_by_id(rows::parse_id(&user)?).await {
+            Ok(user) => Ok(Some((session, user))),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(StoreError::Vault(thingsafe_vault::VaultError::KeyDestroyed(..))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn revoke_session(&self, session: SessionId) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE session SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                    params![session.to_string(), now_ms()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn activate_user(&self, activation_token: &str, password_hash: &str) -> Result<User> {
+        let index = self.activation_index(activation_token);
+        let lookup = index.clone();
+        let id: UserId = self
+            .readers
+            .read(move |c| {
+                let id: Option<String> = c
+                    .query_row(
+                        "SELECT id FROM app_user WHERE activation_index = ?1 AND password IS NULL",
+                        [lookup],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                id.ok_or(StoreError::NotFound("activation token"))
+                    .and_then(|s| rows::parse_id(&s))
+            })
+            .await?;
+        let password = self.seal(
+            Owner::User(id),
+            "user.password",
+            &id.to_string(),
+            password_hash,
+        )?;
+        let changed = self
+            .writer
+            .write(move |c| {
+                Ok(c.execute(
+                    "UPDATE app_user SET password = ?2, activation_index = NULL
+                     WHERE id = ?1 AND activation_index = ?3 AND password IS NULL",
+                    params![id.to_string(), password, index],
+                )?)
+            })
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("activation token"));
+        }
+        self.user_by_id(id).await
+    }
+
+    async fn create_customer(&self, scope: &Scope, title: &str) -> Result<Customer> {
+        let tenant = whole_tenant(scope)?;
+        let id = CustomerId::random();
+        self.vault.ensure_key(Owner::Customer(id))?;
+        let sealed = self.seal(
+            Owner::Customer(id),
+            "customer.title",
+            &id.to_string(),
+            title,
+        )?;
+        let created = now_ms();
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO customer (id, tenant_id, title, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![id.to_string(), tenant.to_string(), sealed, created],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(Customer {
+            id,
+            tenant_id: tenant,
+            title: title.to_string(),
+            created_ms: created,
+        })
+    }
+
+    async fn customer(&self, scope: &Scope, id: CustomerId) -> Result<Customer> {
+        let tenant = scope.tenant()?;
+        let only = scope.customer();
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM customer WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR id = ?3)",
+                        CustomerRow::COLUMNS
+                    ),
+                    params![id.to_string(), tenant.to_string(), id_text(only)],
+                    CustomerRow::read,
+                )
+                .optional()?)
+            })
+            .await?
+            .ok_or(StoreError::NotFound("customer"))?;
+        skip_shredded(row.open(&self.vault)).unwrap_or(Err(StoreError::NotFound("customer")))
+    }
+
+    async fn customers(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Customer>> {
+        let tenant = scope.tenant()?;
+        let only = scope.customer();
+        let rows = self
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {} FROM customer WHERE tenant_id = ?1 AND (?2 IS NULL OR id = ?2)",
+                    CustomerRow::COLUMNS
+                ))?;
+                let rows = stmt
+                    .query_map(
+                        params![tenant.to_string(), id_text(only)],
+                        CustomerRow::read,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut customers = rows
+            .into_iter()
+            .filter_map(|r| skip_shredded(r.open(&self.vault)))
+            .collect::<Result<Vec<_>>>()?;
+        customers.retain(|c| page.matches(&c.title));
+        sort_newest_first(&mut customers, |c| (c.created_ms, c.id.to_string()));
+        Ok(page.apply(customers))
+    }
+
+    async fn delete_customer(&self, scope: &Scope, id: CustomerId) -> Result<()> {
+        let tenant = whole_tenant(scope)?;
+        let users = self
+            .writer
+            .write(move |c| {
+                let mut stmt = c.prepare(
+                    "SELECT u.id FROM app_user u JOIN customer k ON k.id = u.customer_id
+                     WHERE k.id = ?1 AND k.tenant_id = ?2",
+                )?;
+                let users = stmt
+                    .query_map(params![id.to_string(), tenant.to_string()], |r| {
+                        r.get::<_, String>(0)
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let deleted = c.execute(
+                    "DELETE FROM customer WHERE id = ?1 AND tenant_id = ?2",
+                    params![id.to_string(), tenant.to_string()],
+                )?;
+                if deleted == 0 {
+                    return Err(StoreError::NotFound("customer"));
+                }
+                users
+                    .iter()
+                    .map(|u| rows::parse_id::<UserId>(u))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        self.shred_all(
+            users
+                .into_iter()
+                .map(Owner::User)
+                .chain([Owner::Customer(id)]),
+        )
+    }
+
+    async fn create_user(&self, scope: &Scope, user: NewUser) -> Result<User> {
+        let tenant = whole_tenant(scope)?;
+        let customer = match (user.authority, user.customer_id) {
+            (Authority::TenantAdmin, None) => None,
+            (Authority::CustomerUser, Some(c)) => Some(c),
+            (Authority::CustomerUser, None) => {
+                return Err(StoreError::Invalid(
+                    "a CUSTOMER_USER needs the customerId of its customer".into(),
+                ));
+            }
+            (Authority::TenantAdmin, Some(_)) => {
+                return Err(StoreError::Invalid(
+                    "a TENANT_ADMIN belongs to the tenant, not to a customer: leave customerId out"
+                        .into(),
+                ));
+            }
+            (Authority::SysAdmin, _) => {
+                return Err(StoreError::Forbidden(
+                    "a tenant cannot create system administrators".into(),
+                ));
+            }
+        };
+        let id = UserId::random();
+        let sealed = self.sealed_user(id, &user)?;
+        let authority = user.authority;
+        let created = now_ms();
+        self.writer
+            .write(move |c| {
+                if let Some(customer) = customer {
+                    let known: bool = c.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM customer WHERE id = ?1 AND tenant_id = ?2)",
+                        params![customer.to_string(), tenant.to_string()],
+                        |r| r.get(0),
+                    )?;
+                    if !known {
+                        return Err(StoreError::NotFound("customer"));
+                    }
+                }
+                insert_user(c, id, Some(tenant), customer, authority, &sealed, created)
+            })
+            .await?;
+        self.user_by_id(id).await
+    }
+
+    async fn user(&self, scope: &Scope, id: UserId) -> Result<User> {
+        let tenant = scope.tenant()?;
+        let only = scope.customer();
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM app_user
+                         WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR customer_id = ?3)",
+                        UserRow::COLUMNS
+                    ),
+                    params![id.to_string(), tenant.to_string(), id_text(only)],
+                    UserRow::read,
+                )
+                .optional()?)
+            })
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        skip_shredded(row.open(&self.vault)).unwrap_or(Err(StoreError::NotFound("user")))
+    }
+
+    async fn users(
+        &self,
+        scope: &Scope,
+        customer: Option<CustomerId>,
+        page: &PageRequest,
+    ) -> Result<Page<User>> {
+        let tenant = scope.tenant()?;
+        let customer = match (scope.customer(), customer) {
+            (Some(own), Some(asked)) if own != asked => {
+                return Err(StoreError::NotFound("customer"));
+            }
+            (Some(own), _) => Some(own),
+            (None, asked) => asked,
+        };
+        let rows = self
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {} FROM app_user WHERE tenant_id = ?1 AND (?2 IS NULL OR customer_id = ?2)",
+                    UserRow::COLUMNS
+                ))?;
+                let rows = stmt
+                    .query_map(params![tenant.to_string(), id_text(customer)], UserRow::read)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut users = self.open_users(rows)?;
+        users.retain(|u| page.matches(&u.email));
+        sort_newest_first(&mut users, |u| (u.created_ms, u.id.to_string()));
+        Ok(page.apply(users))
+    }
+
+    async fn delete_user(&self, scope: &Scope, id: UserId) -> Result<()> {
+        let tenant = whole_tenant(scope)?;
+        self.writer
+            .write(move |c| {
+                let deleted = c.execute(
+                    "DELETE FROM app_user WHERE id = ?1 AND tenant_id = ?2",
+                    params![id.to_string(), tenant.to_string()],
+                )?;
+                if deleted == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                Ok(())
+            })
+            .await?;
+        self.shred_all([Owner::User(id)])
+    }
+
+    async fn set_activation_token(&self, scope: &Scope, id: UserId, token: &str) -> Result<()> {
+        let tenant = whole_tenant(scope)?;
+        let index = self.activation_index(token);
+        self.writer
+            .write(move |c| {
+                let has_password: Option<bool> = c
+                    .query_row(
+                        "SELECT password IS NOT NULL FROM app_user WHERE id = ?1 AND tenant_id = ?2",
+                        params![id.to_string(), tenant.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match has_password {
+                    None => Err(StoreError::NotFound("user")),
+                    Some(true) => Err(StoreError::Conflict(
+                        "this user is already active (has set a password)".into(),
+                    )),
+                    Some(false) => {
+                        c.execute(
+                            "UPDATE app_user SET activation_index = ?2 WHERE id = ?1",
+                            params![id.to_string(), index],
+                        )?;
+                        Ok(())
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn create_device(&self, scope: &Scope, device: NewDevice) -> Result<Device> {
+        let tenant = whole_tenant(scope)?;
+        let id = DeviceId::random();
+        let owner = Owner::Tenant(tenant);
+        let row = id.to_string();
+        let name_index = self.device_name_index(tenant, &device.name);
+        let name = self.seal(owner, "device.name", &row, &device.name)?;
+        let label = self.seal_opt(owner, "device.label", &row, device.label.as_deref())?;
+        let DeviceCredentials::AccessToken(token) = &device.credentials;
+        let token_index = self.token_index(token);
+        let credentials = self.seal(owner, "device.credentials", &row, token)?;
+        let created = now_ms();
+        let device_type = device.device_type.clone();
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO device (id, tenant_id, name_index, name, device_type, label, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![row, tenant.to_string(), name_index, name, device_type, label, created],
+                )
+                .map_err(|e| conflict(e, "a device with this name already exists"))?;
+                c.execute(
+                    "INSERT INTO device_credentials (device_id, credentials_type, token_index, credentials)
+                     VALUES (?1, 'ACCESS_TOKEN', ?2, ?3)",
+                    params![row, token_index, credentials],
+                )
+                .map_err(|e| conflict(e, "this access token is already used by another device"))?;
+                Ok(())
+            })
+            .await?;
+        Ok(Device {
+            id,
+            tenant_id: tenant,
+            customer_id: None,
+            name: device.name,
+            device_type: device.device_type,
+            label: device.label,
+            created_ms: created,
+        })
+    }
+
+    async fn device(&self, scope: &Scope, id: DeviceId) -> Result<Device> {
+        let tenant = scope.tenant()?;
+        let only = scope.customer();
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM device
+                         WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR customer_id = ?3)",
+                        DeviceRow::COLUMNS
+                    ),
+                    params![id.to_string(), tenant.to_string(), id_text(only)],
+                    DeviceRow::read,
+                )
+                .optional()?)
+            })
+            .await?
+            .ok_or(StoreError::NotFound("device"))?;
+        skip_shredded(row.open(&self.vault)).unwrap_or(Err(StoreError::NotFound("device")))
+    }
+
+    async fn devices(
+        &self,
+        scope: &Scope,
+        customer: Option<CustomerId>,
+        page: &PageRequest,
+    ) -> Result<Page<Device>> {
+        let tenant = scope.tenant()?;
+        let customer = match (scope.customer(), customer) {
+            (Some(own), Some(asked)) if own != asked => {
+                return Err(StoreError::NotFound("customer"));
+            }
+            (Some(own), _) => Some(own),
+            (None, asked) => asked,
+        };
+        let rows = self
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {} FROM device WHERE tenant_id = ?1 AND (?2 IS NULL OR customer_id = ?2)",
+                    DeviceRow::COLUMNS
+                ))?;
+                let rows = stmt
+                    .query_map(params![tenant.to_string(), id_text(customer)], DeviceRow::read)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut devices = rows
+            .into_iter()
+            .filter_map(|r| skip_shredded(r.open(&self.vault)))
+            .collect::<Result<Vec<_>>>()?;
+        devices.retain(|d| page.matches(&d.name));
+        sort_newest_first(&mut devices, |d| (d.created_ms, d.id.to_string()));
+        Ok(page.apply(devices))
+    }
+
+    async fn delete_device(&self, scope: &Scope, id: DeviceId) -> Result<()> {
+        let tenant = whole_tenant(scope)?;
+        self.writer
+            .write(move |c| {
+                let deleted = c.execute(
+                    "DELETE FROM device WHERE id = ?1 AND tenant_id = ?2",
+                    params![id.to_string(), tenant.to_string()],
+                )?;
+                if deleted == 0 {
+                    return Err(StoreError::NotFound("device"));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn device_credentials(&self, scope: &Scope, id: DeviceId) -> Result<DeviceCredentials> {
+        let tenant = scope.tenant()?;
+        let only = scope.customer();
+        let sealed: Vec<u8> = self
+            .readers
+            .read(move |c| {
+                c.query_row(
+                    "SELECT k.credentials FROM device_credentials k JOIN device d ON d.id = k.device_id
+                     WHERE d.id = ?1 AND d.tenant_id = ?2 AND (?3 IS NULL OR d.customer_id = ?3)",
+                    params![id.to_string(), tenant.to_string(), id_text(only)],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound("device"))
+            })
+            .await?;
+        let token = rows::open_text(
+            &self.vault,
+            Owner::Tenant(tenant),
+            "device.credentials",
+            &id.to_string(),
+            &sealed,
+        )?;
+        Ok(DeviceCredentials::AccessToken(token))
+    }
+
+    async fn set_device_credentials(
+        &self,
+        scope: &Scope,
+        id: DeviceId,
+        credentials: DeviceCredentials,
+    ) -> Result<()> {
+        let tenant = whole_tenant(scope)?;
+        let DeviceCredentials::AccessToken(token) = &credentials;
+        let token_index = self.token_index(token);
+        let sealed = self.seal(
+            Owner::Tenant(tenant),
+            "device.credentials",
+            &id.to_string(),
+            token,
+        )?;
+        self.writer
+            .write(move |c| {
+                let changed = c
+                    .execute(
+                        "UPDATE device_credentials SET token_index = ?3, credentials = ?4
+                         WHERE device_id = (SELECT id FROM device WHERE id = ?1 AND tenant_id = ?2)",
+                        params![id.to_string(), tenant.to_string(), token_index, sealed],
+                    )
+                    .map_err(|e| conflict(e, "this access token is already used by another device"))?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound("device"));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn assign_device(
+        &self,
+        scope: &Scope,
+        id: DeviceId,
+        customer: Option<CustomerId>,
+    ) -> Result<Device> {
+        let tenant = whole_tenant(scope)?;
+        self.writer
+            .write(move |c| {
+                if let Some(customer) = customer {
+                    let known: bool = c.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM customer WHERE id = ?1 AND tenant_id = ?2)",
+                        params![customer.to_string(), tenant.to_string()],
+                        |r| r.get(0),
+                    )?;
+                    if !known {
+                        return Err(StoreError::NotFound("customer"));
+                    }
+                }
+                let changed = c.execute(
+                    "UPDATE device SET customer_id = ?3 WHERE id = ?1 AND tenant_id = ?2",
+                    params![id.to_string(), tenant.to_string(), id_text(customer)],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound("device"));
+                }
+                Ok(())
+            })
+            .await?;
+        self.device(scope, id).await
+    }
+
+    async fn device_by_token(&self, token: &str) -> Result<Option<Device>> {
+        let index = self.token_index(token);
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM device d JOIN device_credentials k ON k.device_id = d.id
+                         WHERE k.token_index = ?1",
+                        DeviceRow::qualified("d")
+                    ),
+                    [index],
+                    DeviceRow::read,
+                )
+                .optional()?)
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
