@@ -1,1 +1,49 @@
+//! Thingsafe's HTTP API.
+//!
+//! - ThingsBoard's REST paths and JSON shapes for the common calls (`/api/auth/*`,
+//!   `/api/device*`, `/api/customer*`, `/api/user*`), so ThingsBoard scripts and clients
+//!   work unchanged; errors in ThingsBoard's body `{status, message, errorCode, timestamp}`.
+//! - Our own additions: self-service sign-up and first-start setup under `/api/noauth/*`,
+//!   `/healthz`, `/metrics`.
+//!
+//! Handlers decide which *roles* may call what; which *rows* a caller reaches is decided by
+//! the store from the caller's scope.
 
+mod auth;
+mod error;
+mod extract;
+mod routes;
+mod tb;
+
+use std::sync::Arc;
+
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use thingsafe_store::Store;
+use thingsafe_vault::Vault;
+
+pub use auth::{AuthSettings, SETUP_TOKEN_META};
+pub use error::ApiError;
+
+/// What the HTTP layer is configured with.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub auth: AuthSettings,
+    /// Self-service sign-up (`POST /api/noauth/signup`).
+    pub signup_enabled: bool,
+    /// The public base URL, used in links we hand out (activation links).
+    pub public_url: String,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+    pub settings: Arc<HttpSettings>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole HTTP API as one router.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}

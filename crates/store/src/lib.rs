@@ -147,6 +147,8 @@ pub trait Store: Send + Sync + 'static {
         expires_ms: TimestampMs,
     ) -> Result<Option<(SessionId, User)>>;
     async fn revoke_session(&self, session: SessionId) -> Result<()>;
+    /// The not yet activated user holding this activation token.
+    async fn user_by_activation_token(&self, activation_token: &str) -> Result<Option<User>>;
     /// Sets the password of the user holding this activation token; the token is spent.
     async fn activate_user(&self, activation_token: &str, password_hash: &str) -> Result<User>;
 

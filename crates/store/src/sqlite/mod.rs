@@ -227,7 +227,7 @@ fn whole_tenant(scope: &Scope) -> Result<TenantId> {
 }
 
 fn sort_newest_first<T>(items: &mut [T], key: impl Fn(&T) -> (TimestampMs, String)) {
-    items.sort_by(|a, b| key(b).cmp(&key(a)));
+    items.sort_by_key(|item| std::cmp::Reverse(key(item)));
 }
 
 #[async_trait]
@@ -536,23 +536,35 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn activate_user(&self, activation_token: &str, password_hash: &str) -> Result<User> {
+    async fn user_by_activation_token(&self, activation_token: &str) -> Result<Option<User>> {
         let index = self.activation_index(activation_token);
-        let lookup = index.clone();
-        let id: UserId = self
+        let row = self
             .readers
             .read(move |c| {
-                let id: Option<String> = c
-                    .query_row(
-                        "SELECT id FROM app_user WHERE activation_index = ?1 AND password IS NULL",
-                        [lookup],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                id.ok_or(StoreError::NotFound("activation token"))
-                    .and_then(|s| rows::parse_id(&s))
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM app_user WHERE activation_index = ?1 AND password IS NULL",
+                        UserRow::COLUMNS
+                    ),
+                    [index],
+                    UserRow::read,
+                )
+                .optional()?)
             })
             .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
+        }
+    }
+
+    async fn activate_user(&self, activation_token: &str, password_hash: &str) -> Result<User> {
+        let index = self.activation_index(activation_token);
+        let id = self
+            .user_by_activation_token(activation_token)
+            .await?
+            .ok_or(StoreError::NotFound("activation token"))?
+            .id;
         let password = self.seal(
             Owner::User(id),
             "user.password",

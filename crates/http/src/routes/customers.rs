@@ -1,0 +1,75 @@
+//! Customers: ThingsBoard's `/api/customer*`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+use thingsafe_core::{Authority, CustomerId, validate};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query, parse_id};
+use crate::tb::{self, EntityIdIn, PageParams};
+
+#[derive(Deserialize)]
+pub(super) struct CreateCustomer {
+    id: Option<EntityIdIn>,
+    title: String,
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<CreateCustomer>,
+) -> ApiResult<axum::Json<Value>> {
+    principal.require(&[Authority::TenantAdmin])?;
+    if req.id.is_some() {
+        return Err(ApiError::bad_request(
+            "Updating a customer through POST /api/customer with an id is not supported yet",
+        ));
+    }
+    let title = validate::name("title", &req.title, 255)?;
+    let customer = state
+        .store
+        .create_customer(&principal.scope(), &title)
+        .await?;
+    Ok(axum::Json(tb::customer(&customer)))
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    principal.require(&[Authority::TenantAdmin, Authority::CustomerUser])?;
+    let id: CustomerId = parse_id("customer", &id)?;
+    Ok(axum::Json(tb::customer(
+        &state.store.customer(&principal.scope(), id).await?,
+    )))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<PageParams>,
+) -> ApiResult<axum::Json<Value>> {
+    principal.require(&[Authority::TenantAdmin])?;
+    let page = state
+        .store
+        .customers(&principal.scope(), &page.request()?)
+        .await?;
+    Ok(axum::Json(tb::page(page, tb::customer)))
+}
+
+/// Deletes the customer and its users, and shreds their keys.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    principal.require(&[Authority::TenantAdmin])?;
+    let id: CustomerId = parse_id("customer", &id)?;
+    state.store.delete_customer(&principal.scope(), id).await?;
+    Ok(StatusCode::OK)
+}

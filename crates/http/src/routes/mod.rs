@@ -1,0 +1,102 @@
+mod accounts;
+mod customers;
+mod devices;
+mod system;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        // Without a token.
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .route("/api/auth/login", post(accounts::login))
+        .route("/api/auth/token", post(accounts::refresh))
+        .route("/api/noauth/signup", post(accounts::sign_up))
+        .route("/api/noauth/setup", post(accounts::setup))
+        .route("/api/noauth/activate", post(accounts::activate))
+        // Signed in.
+        .route("/api/auth/logout", post(accounts::logout))
+        .route("/api/auth/user", get(accounts::current_user))
+        .route("/api/tenants", get(accounts::tenants))
+        .route("/api/user", post(accounts::create_user))
+        .route("/api/users", get(accounts::users))
+        .route(
+            "/api/user/{id}",
+            get(accounts::user).delete(accounts::delete_user),
+        )
+        .route(
+            "/api/user/{id}/activationLink",
+            get(accounts::activation_link),
+        )
+        .route("/api/customer", post(customers::create))
+        .route("/api/customers", get(customers::list))
+        .route(
+            "/api/customer/{id}",
+            get(customers::get).delete(customers::delete),
+        )
+        .route("/api/customer/{id}/users", get(accounts::customer_users))
+        .route("/api/customer/{id}/devices", get(devices::customer_devices))
+        .route(
+            "/api/customer/{customer}/device/{device}",
+            post(devices::assign),
+        )
+        .route("/api/customer/device/{device}", delete(devices::unassign))
+        .route("/api/device", post(devices::create))
+        .route("/api/device/credentials", post(devices::set_credentials))
+        .route(
+            "/api/device/{id}",
+            get(devices::get).delete(devices::delete),
+        )
+        .route("/api/device/{id}/credentials", get(devices::credentials))
+        .route("/api/tenant/devices", get(devices::tenant_devices))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "No route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    let mut e = ApiError::bad_request(format!(
+        "{} is not supported on {}",
+        request.method(),
+        request.uri().path()
+    ));
+    e.status = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    e
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("thingsafe_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("thingsafe_http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,405 @@
+//! Settings: built-in defaults, then the TOML file given with `--config`, then environment
+//! variables. Every key has one: `http.addr` ↔ `THINGSAFE_HTTP_ADDR`, `data_dir` ↔
+//! `THINGSAFE_DATA_DIR`. A bad value stops start-up with the key, the source and what is
+//! allowed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub const ENV_PREFIX: &str = "THINGSAFE_";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, the key store and the master key live.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub signup: SignupConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP listener (REST API, device HTTP API).
+    pub addr: SocketAddr,
+    /// The URL people reach the server at, for links we hand out; empty: `http://{addr}`.
+    pub public_url: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignupConfig {
+    /// Self-service sign-up: anyone may create a tenant.
+    pub enabled: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub access_token_ttl_secs: u32,
+    pub refresh_token_ttl_secs: u32,
+    /// Failed sign-ins in a row that lock an account; 1 or more.
+    pub max_failed_logins: u32,
+    pub lockout_secs: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `thingsafe_http=debug,info`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            http: HttpConfig::default(),
+            signup: SignupConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+        }
+    }
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        SignupConfig { enabled: true }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        // ThingsBoard's token lifetimes.
+        AuthConfig {
+            access_token_ttl_secs: 9000,
+            refresh_token_ttl_secs: 604_800,
+            max_failed_logins: 5,
+            lockout_secs: 900,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then the environment (`vars`), and checks the result.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = toml::Table::try_from(Config::default()).expect("defaults serialise");
+        let keys = leaf_keys(&table);
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            let from_file: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            merge(&mut table, from_file);
+        }
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let mut from_env = Vec::new();
+        for (key, default) in &keys {
+            let var = env_name(key);
+            if let Some((_, raw)) = vars.iter().find(|(k, _)| *k == var) {
+                let value = parse_env(raw, default).map_err(|allowed| {
+                    anyhow::anyhow!("{var}={raw:?} (config key {key}): {allowed}")
+                })?;
+                set(&mut table, key, value);
+                from_env.push((key.clone(), var));
+            }
+        }
+        let source = |path: &str| {
+            from_env
+                .iter()
+                .find(|(k, _)| k == path)
+                .map(|(_, var)| format!(" (from {var})"))
+                .or_else(|| file.map(|f| format!(" (in {})", f.display())))
+                .unwrap_or_default()
+        };
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                anyhow::anyhow!("config key {path}{}: {}", source(&path), e.inner())
+            })?;
+        config
+            .check()
+            .map_err(|(key, why)| anyhow::anyhow!("config key {key}{}: {why}", source(key)))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.auth.max_failed_logins == 0 {
+            return Err(("auth.max_failed_logins", "must be 1 or more".into()));
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
+            return Err((
+                "auth.access_token_ttl_secs",
+                "token lifetimes must be above 0".into(),
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err((
+                "log.level",
+                format!(
+                    "{e}; use a level (error, warn, info, debug, trace) or a filter such as thingsafe_http=debug,info"
+                ),
+            ));
+        }
+        let url = &self.http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err((
+                "http.public_url",
+                "must start with http:// or https://".into(),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(("data_dir", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The configured public URL, or the one of the listener bound at `addr`.
+    pub fn public_url_for(&self, addr: SocketAddr) -> String {
+        if self.http.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            self.http.public_url.clone()
+        }
+    }
+}
+
+/// `http.addr` → `THINGSAFE_HTTP_ADDR`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_uppercase())
+}
+
+fn leaf_keys(table: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(inner) => {
+                for (sub, value) in leaf_keys(inner) {
+                    out.push((format!("{k}.{sub}"), value));
+                }
+            }
+            other => out.push((k.clone(), other.clone())),
+        }
+    }
+    out
+}
+
+/// An environment value, read as the type of the key's default.
+fn parse_env(raw: &str, default: &toml::Value) -> Result<toml::Value, String> {
+    match default {
+        toml::Value::Boolean(_) => match raw.trim().to_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
+            _ => Err("expected true or false".into()),
+        },
+        toml::Value::Integer(_) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| "expected a whole number".into()),
+        toml::Value::Float(_) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| "expected a number".into()),
+        _ => Ok(toml::Value::String(raw.to_string())),
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn set(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().expect("a key has a name");
+    let mut current = table;
+    for part in parts {
+        current = current
+            .entry(part)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("intermediate keys are tables");
+    }
+    current.insert(last.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_local_and_safe() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.signup.enabled);
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("THINGSAFE_HTTP_ADDR", "127.0.0.1:9999"),
+                ("THINGSAFE_SIGNUP_ENABLED", "false"),
+                ("THINGSAFE_AUTH_MAX_FAILED_LOGINS", "3"),
+                ("THINGSAFE_DATA_DIR", "/tmp/x"),
+                ("THINGSAFE_LOG_FORMAT", "json"),
+                ("THINGSAFE_HTTP_PUBLIC_URL", "https://iot.example.com"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.addr.port(), 9999);
+        assert!(!c.signup.enabled);
+        assert_eq!(c.auth.max_failed_logins, 3);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.public_url_for(c.http.addr), "https://iot.example.com");
+        // Every leaf key maps to one variable name.
+        let table = toml::Table::try_from(Config::default()).unwrap();
+        for (key, _) in leaf_keys(&table) {
+            assert!(env_name(&key).starts_with("THINGSAFE_"), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let f = write("[http]\naddr = \"127.0.0.1:7000\"\n");
+        let c = Config::load(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(c.http.addr.port(), 7000);
+        let c = Config::load(
+            Some(f.path()),
+            env(&[("THINGSAFE_HTTP_ADDR", "127.0.0.1:7001")]),
+        )
+        .unwrap();
+        assert_eq!(c.http.addr.port(), 7001);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_the_source_and_what_is_allowed() {
+        let e = Config::load(None, env(&[("THINGSAFE_HTTP_ADDR", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("http.addr") && e.contains("THINGSAFE_HTTP_ADDR"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("THINGSAFE_SIGNUP_ENABLED", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("signup.enabled") && e.contains("true or false"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("THINGSAFE_AUTH_LOCKOUT_SECS", "-5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.lockout_secs"), "{e}");
+        let e = Config::load(None, env(&[("THINGSAFE_LOG_FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("log.format") && e.contains("text") && e.contains("json"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("THINGSAFE_AUTH_MAX_FAILED_LOGINS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.max_failed_logins") && e.contains("1 or more"),
+            "{e}"
+        );
+
+        let f = write("[http]\nadress = \"127.0.0.1:1\"\n");
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("adress") && e.contains("addr"), "{e}");
+        let f = write("[http\naddr = 1");
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1"), "{e}");
+        let f = write("[auth]\nmax_failed_logins = \"five\"\n");
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.max_failed_logins") && e.contains(&f.path().display().to_string()),
+            "{e}"
+        );
+        let e = Config::load(Some(Path::new("/nonexistent/thingsafe.toml")), env(&[])).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("/nonexistent/thingsafe.toml"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn the_example_config_in_the_repository_is_valid_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../thingsafe.toml");
+        assert_eq!(
+            Config::load(Some(&path), env(&[])).unwrap(),
+            Config::default()
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! `thingsafe`: the binary. Parses the command line and the config, then wires the crates
+//! together; no behaviour of its own beyond that and first-start setup.
+
+mod admin;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "thingsafe",
+    version,
+    about = "An IoT platform whose privacy promises are enforced by the code"
+)]
+struct Cli {
+    /// Data directory: database, key store, master key. Overrides `data_dir` and THINGSAFE_DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file (TOML); see thingsafe.toml in the repository for every key.
+    #[arg(long, global = true, env = "THINGSAFE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the platform: HTTP API on http.addr, data in the data directory.
+    Serve,
+    /// Administration tasks on the data directory.
+    Admin {
+        #[command(subcommand)]
+        task: admin::Task,
+    },
+    /// Print the effective configuration (defaults, file and environment merged).
+    Config,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve => serve::run(config),
+        Command::Admin { task } => admin::run(config, task),
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `thingsafe serve`: opens the data directory, makes sure an administrator can get in, and
+//! runs the listeners until SIGINT or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use thingsafe_core::{Authority, validate};
+use thingsafe_http::{AppState, AuthSettings, HttpSettings, SETUP_TOKEN_META};
+use thingsafe_store::{NewUser, Store, sqlite::SqliteStore};
+use thingsafe_vault::{MasterKey, Vault};
+
+use crate::config::{Config, LogFormat};
+
+/// The opened data directory: key store and database.
+pub struct DataDir {
+    pub vault: Arc<Vault>,
+    pub store: Arc<dyn Store>,
+}
+
+/// Opens (creating on first use) the data directory: master key, key store, database.
+pub fn open_data_dir(dir: &Path) -> anyhow::Result<DataDir> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    let env_key = std::env::var("THINGSAFE_MASTER_KEY").ok();
+    let (master, created) = MasterKey::load_or_create(dir, env_key.as_deref())?;
+    if created {
+        tracing::warn!(
+            path = %dir.join("master.key").display(),
+            "generated a new master key: keep a copy apart from the data and its backups; without it nothing can be read"
+        );
+    }
+    let vault = Arc::new(Vault::open(dir, master)?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(dir, vault.clone())
+            .with_context(|| format!("cannot open the database in {}", dir.display()))?,
+    );
+    Ok(DataDir { vault, store })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .expect("log.level was checked when the config loaded");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let data = open_data_dir(&config.data_dir)?;
+    let data_dir = std::fs::canonicalize(&config.data_dir)?;
+
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
+        .await
+        .with_context(|| format!("cannot listen on http.addr {}", config.http.addr))?;
+    let addr = listener.local_addr()?;
+    ensure_admin_access(&data, &config.public_url_for(addr)).await?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let state = AppState {
+        store: data.store.clone(),
+        vault: data.vault.clone(),
+        settings: Arc::new(HttpSettings {
+            auth: AuthSettings {
+                access_token_ttl_secs: config.auth.access_token_ttl_secs.into(),
+                refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs.into(),
+                max_failed_logins: config.auth.max_failed_logins,
+                lockout_secs: config.auth.lockout_secs.into(),
+            },
+            signup_enabled: config.signup.enabled,
+            public_url: config.public_url_for(addr),
+        }),
+        metrics,
+    };
+    tracing::info!(data_dir = %data_dir.display(), "data directory");
+    tracing::info!("HTTP API listening on http://{addr}");
+    axum::serve(listener, thingsafe_http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes sure someone can administer the installation, without any default password:
+/// the system administrator from THINGSAFE_ADMIN_EMAIL/THINGSAFE_ADMIN_PASSWORD, or else a
+/// one-time setup token printed now.
+async fn ensure_admin_access(data: &DataDir, public_url: &str) -> anyhow::Result<()> {
+    if data.store.sysadmin_exists().await? {
+        return Ok(());
+    }
+    if let (Ok(email), Ok(password)) = (
+        std::env::var("THINGSAFE_ADMIN_EMAIL"),
+        std::env::var("THINGSAFE_ADMIN_PASSWORD"),
+    ) {
+        create_sysadmin(data, &email, &password).await?;
+        tracing::info!("created the system administrator from THINGSAFE_ADMIN_EMAIL");
+        return Ok(());
+    }
+    let token = thingsafe_vault::random_token(24);
+    let index = data.vault.blind_index("setup.token", token.as_bytes());
+    data.store
+        .set_meta(SETUP_TOKEN_META, Some(index.to_vec()))
+        .await?;
+    eprintln!(
+        "\n  No system administrator exists yet. Create one with this one-time setup token:\n\n    \
+         curl -X POST {public_url}/api/noauth/setup -H 'Content-Type: application/json' \\\n      \
+         -d '{{\"setupToken\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"<at least 10 characters>\"}}'\n\n  \
+         or run: thingsafe admin create-sysadmin --email you@example.com  (password on stdin)\n"
+    );
+    Ok(())
+}
+
+pub async fn create_sysadmin(data: &DataDir, email: &str, password: &str) -> anyhow::Result<()> {
+    let email = validate::email(email)?;
+    validate::new_password(password, &email)?;
+    let password = password.to_string();
+    let hash =
+        tokio::task::spawn_blocking(move || thingsafe_vault::password::hash(&password)).await?;
+    data.store
+        .create_sysadmin(NewUser {
+            email,
+            password_hash: Some(hash),
+            authority: Authority::SysAdmin,
+            customer_id: None,
+            first_name: None,
+            last_name: None,
+            birth_date: None,
+        })
+        .await?;
+    data.store.set_meta(SETUP_TOKEN_META, None).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

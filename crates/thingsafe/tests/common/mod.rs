@@ -1,0 +1,230 @@
+//! Runs the real `thingsafe` binary on an ephemeral port with a fresh data directory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    /// What the server printed on stderr, line by line, as it comes.
+    output: mpsc::Receiver<String>,
+    pub setup_token: Option<String>,
+    pub http: reqwest::Client,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_thingsafe")
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut s = Self::start_in(&data_dir, env);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts on `data_dir` (kept by the caller, so that it can be restarted on it).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
+            .env("THINGSAFE_LOG_LEVEL", "info")
+            .env_remove("THINGSAFE_ADMIN_EMAIL")
+            .env_remove("THINGSAFE_ADMIN_PASSWORD")
+            .env_remove("THINGSAFE_MASTER_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start thingsafe");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut setup_token = None;
+        let base = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("thingsafe did not report its address within 30 s");
+            if let Some(rest) = line.split("\"setupToken\":\"").nth(1) {
+                setup_token = rest.split('"').next().map(str::to_string);
+            }
+            if let Some(addr) = line.split("HTTP API listening on ").nth(1) {
+                break addr.trim().to_string();
+            }
+        };
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+            _dir: None,
+            output: rx,
+            setup_token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Lines printed so far.
+    pub fn drain_output(&self) -> Vec<String> {
+        self.output.try_iter().collect()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.header("X-Authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    /// Signs up a new tenant; returns its admin's access token.
+    pub async fn sign_up(&self, email: &str) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/noauth/signup",
+                None,
+                Some(json!({
+                    "email": email, "password": PASSWORD, "firstName": "Ada", "lastName": "Lovelace",
+                    "birthDate": "1990-12-10"
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.call(
+            reqwest::Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({ "username": email, "password": password })),
+        )
+        .await
+    }
+
+    /// Creates a device; returns its id.
+    pub async fn create_device(&self, token: &str, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/device",
+                token,
+                json!({ "name": name, "type": "sensor" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id"]["id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Panics if any file under `dir` contains one of `needles` as bytes.
+pub fn assert_absent_from_files(dir: &Path, needles: &[&str]) {
+    let files = files_under(dir);
+    assert!(
+        files.iter().any(|f| f.ends_with("thingsafe.db")),
+        "no database in {}",
+        dir.display()
+    );
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in needles {
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                || bytes
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
+            assert!(
+                !found,
+                "{needle:?} found in plaintext in {}",
+                file.display()
+            );
+        }
+    }
+}
