@@ -92,6 +92,60 @@ pub struct Device {
     pub created_ms: TimestampMs,
 }
 
+impl Device {
+    /// Whose key seals the device's data: the customer it is assigned to, else its tenant.
+    pub fn data_owner(&self) -> crate::Owner {
+        match self.customer_id {
+            Some(c) => crate::Owner::Customer(c),
+            None => crate::Owner::Tenant(self.tenant_id),
+        }
+    }
+}
+
+/// ThingsBoard's attribute scopes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum AttributeScope {
+    /// Reported by the device.
+    Client,
+    /// Set by users, delivered to the device.
+    Shared,
+    /// Set by users, never seen by the device.
+    Server,
+}
+
+impl AttributeScope {
+    pub const ALL: [AttributeScope; 3] = [Self::Client, Self::Shared, Self::Server];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttributeScope::Client => "CLIENT_SCOPE",
+            AttributeScope::Shared => "SHARED_SCOPE",
+            AttributeScope::Server => "SERVER_SCOPE",
+        }
+    }
+}
+
+impl FromStr for AttributeScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AttributeScope::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown attribute scope {s:?}: expected CLIENT_SCOPE, SHARED_SCOPE or SERVER_SCOPE")
+            })
+    }
+}
+
+/// One attribute of a device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    pub scope: AttributeScope,
+    pub key: String,
+    pub value: crate::payload::Value,
+    pub last_update_ms: TimestampMs,
+}
+
 /// A device's credentials as its owner sees them.
 #[derive(Clone, PartialEq)]
 pub enum DeviceCredentials {

@@ -2,6 +2,7 @@
 //! makes everything sealed with it unreadable (crypto-shredding).
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::ids::{CustomerId, TenantId, UserId};
 
@@ -29,5 +30,38 @@ impl fmt::Display for Owner {
             Owner::Customer(id) => write!(f, "customer:{id}"),
             Owner::Tenant(id) => write!(f, "tenant:{id}"),
         }
+    }
+}
+
+impl FromStr for Owner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{s:?} is not an owner key name (user:, customer: or tenant: and a UUID)");
+        let (kind, id) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "user" => id.parse().map(Owner::User).map_err(|_| bad()),
+            "customer" => id.parse().map(Owner::Customer).map_err(|_| bad()),
+            "tenant" => id.parse().map(Owner::Tenant).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_round_trip() {
+        for owner in [
+            Owner::User(UserId::random()),
+            Owner::Customer(CustomerId::random()),
+            Owner::Tenant(TenantId::random()),
+        ] {
+            assert_eq!(owner.key_name().parse::<Owner>().unwrap(), owner);
+        }
+        assert!("device:1".parse::<Owner>().is_err());
+        assert!("user:not-a-uuid".parse::<Owner>().is_err());
     }
 }

@@ -11,13 +11,17 @@
 //! Which *roles* may call what is the API's business; which *rows* a caller can reach is
 //! decided here.
 
+pub mod codec;
 mod error;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use thingsafe_core::payload::{Point, Value};
 use thingsafe_core::{
-    Authority, Customer, CustomerId, Device, DeviceCredentials, DeviceId, Page, PageRequest,
-    SessionId, Tenant, TenantId, TimestampMs, User, UserId,
+    Attribute, AttributeScope, Authority, Customer, CustomerId, Device, DeviceCredentials,
+    DeviceId, Page, PageRequest, SessionId, Tenant, TenantId, TimestampMs, User, UserId,
 };
 
 pub use error::StoreError;
@@ -103,6 +107,42 @@ pub enum LoginFailure {
     Counted { failures: u32 },
     /// Too many failures: locked until this time.
     Locked { until_ms: TimestampMs },
+}
+
+/// A time range of telemetry for some keys of a device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryQuery {
+    /// Keys to read; empty reads every key.
+    pub keys: Vec<String>,
+    /// Inclusive bounds, in ms.
+    pub start_ms: TimestampMs,
+    pub end_ms: TimestampMs,
+    /// Most points per key.
+    pub limit: usize,
+    /// Newest first (ThingsBoard's `orderBy=DESC`, its default).
+    pub descending: bool,
+}
+
+/// What was just committed, for live subscribers (WebSocket, MQTT attribute updates).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Telemetry {
+        device: DeviceId,
+        tenant: TenantId,
+        points: Vec<Point>,
+    },
+    Attributes {
+        device: DeviceId,
+        tenant: TenantId,
+        scope: AttributeScope,
+        attributes: Vec<(String, Value)>,
+    },
+    AttributesDeleted {
+        device: DeviceId,
+        tenant: TenantId,
+        scope: AttributeScope,
+        keys: Vec<String>,
+    },
 }
 
 #[async_trait]
@@ -199,4 +239,81 @@ pub trait Store: Send + Sync + 'static {
 
     /// The device whose access token this is (the token is the device's proof of identity).
     async fn device_by_token(&self, token: &str) -> Result<Option<Device>>;
+
+    // --- device data: `device` was obtained through a scope or the device's token --------
+
+    /// Stores telemetry sealed with the device's data owner's key; resolves once the
+    /// points are durably committed.
+    async fn append_telemetry(&self, device: &Device, points: Vec<Point>) -> Result<()>;
+    async fn save_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        attributes: Vec<(String, Value)>,
+    ) -> Result<()>;
+    async fn remove_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        keys: Vec<String>,
+    ) -> Result<()>;
+    /// Attributes of one scope; `keys` narrows to those names.
+    async fn device_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Attribute>>;
+    /// The newest point of each key (of `keys`, or all).
+    async fn device_latest(&self, device: &Device, keys: Option<Vec<String>>)
+    -> Result<Vec<Point>>;
+    async fn device_telemetry(&self, device: &Device, query: TelemetryQuery) -> Result<Vec<Point>>;
+
+    /// Committed telemetry and attribute changes, as they happen.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
+
+    // --- device data for signed-in users: the device must be in `scope` -----------------
+
+    async fn telemetry_keys(&self, scope: &Scope, device: DeviceId) -> Result<Vec<String>> {
+        let device = self.device(scope, device).await?;
+        let mut keys: Vec<String> = self
+            .device_latest(&device, None)
+            .await?
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn latest_telemetry(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Point>> {
+        let device = self.device(scope, device).await?;
+        self.device_latest(&device, keys).await
+    }
+
+    async fn telemetry(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        query: TelemetryQuery,
+    ) -> Result<Vec<Point>> {
+        let device = self.device(scope, device).await?;
+        self.device_telemetry(&device, query).await
+    }
+
+    async fn attributes(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        attribute_scope: AttributeScope,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Attribute>> {
+        let device = self.device(scope, device).await?;
+        self.device_attributes(&device, attribute_scope, keys).await
+    }
 }

@@ -83,3 +83,24 @@ CREATE TABLE telemetry (
     points BLOB NOT NULL                 -- sealed: owner
 );
 CREATE INDEX telemetry_by_device_time ON telemetry (device_id, ts_max);
+
+-- The newest value of each telemetry key of a device, for "latest values" reads.
+CREATE TABLE telemetry_latest (
+    device_id TEXT NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+    key_index BLOB NOT NULL,             -- keyed hash of (device, key)
+    owner TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    entry BLOB NOT NULL,                 -- sealed: owner (key and value)
+    PRIMARY KEY (device_id, key_index)
+) WITHOUT ROWID;
+
+-- Attributes: CLIENT_SCOPE (from the device), SHARED_SCOPE (to the device), SERVER_SCOPE.
+CREATE TABLE attribute (
+    device_id TEXT NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+    scope TEXT NOT NULL CHECK (scope IN ('CLIENT_SCOPE', 'SHARED_SCOPE', 'SERVER_SCOPE')),
+    key_index BLOB NOT NULL,             -- keyed hash of (device, scope, key)
+    owner TEXT NOT NULL,
+    last_update_ms INTEGER NOT NULL,
+    entry BLOB NOT NULL,                 -- sealed: owner (key and value)
+    PRIMARY KEY (device_id, scope, key_index)
+) WITHOUT ROWID;

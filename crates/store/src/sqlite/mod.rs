@@ -2,6 +2,7 @@
 
 mod pool;
 mod rows;
+mod telemetry;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,9 +15,14 @@ use thingsafe_core::{
 };
 use thingsafe_vault::Vault;
 
-use crate::{LoginFailure, LoginRecord, NewDevice, NewUser, Result, Scope, Store, StoreError};
+use crate::{
+    Change, LoginFailure, LoginRecord, NewDevice, NewUser, Result, Scope, Store, StoreError,
+    TelemetryQuery,
+};
 use pool::{Readers, Writer};
 use rows::{CustomerRow, DeviceRow, TenantRow, UserRow, conflict, id_text};
+use thingsafe_core::payload::{Point, Value};
+use thingsafe_core::{Attribute, AttributeScope};
 
 /// File name of the database inside the data directory.
 pub const DATA_FILE: &str = "thingsafe.db";
@@ -27,7 +33,11 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     vault: Arc<Vault>,
+    changes: tokio::sync::broadcast::Sender<Arc<crate::Change>>,
 }
+
+/// Changes buffered for slow live subscribers before they are told they lagged.
+const CHANGE_BUFFER: usize = 4096;
 
 impl SqliteStore {
     /// Opens (creating and migrating as needed) the database in `data_dir`.
@@ -47,6 +57,7 @@ impl SqliteStore {
             writer: Writer::start(conn),
             readers,
             vault,
+            changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
         })
     }
 
@@ -1070,6 +1081,53 @@ impl Store for SqliteStore {
             None => Ok(None),
             Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
         }
+    }
+
+    async fn append_telemetry(&self, device: &Device, points: Vec<Point>) -> Result<()> {
+        self.insert_telemetry(device, points).await
+    }
+
+    async fn save_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        attributes: Vec<(String, Value)>,
+    ) -> Result<()> {
+        self.upsert_attributes(device, scope, attributes).await
+    }
+
+    async fn remove_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        keys: Vec<String>,
+    ) -> Result<()> {
+        self.delete_attributes(device, scope, keys).await
+    }
+
+    async fn device_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Attribute>> {
+        self.read_attributes(device, scope, keys).await
+    }
+
+    async fn device_latest(
+        &self,
+        device: &Device,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Point>> {
+        self.read_latest(device, keys).await
+    }
+
+    async fn device_telemetry(&self, device: &Device, query: TelemetryQuery) -> Result<Vec<Point>> {
+        self.read_telemetry(device, query).await
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
     }
 }
 

@@ -340,3 +340,283 @@ async fn concurrent_writes_share_commits_and_all_land() {
         (20, 7, false)
     );
 }
+
+mod telemetry {
+    use super::*;
+    use crate::TelemetryQuery;
+    use thingsafe_core::AttributeScope;
+    use thingsafe_core::payload::{Point, Value};
+
+    fn point(ts: i64, key: &str, value: Value) -> Point {
+        Point {
+            ts,
+            key: key.into(),
+            value,
+        }
+    }
+
+    async fn tenant_with_device(f: &Fixture) -> (Scope, Device) {
+        let (t, _) = f.store.sign_up("Acme", admin("a@acme.test")).await.unwrap();
+        let scope = Scope::Tenant(t.id);
+        let d = f
+            .store
+            .create_device(&scope, device("Pump", "tok"))
+            .await
+            .unwrap();
+        (scope, d)
+    }
+
+    fn query(keys: &[&str], limit: usize, descending: bool) -> TelemetryQuery {
+        TelemetryQuery {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            start_ms: 0,
+            end_ms: i64::MAX,
+            limit,
+            descending,
+        }
+    }
+
+    #[tokio::test]
+    async fn telemetry_reads_back_by_range_key_order_and_latest() {
+        let f = fixture();
+        let (scope, d) = tenant_with_device(&f).await;
+        let mut feed = f.store.changes();
+        for i in 0..10 {
+            f.store
+                .append_telemetry(
+                    &d,
+                    vec![
+                        point(1000 + i, "temperature", Value::Double(20.0 + i as f64)),
+                        point(1000 + i, "on", Value::Bool(i % 2 == 0)),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        // An older point arriving late does not replace the latest value.
+        f.store
+            .append_telemetry(&d, vec![point(5, "temperature", Value::Double(-1.0))])
+            .await
+            .unwrap();
+
+        let latest = f.store.latest_telemetry(&scope, d.id, None).await.unwrap();
+        assert_eq!(
+            latest,
+            vec![
+                point(1009, "on", Value::Bool(false)),
+                point(1009, "temperature", Value::Double(29.0))
+            ]
+        );
+        assert_eq!(
+            f.store.telemetry_keys(&scope, d.id).await.unwrap(),
+            vec!["on", "temperature"]
+        );
+
+        let newest3 = f
+            .store
+            .telemetry(&scope, d.id, query(&["temperature"], 3, true))
+            .await
+            .unwrap();
+        assert_eq!(
+            newest3.iter().map(|p| p.ts).collect::<Vec<_>>(),
+            vec![1009, 1008, 1007]
+        );
+        let oldest2 = f
+            .store
+            .telemetry(&scope, d.id, query(&["temperature"], 2, false))
+            .await
+            .unwrap();
+        assert_eq!(
+            oldest2.iter().map(|p| p.ts).collect::<Vec<_>>(),
+            vec![5, 1000]
+        );
+        let mut window = query(&[], 100, false);
+        window.start_ms = 1003;
+        window.end_ms = 1004;
+        let points = f.store.telemetry(&scope, d.id, window).await.unwrap();
+        assert_eq!(points.len(), 4, "two keys in two ms: {points:?}");
+
+        // Live subscribers see each committed message.
+        let first = feed.recv().await.unwrap();
+        assert!(
+            matches!(&*first, crate::Change::Telemetry { device, points, .. } if *device == d.id && points.len() == 2)
+        );
+
+        // Another tenant cannot read it.
+        let (other, _) = f
+            .store
+            .sign_up("Other", admin("o@other.test"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            f.store
+                .latest_telemetry(&Scope::Tenant(other.id), d.id, None)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn attributes_per_scope_with_updates_and_deletes() {
+        let f = fixture();
+        let (scope, d) = tenant_with_device(&f).await;
+        f.store
+            .save_attributes(
+                &d,
+                AttributeScope::Client,
+                vec![
+                    ("fw".into(), Value::String("1.0".into())),
+                    ("model".into(), Value::String("X".into())),
+                ],
+            )
+            .await
+            .unwrap();
+        f.store
+            .save_attributes(
+                &d,
+                AttributeScope::Client,
+                vec![("fw".into(), Value::String("1.1".into()))],
+            )
+            .await
+            .unwrap();
+        f.store
+            .save_attributes(
+                &d,
+                AttributeScope::Shared,
+                vec![("target".into(), Value::Long(21))],
+            )
+            .await
+            .unwrap();
+        let client = f
+            .store
+            .attributes(&scope, d.id, AttributeScope::Client, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .iter()
+                .map(|a| (a.key.as_str(), a.value.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("fw", Value::String("1.1".into())),
+                ("model", Value::String("X".into()))
+            ]
+        );
+        let shared = f
+            .store
+            .device_attributes(&d, AttributeScope::Shared, Some(vec!["target".into()]))
+            .await
+            .unwrap();
+        assert_eq!(shared.len(), 1);
+        assert!(
+            f.store
+                .device_attributes(&d, AttributeScope::Server, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        f.store
+            .remove_attributes(&d, AttributeScope::Client, vec!["model".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            f.store
+                .device_attributes(&d, AttributeScope::Client, None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn telemetry_is_sealed_and_dies_with_its_owners_key() {
+        let f = fixture();
+        let (scope, d) = tenant_with_device(&f).await;
+        let home = f.store.create_customer(&scope, "Home").await.unwrap();
+        f.store
+            .append_telemetry(
+                &d,
+                vec![point(
+                    1,
+                    "heart_rate_zz",
+                    Value::String("tenant-era-secret".into()),
+                )],
+            )
+            .await
+            .unwrap();
+        let assigned = f
+            .store
+            .assign_device(&scope, d.id, Some(home.id))
+            .await
+            .unwrap();
+        f.store
+            .append_telemetry(
+                &assigned,
+                vec![point(
+                    2,
+                    "heart_rate_zz",
+                    Value::String("customer-era-secret".into()),
+                )],
+            )
+            .await
+            .unwrap();
+        f.store
+            .save_attributes(
+                &assigned,
+                AttributeScope::Client,
+                vec![("home_address_zz".into(), Value::String("221B Baker".into()))],
+            )
+            .await
+            .unwrap();
+
+        for needle in [
+            "heart_rate_zz",
+            "tenant-era-secret",
+            "customer-era-secret",
+            "home_address_zz",
+            "221B Baker",
+        ] {
+            for entry in std::fs::read_dir(&f.dir).unwrap() {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} in {}",
+                    path.display()
+                );
+            }
+        }
+        assert_eq!(
+            f.store
+                .telemetry(&scope, d.id, query(&[], 10, false))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // Deleting the customer shreds its key: what was sealed for it is gone, the
+        // tenant's part stays.
+        f.store.delete_customer(&scope, home.id).await.unwrap();
+        let left = f
+            .store
+            .telemetry(&scope, d.id, query(&[], 10, false))
+            .await
+            .unwrap();
+        assert_eq!(
+            left,
+            vec![point(
+                1,
+                "heart_rate_zz",
+                Value::String("tenant-era-secret".into())
+            )]
+        );
+        assert!(
+            f.store
+                .attributes(&scope, d.id, AttributeScope::Client, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! Telemetry and attributes in SQLite. One `telemetry` row per device message, its points
+//! sealed together; one sealed `telemetry_latest` row per (device, key); one sealed
+//! `attribute` row per (device, scope, key). Key names are sealed too: rows are found by
+//! keyed hashes of the names.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rusqlite::params;
+use thingsafe_core::payload::{Point, Value};
+use thingsafe_core::{Attribute, AttributeScope, Device, Owner, now_ms};
+
+use super::SqliteStore;
+use super::rows::aad;
+use crate::codec::{decode_entry, decode_points, encode_entry, encode_points};
+use crate::{Change, Result, StoreError, TelemetryQuery};
+
+fn owner_of(text: &str) -> Result<Owner> {
+    text.parse().map_err(StoreError::Backend)
+}
+
+impl SqliteStore {
+    fn telemetry_key_index(&self, device: &Device, key: &str) -> Vec<u8> {
+        let mut value = device.id.as_uuid().as_bytes().to_vec();
+        value.extend_from_slice(key.as_bytes());
+        self.vault.blind_index("telemetry.key", &value).to_vec()
+    }
+
+    fn attribute_key_index(&self, device: &Device, scope: AttributeScope, key: &str) -> Vec<u8> {
+        let mut value = device.id.as_uuid().as_bytes().to_vec();
+        value.extend_from_slice(scope.as_str().as_bytes());
+        value.push(0);
+        value.extend_from_slice(key.as_bytes());
+        self.vault.blind_index("attribute.key", &value).to_vec()
+    }
+
+    /// Opens a sealed blob of `owner`; `None` when the owner was erased.
+    fn open_blob(
+        &self,
+        owner: &str,
+        field: &str,
+        row: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        match self
+            .vault
+            .unseal(owner_of(owner)?, aad(field, row).as_bytes(), sealed)
+        {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(thingsafe_vault::VaultError::KeyDestroyed(..)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn publish(&self, change: Change) {
+        // No subscriber is not an error.
+        let _ = self.changes.send(Arc::new(change));
+    }
+
+    pub(super) async fn insert_telemetry(&self, device: &Device, points: Vec<Point>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let owner = device.data_owner();
+        let row = device.id.to_string();
+        let ts_min = points.iter().map(|p| p.ts).min().expect("not empty");
+        let ts_max = points.iter().map(|p| p.ts).max().expect("not empty");
+        let sealed = self.vault.seal(
+            owner,
+            aad("telemetry", &row).as_bytes(),
+            &encode_points(&points),
+        )?;
+        // The newest point of each key in this message updates the latest values.
+        let mut newest: HashMap<&str, &Point> = HashMap::new();
+        for p in &points {
+            let e = newest.entry(p.key.as_str()).or_insert(p);
+            if p.ts >= e.ts {
+                *e = p;
+            }
+        }
+        let mut latest = Vec::with_capacity(newest.len());
+        for (key, p) in newest {
+            let entry = self.vault.seal(
+                owner,
+                aad("telemetry_latest", &row).as_bytes(),
+                &encode_entry(key, &p.value),
+            )?;
+            latest.push((self.telemetry_key_index(device, key), p.ts, entry));
+        }
+        let owner_name = owner.key_name();
+        let device_row = row.clone();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO telemetry (device_id, owner, ts_min, ts_max, points) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![device_row, owner_name, ts_min, ts_max, sealed])
+                .map_err(missing_device)?;
+                let mut upsert = c.prepare_cached(
+                    "INSERT INTO telemetry_latest (device_id, key_index, owner, ts, entry) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (device_id, key_index) DO UPDATE
+                     SET owner = excluded.owner, ts = excluded.ts, entry = excluded.entry
+                     WHERE excluded.ts >= telemetry_latest.ts",
+                )?;
+                for (key_index, ts, entry) in latest {
+                    upsert.execute(params![device_row, key_index, owner_name, ts, entry])?;
+                }
+                Ok(())
+            })
+            .await?;
+        metrics::counter!("thingsafe_telemetry_points_total").increment(points.len() as u64);
+        self.publish(Change::Telemetry {
+            device: device.id,
+            tenant: device.tenant_id,
+            points,
+        });
+        Ok(())
+    }
+
+    pub(super) async fn read_latest(
+        &self,
+        device: &Device,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Point>> {
+        let row = device.id.to_string();
+        let device_row = row.clone();
+        let rows: Vec<(String, i64, Vec<u8>)> = self
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT owner, ts, entry FROM telemetry_latest WHERE device_id = ?1",
+                )?;
+                let rows = stmt
+                    .query_map([device_row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut points = Vec::with_capacity(rows.len());
+        for (owner, ts, sealed) in rows {
+            let Some(bytes) = self.open_blob(&owner, "telemetry_latest", &row, &sealed)? else {
+                continue;
+            };
+            let (key, value) = decode_entry(&bytes)?;
+            if keys.as_ref().is_none_or(|k| k.contains(&key)) {
+                points.push(Point { ts, key, value });
+            }
+        }
+        points.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(points)
+    }
+
+    pub(super) async fn read_telemetry(
+        &self,
+        device: &Device,
+        q: TelemetryQuery,
+    ) -> Result<Vec<Point>> {
+        let row = device.id.to_string();
+        let device_row = row.clone();
+        let (start, end) = (q.start_ms, q.end_ms);
+        let rows: Vec<(String, Vec<u8>)> = self
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT owner, points FROM telemetry
+                     WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3 ORDER BY id",
+                )?;
+                let rows = stmt
+                    .query_map(params![device_row, start, end], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut by_key: BTreeMap<String, Vec<Point>> = BTreeMap::new();
+        for (owner, sealed) in rows {
+            let Some(bytes) = self.open_blob(&owner, "telemetry", &row, &sealed)? else {
+                continue;
+            };
+            for p in decode_points(&bytes)? {
+                if p.ts >= start && p.ts <= end && (q.keys.is_empty() || q.keys.contains(&p.key)) {
+                    by_key.entry(p.key.clone()).or_default().push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (_, mut points) in by_key {
+            if q.descending {
+                points.sort_by(|a, b| b.ts.cmp(&a.ts));
+            } else {
+                points.sort_by_key(|p| p.ts);
+            }
+            out.extend(points.into_iter().take(q.limit));
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn upsert_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        attributes: Vec<(String, Value)>,
+    ) -> Result<()> {
+        if attributes.is_empty() {
+            return Ok(());
+        }
+        let owner = device.data_owner();
+        let row = device.id.to_string();
+        let now = now_ms();
+        let mut sealed = Vec::with_capacity(attributes.len());
+        for (key, value) in &attributes {
+            let entry = self.vault.seal(
+                owner,
+                aad("attribute", &row).as_bytes(),
+                &encode_entry(key, value),
+            )?;
+            sealed.push((self.attribute_key_index(device, scope, key), entry));
+        }
+        let owner_name = owner.key_name();
+        self.writer
+            .write(move |c| {
+                let mut upsert = c.prepare_cached(
+                    "INSERT INTO attribute (device_id, scope, key_index, owner, last_update_ms, entry)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (device_id, scope, key_index) DO UPDATE
+                     SET owner = excluded.owner, last_update_ms = excluded.last_update_ms, entry = excluded.entry",
+                )?;
+                for (key_index, entry) in sealed {
+                    upsert
+                        .execute(params![row, scope.as_str(), key_index, owner_name, now, entry])
+                        .map_err(missing_device)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.publish(Change::Attributes {
+            device: device.id,
+            tenant: device.tenant_id,
+            scope,
+            attributes,
+        });
+        Ok(())
+    }
+
+    pub(super) async fn delete_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        keys: Vec<String>,
+    ) -> Result<()> {
+        let indexes: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|k| self.attribute_key_index(device, scope, k))
+            .collect();
+        let row = device.id.to_string();
+        self.writer
+            .write(move |c| {
+                let mut delete = c.prepare_cached(
+                    "DELETE FROM attribute WHERE device_id = ?1 AND scope = ?2 AND key_index = ?3",
+                )?;
+                for index in indexes {
+                    delete.execute(params![row, scope.as_str(), index])?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.publish(Change::AttributesDeleted {
+            device: device.id,
+            tenant: device.tenant_id,
+            scope,
+            keys,
+        });
+        Ok(())
+    }
+
+    pub(super) async fn read_attributes(
+        &self,
+        device: &Device,
+        scope: AttributeScope,
+        keys: Option<Vec<String>>,
+    ) -> Result<Vec<Attribute>> {
+        let row = device.id.to_string();
+        let device_row = row.clone();
+        let rows: Vec<(String, i64, Vec<u8>)> = self
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT owner, last_update_ms, entry FROM attribute WHERE device_id = ?1 AND scope = ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![device_row, scope.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (owner, last_update_ms, sealed) in rows {
+            let Some(bytes) = self.open_blob(&owner, "attribute", &row, &sealed)? else {
+                continue;
+            };
+            let (key, value) = decode_entry(&bytes)?;
+            if keys.as_ref().is_none_or(|k| k.contains(&key)) {
+                out.push(Attribute {
+                    scope,
+                    key,
+                    value,
+                    last_update_ms,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+/// A foreign-key failure here means the device was deleted meanwhile.
+fn missing_device(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::NotFound("device"),
+        _ => e.into(),
+    }
+}
