@@ -5,10 +5,14 @@
 pub mod ids;
 pub mod model;
 pub mod owner;
+pub mod payload;
 pub mod validate;
 
 pub use ids::{CustomerId, DeviceId, SessionId, TenantId, UserId};
-pub use model::{Authority, Customer, Device, DeviceCredentials, Page, PageRequest, Tenant, User};
+pub use model::{
+    Attribute, AttributeScope, Authority, Customer, Device, DeviceCredentials, Page, PageRequest,
+    Tenant, User,
+};
 pub use owner::Owner;
 
 /// Milliseconds since the Unix epoch, the timestamp unit of ThingsBoard's APIs.

@@ -35,6 +35,7 @@ impl KeyStore {
             path: display.clone(),
             source,
         };
+        crate::create_private_file(path)?;
         let conn = Connection::open(path).map_err(err)?;
         // Rollback journal rather than WAL: a destroyed key must not linger in a WAL file;
         // secure_delete zeroes the bytes a destroyed key occupied.
@@ -51,11 +52,6 @@ impl KeyStore {
              );",
         )
         .map_err(err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
         Ok(KeyStore {
             conn: Mutex::new(conn),
             path: display,

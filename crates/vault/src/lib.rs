@@ -182,6 +182,23 @@ impl Vault {
     }
 }
 
+/// Creates `path` empty with mode 0600 unless it exists, and makes an existing one 0600.
+/// Files that hold sealed data or keys are for the server's user alone.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    options.open(path)?;
+    Ok(())
+}
+
 /// A random secret of `bytes` bytes, URL-safe base64 without padding (tokens, codes).
 pub fn random_token(bytes: usize) -> String {
     use base64::Engine;

@@ -43,15 +43,12 @@ impl SqliteStore {
     /// Opens (creating and migrating as needed) the database in `data_dir`.
     pub fn open(data_dir: &Path, vault: Arc<Vault>) -> Result<SqliteStore> {
         let path = data_dir.join(DATA_FILE);
+        // SQLite gives its -wal and -shm files the mode of the database file.
+        thingsafe_vault::create_private_file(&path)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
         let mut conn = Connection::open(&path)?;
         pool::configure(&conn)?;
         migrate(&mut conn)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?;
-        }
         let readers = Readers::open(&path)?;
         Ok(SqliteStore {
             writer: Writer::start(conn),

@@ -187,7 +187,7 @@ impl SqliteStore {
         let mut out = Vec::new();
         for (_, mut points) in by_key {
             if q.descending {
-                points.sort_by(|a, b| b.ts.cmp(&a.ts));
+                points.sort_by_key(|p| std::cmp::Reverse(p.ts));
             } else {
                 points.sort_by_key(|p| p.ts);
             }
