@@ -1,11 +1,14 @@
 mod accounts;
 mod customers;
+mod device_api;
 mod devices;
 mod system;
+mod telemetry;
 
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -60,6 +63,49 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/device/{id}/credentials", get(devices::credentials))
         .route("/api/tenant/devices", get(devices::tenant_devices))
+        // Device data for signed-in users.
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/keys/timeseries",
+            get(telemetry::timeseries_keys),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/values/timeseries",
+            get(telemetry::timeseries),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/values/attributes",
+            get(telemetry::attribute_values),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/values/attributes/{scope}",
+            get(telemetry::attribute_values),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/keys/attributes",
+            get(telemetry::attribute_keys),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/keys/attributes/{scope}",
+            get(telemetry::attribute_keys),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/attributes/{scope}",
+            post(telemetry::save_attributes),
+        )
+        .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/{scope}",
+            delete(telemetry::delete_attributes).post(telemetry::save_attributes),
+        )
+        // ThingsBoard's device API: the token in the path is the device's identity.
+        .route(
+            "/api/v1/{token}/telemetry",
+            post(device_api::post_telemetry),
+        )
+        .route(
+            "/api/v1/{token}/attributes",
+            post(device_api::post_attributes).get(device_api::get_attributes),
+        )
+        .layer(DefaultBodyLimit::max(device_api::MAX_PAYLOAD_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
