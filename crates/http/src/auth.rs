@@ -167,6 +167,28 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// The caller holding this access token, if its session is live.
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let claims = decode_jwt(state.vault.session_signing_key(), token).map_err(|e| match e {
+        JwtError::Expired => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::JwtTokenExpired,
+            "Token has expired: refresh it with POST /api/auth/token",
+        ),
+        JwtError::Invalid => {
+            ApiError::unauthorized("Authentication failed: the token is not valid")
+        }
+    })?;
+    let session: SessionId = claims
+        .session_id
+        .parse()
+        .map_err(|_| ApiError::unauthorized("Authentication failed: the token is not valid"))?;
+    let user = state.store.session_user(session).await?.ok_or_else(|| {
+        ApiError::unauthorized("Authentication failed: the session has ended; sign in again")
+    })?;
+    Ok(Principal { user, session })
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -176,24 +198,7 @@ impl FromRequestParts<AppState> for Principal {
                 "Authentication failed: send 'X-Authorization: Bearer <token>' (or Authorization) with the token from POST /api/auth/login",
             )
         })?;
-        let claims = decode_jwt(state.vault.session_signing_key(), token).map_err(|e| match e {
-            JwtError::Expired => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::JwtTokenExpired,
-                "Token has expired: refresh it with POST /api/auth/token",
-            ),
-            JwtError::Invalid => {
-                ApiError::unauthorized("Authentication failed: the token is not valid")
-            }
-        })?;
-        let session: SessionId = claims
-            .session_id
-            .parse()
-            .map_err(|_| ApiError::unauthorized("Authentication failed: the token is not valid"))?;
-        let user = state.store.session_user(session).await?.ok_or_else(|| {
-            ApiError::unauthorized("Authentication failed: the session has ended; sign in again")
-        })?;
-        Ok(Principal { user, session })
+        authenticate(state, token).await
     }
 }
 

@@ -14,6 +14,7 @@ mod error;
 mod extract;
 mod routes;
 mod tb;
+mod ws;
 
 use std::sync::Arc;
 

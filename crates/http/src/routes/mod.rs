@@ -96,6 +96,8 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/plugins/telemetry/{entity_type}/{id}/{scope}",
             delete(telemetry::delete_attributes).post(telemetry::save_attributes),
         )
+        .route("/api/ws", get(crate::ws::upgrade))
+        .route("/api/ws/plugins/telemetry", get(crate::ws::upgrade))
         // ThingsBoard's device API: the token in the path is the device's identity.
         .route(
             "/api/v1/{token}/telemetry",
