@@ -13,6 +13,7 @@
 
 pub mod codec;
 mod error;
+mod rpc;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -123,7 +124,21 @@ pub struct TelemetryQuery {
     pub descending: bool,
 }
 
-/// What was just committed, for live subscribers (WebSocket, MQTT attribute updates).
+/// A command for a device (server-side RPC).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RpcRequest {
+    /// Unique within this server's run; the `$id` of `v1/devices/me/rpc/request/$id`.
+    pub id: u32,
+    pub method: String,
+    pub params: serde_json::Value,
+    /// One-way: no response is awaited.
+    pub oneway: bool,
+    /// Not delivered after this time.
+    pub expires_ms: TimestampMs,
+}
+
+/// What was just committed or happened, for live subscribers (WebSocket, MQTT sessions,
+/// waiting RPC callers).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     Telemetry {
@@ -142,6 +157,16 @@ pub enum Change {
         tenant: TenantId,
         scope: AttributeScope,
         keys: Vec<String>,
+    },
+    /// A command waits in the device's RPC mailbox: transports holding the device take it.
+    RpcWaiting { device: DeviceId },
+    /// A transport handed the command to the device.
+    RpcDelivered { device: DeviceId, id: u32 },
+    /// The device answered a command.
+    RpcResponse {
+        device: DeviceId,
+        id: u32,
+        response: serde_json::Value,
     },
 }
 
@@ -269,8 +294,24 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<Point>>;
     async fn device_telemetry(&self, device: &Device, query: TelemetryQuery) -> Result<Vec<Point>>;
 
-    /// Committed telemetry and attribute changes, as they happen.
+    /// Committed telemetry and attribute changes and RPC events, as they happen.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
+
+    /// Puts a command in the device's mailbox (and announces `Change::RpcWaiting`); returns
+    /// its id. Commands are not persisted: they live until taken or expired.
+    fn rpc_submit(
+        &self,
+        device: &Device,
+        method: String,
+        params: serde_json::Value,
+        oneway: bool,
+        expires_ms: TimestampMs,
+    ) -> RpcRequest;
+    /// Takes the device's unexpired commands out of its mailbox (each is delivered once) and
+    /// announces `Change::RpcDelivered` for each.
+    fn rpc_take(&self, device: DeviceId) -> Vec<RpcRequest>;
+    /// Announces the device's answer to command `id`.
+    fn rpc_respond(&self, device: DeviceId, id: u32, response: serde_json::Value);
 
     // --- device data for signed-in users: the device must be in `scope` -----------------
 

@@ -17,7 +17,7 @@ use crate::extract::Query;
 /// ThingsBoard's `transport.http.max_payload_size` default.
 pub(super) const MAX_PAYLOAD_BYTES: usize = 65_536;
 
-async fn device(state: &AppState, token: &str) -> ApiResult<Device> {
+pub(super) async fn device(state: &AppState, token: &str) -> ApiResult<Device> {
     state.store.device_by_token(token).await?.ok_or_else(|| {
         ApiError::unauthorized(
             "Unknown device access token: use the token from the device's credentials",

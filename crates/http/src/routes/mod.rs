@@ -2,6 +2,7 @@ mod accounts;
 mod customers;
 mod device_api;
 mod devices;
+mod rpc;
 mod system;
 mod telemetry;
 
@@ -107,6 +108,14 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/{token}/attributes",
             post(device_api::post_attributes).get(device_api::get_attributes),
         )
+        .route(
+            "/api/v1/{token}/attributes/updates",
+            get(rpc::attribute_updates),
+        )
+        .route("/api/v1/{token}/rpc", get(rpc::device_poll))
+        .route("/api/v1/{token}/rpc/{id}", post(rpc::device_reply))
+        .route("/api/rpc/oneway/{device}", post(rpc::oneway))
+        .route("/api/rpc/twoway/{device}", post(rpc::twoway))
         .layer(DefaultBodyLimit::max(device_api::MAX_PAYLOAD_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

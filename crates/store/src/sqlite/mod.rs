@@ -34,6 +34,7 @@ pub struct SqliteStore {
     readers: Readers,
     vault: Arc<Vault>,
     changes: tokio::sync::broadcast::Sender<Arc<crate::Change>>,
+    rpc: crate::rpc::Mailboxes,
 }
 
 /// Changes buffered for slow live subscribers before they are told they lagged.
@@ -55,6 +56,7 @@ impl SqliteStore {
             readers,
             vault,
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
+            rpc: crate::rpc::Mailboxes::default(),
         })
     }
 
@@ -1125,6 +1127,41 @@ impl Store for SqliteStore {
 
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()
+    }
+
+    fn rpc_submit(
+        &self,
+        device: &Device,
+        method: String,
+        params: serde_json::Value,
+        oneway: bool,
+        expires_ms: TimestampMs,
+    ) -> crate::RpcRequest {
+        let request = self
+            .rpc
+            .submit(device.id, method, params, oneway, expires_ms);
+        let _ = self
+            .changes
+            .send(Arc::new(Change::RpcWaiting { device: device.id }));
+        request
+    }
+
+    fn rpc_take(&self, device: DeviceId) -> Vec<crate::RpcRequest> {
+        let taken = self.rpc.take(device, now_ms());
+        for r in &taken {
+            let _ = self
+                .changes
+                .send(Arc::new(Change::RpcDelivered { device, id: r.id }));
+        }
+        taken
+    }
+
+    fn rpc_respond(&self, device: DeviceId, id: u32, response: serde_json::Value) {
+        let _ = self.changes.send(Arc::new(Change::RpcResponse {
+            device,
+            id,
+            response,
+        }));
     }
 }
 
