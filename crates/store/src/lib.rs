@@ -293,6 +293,17 @@ pub trait Store: Send + Sync + 'static {
     async fn device_latest(&self, device: &Device, keys: Option<Vec<String>>)
     -> Result<Vec<Point>>;
     async fn device_telemetry(&self, device: &Device, query: TelemetryQuery) -> Result<Vec<Point>>;
+    /// Deletes the points of `keys` within `start_ms..=end_ms`; returns how many. A latest
+    /// value in the range goes too, replaced by the newest remaining point when
+    /// `rewrite_latest` (ThingsBoard's `rewriteLatestIfDeleted`).
+    async fn delete_telemetry(
+        &self,
+        device: &Device,
+        keys: Vec<String>,
+        start_ms: TimestampMs,
+        end_ms: TimestampMs,
+        rewrite_latest: bool,
+    ) -> Result<usize>;
 
     /// Committed telemetry and attribute changes and RPC events, as they happen.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;

@@ -188,6 +188,28 @@ async fn devices_post_telemetry_and_attributes_and_users_read_them_back() {
         .unwrap();
     assert_eq!(resp, json!({"shared": {"target": 21}}));
 
+    // Deleting telemetry of a key in a range, then all of another key.
+    let (status, _) = s.delete(&format!("/api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=temperature&startTs=0&endTs=2500&rewriteLatestIfDeleted=true"), &user).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, range) = s.get(&format!("{base}&orderBy=ASC"), &user).await;
+    assert_eq!(range["temperature"], json!([{"ts": 3000, "value": "24"}]));
+    let (status, _) = s.delete(&format!("/api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=count&deleteAllDataForKeys=true"), &user).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, keys) = s
+        .get(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/keys/timeseries"),
+            &user,
+        )
+        .await;
+    assert_eq!(keys, json!(["config", "mode", "on", "temperature"]));
+    let (status, err) = s
+        .delete(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=count"),
+            &user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+
     // Deleting a shared attribute.
     let (status, _) = s
         .delete(

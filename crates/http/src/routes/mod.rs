@@ -74,6 +74,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(telemetry::timeseries),
         )
         .route(
+            "/api/plugins/telemetry/{entity_type}/{id}/timeseries/delete",
+            delete(telemetry::delete_timeseries),
+        )
+        .route(
             "/api/plugins/telemetry/{entity_type}/{id}/values/attributes",
             get(telemetry::attribute_values),
         )

@@ -277,6 +277,58 @@ fn fold(agg: Aggregation, values: &[Value]) -> Option<Value> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeleteTimeseriesParams {
+    keys: Option<String>,
+    delete_all_data_for_keys: Option<bool>,
+    start_ts: Option<i64>,
+    end_ts: Option<i64>,
+    rewrite_latest_if_deleted: Option<bool>,
+}
+
+/// ThingsBoard's `DELETE .../timeseries/delete`: the points of `keys` in a range, or all of
+/// them with `deleteAllDataForKeys=true`.
+pub(super) async fn delete_timeseries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((entity_type, id)): Path<(String, String)>,
+    Query(params): Query<DeleteTimeseriesParams>,
+) -> ApiResult<StatusCode> {
+    principal.require(&[Authority::TenantAdmin])?;
+    let id = entity(&entity_type, &id)?;
+    let keys = keys_param(&params.keys)
+        .ok_or_else(|| ApiError::bad_request("keys (comma-separated) are required"))?;
+    let (start, end) = if params.delete_all_data_for_keys.unwrap_or(false) {
+        (i64::MIN, i64::MAX)
+    } else {
+        match (params.start_ts, params.end_ts) {
+            (Some(s), Some(e)) if s <= e => (s, e),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("endTs must not be before startTs"));
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give startTs and endTs, or deleteAllDataForKeys=true",
+                ));
+            }
+        }
+    };
+    let device = state.store.device(&principal.scope(), id).await?;
+    let deleted = state
+        .store
+        .delete_telemetry(
+            &device,
+            keys,
+            start,
+            end,
+            params.rewrite_latest_if_deleted.unwrap_or(false),
+        )
+        .await?;
+    tracing::info!(device = %device.id, deleted, "telemetry deleted");
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
 pub(super) struct KeysParam {
     keys: Option<String>,
 }

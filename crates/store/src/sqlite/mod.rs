@@ -1125,6 +1125,18 @@ impl Store for SqliteStore {
         self.read_telemetry(device, query).await
     }
 
+    async fn delete_telemetry(
+        &self,
+        device: &Device,
+        keys: Vec<String>,
+        start_ms: TimestampMs,
+        end_ms: TimestampMs,
+        rewrite_latest: bool,
+    ) -> Result<usize> {
+        self.remove_telemetry(device, keys, start_ms, end_ms, rewrite_latest)
+            .await
+    }
+
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use thingsafe_core::payload::{Point, Value};
 use thingsafe_core::{Attribute, AttributeScope, Device, Owner, now_ms};
 
@@ -194,6 +194,111 @@ impl SqliteStore {
             out.extend(points.into_iter().take(q.limit));
         }
         Ok(out)
+    }
+
+    pub(super) async fn remove_telemetry(
+        &self,
+        device: &Device,
+        keys: Vec<String>,
+        start: i64,
+        end: i64,
+        rewrite_latest: bool,
+    ) -> Result<usize> {
+        let vault = self.vault.clone();
+        let row = device.id.to_string();
+        let key_indexes: Vec<(String, Vec<u8>)> = keys
+            .iter()
+            .map(|k| (k.clone(), self.telemetry_key_index(device, k)))
+            .collect();
+        // Runs in the writer: reading, re-sealing and rewriting are one transaction.
+        self.writer
+            .write(move |c| {
+                let telemetry_aad = aad("telemetry", &row);
+                let latest_aad = aad("telemetry_latest", &row);
+                let open = |owner: &str, field_aad: &str, sealed: &[u8]| -> Result<Option<(Owner, Vec<u8>)>> {
+                    let owner = owner_of(owner)?;
+                    match vault.unseal(owner, field_aad.as_bytes(), sealed) {
+                        Ok(bytes) => Ok(Some((owner, bytes))),
+                        Err(thingsafe_vault::VaultError::KeyDestroyed(..)) => Ok(None),
+                        Err(e) => Err(e.into()),
+                    }
+                };
+                let rows: Vec<(i64, String, Vec<u8>)> = c
+                    .prepare_cached(
+                        "SELECT id, owner, points FROM telemetry WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3",
+                    )?
+                    .query_map(params![row, start, end], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let doomed = |p: &Point| p.ts >= start && p.ts <= end && keys.contains(&p.key);
+                let mut deleted = 0;
+                for (id, owner, sealed) in rows {
+                    let Some((owner, bytes)) = open(&owner, &telemetry_aad, &sealed)? else {
+                        continue;
+                    };
+                    let points = decode_points(&bytes)?;
+                    let before = points.len();
+                    let kept: Vec<Point> = points.into_iter().filter(|p| !doomed(p)).collect();
+                    if kept.len() == before {
+                        continue;
+                    }
+                    deleted += before - kept.len();
+                    if kept.is_empty() {
+                        c.execute("DELETE FROM telemetry WHERE id = ?1", [id])?;
+                    } else {
+                        let resealed = vault.seal(owner, telemetry_aad.as_bytes(), &encode_points(&kept))?;
+                        let ts_min = kept.iter().map(|p| p.ts).min().expect("not empty");
+                        let ts_max = kept.iter().map(|p| p.ts).max().expect("not empty");
+                        c.execute(
+                            "UPDATE telemetry SET points = ?2, ts_min = ?3, ts_max = ?4 WHERE id = ?1",
+                            params![id, resealed, ts_min, ts_max],
+                        )?;
+                    }
+                }
+                for (key, index) in key_indexes {
+                    let latest: Option<i64> = c
+                        .query_row(
+                            "SELECT ts FROM telemetry_latest WHERE device_id = ?1 AND key_index = ?2",
+                            params![row, index],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if !latest.is_some_and(|ts| ts >= start && ts <= end) {
+                        continue;
+                    }
+                    c.execute(
+                        "DELETE FROM telemetry_latest WHERE device_id = ?1 AND key_index = ?2",
+                        params![row, index],
+                    )?;
+                    if !rewrite_latest {
+                        continue;
+                    }
+                    let mut newest: Option<(Owner, Point)> = None;
+                    let mut stmt = c.prepare_cached(
+                        "SELECT owner, points FROM telemetry WHERE device_id = ?1 ORDER BY ts_max DESC",
+                    )?;
+                    let mut cursor = stmt.query([&row])?;
+                    while let Some(r) = cursor.next()? {
+                        let (owner, sealed): (String, Vec<u8>) = (r.get(0)?, r.get(1)?);
+                        let Some((owner, bytes)) = open(&owner, &telemetry_aad, &sealed)? else {
+                            continue;
+                        };
+                        for p in decode_points(&bytes)?.into_iter().filter(|p| p.key == key) {
+                            if newest.as_ref().is_none_or(|(_, n)| p.ts > n.ts) {
+                                newest = Some((owner, p));
+                            }
+                        }
+                    }
+                    if let Some((owner, p)) = newest {
+                        let entry = vault.seal(owner, latest_aad.as_bytes(), &encode_entry(&p.key, &p.value))?;
+                        c.execute(
+                            "INSERT INTO telemetry_latest (device_id, key_index, owner, ts, entry) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![row, index, owner.key_name(), p.ts, entry],
+                        )?;
+                    }
+                }
+                Ok(deleted)
+            })
+            .await
     }
 
     pub(super) async fn upsert_attributes(

@@ -457,6 +457,68 @@ mod telemetry {
     }
 
     #[tokio::test]
+    async fn deleting_a_range_rewrites_sealed_rows_and_latest_values() {
+        let f = fixture();
+        let (scope, d) = tenant_with_device(&f).await;
+        for ts in 1..=5 {
+            f.store
+                .append_telemetry(
+                    &d,
+                    vec![
+                        point(ts, "a", Value::Long(ts)),
+                        point(ts, "b", Value::Long(-ts)),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let deleted = f
+            .store
+            .delete_telemetry(&d, vec!["a".into()], 3, 5, true)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 3);
+        let a = f
+            .store
+            .telemetry(&scope, d.id, query(&["a"], 10, false))
+            .await
+            .unwrap();
+        assert_eq!(a.iter().map(|p| p.ts).collect::<Vec<_>>(), vec![1, 2]);
+        let b = f
+            .store
+            .telemetry(&scope, d.id, query(&["b"], 10, false))
+            .await
+            .unwrap();
+        assert_eq!(b.len(), 5, "other keys in the same rows stay");
+        let latest = f
+            .store
+            .latest_telemetry(&scope, d.id, Some(vec!["a".into()]))
+            .await
+            .unwrap();
+        assert_eq!(
+            latest,
+            vec![point(2, "a", Value::Long(2))],
+            "latest rewritten from what remains"
+        );
+        // Without rewriting, a deleted latest value is simply gone.
+        f.store
+            .delete_telemetry(&d, vec!["b".into()], 0, 10, false)
+            .await
+            .unwrap();
+        assert!(
+            f.store
+                .latest_telemetry(&scope, d.id, Some(vec!["b".into()]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            f.store.telemetry_keys(&scope, d.id).await.unwrap(),
+            vec!["a"]
+        );
+    }
+
+    #[tokio::test]
     async fn attributes_per_scope_with_updates_and_deletes() {
         let f = fixture();
         let (scope, d) = tenant_with_device(&f).await;
