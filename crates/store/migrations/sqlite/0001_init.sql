@@ -71,9 +71,22 @@ CREATE TABLE device_credentials (
     credentials BLOB NOT NULL            -- sealed: tenant (shown to the device's owner)
 );
 
--- Telemetry: one row per device and ingest batch, the batch's points sealed together with
--- the key of the device's data owner when they arrived (`owner` names that key: a tenant,
--- or the customer the device was assigned to). Erasing the owner shreds the key.
+-- Telemetry arrives in `telemetry_log`: one row per device message, its points sealed
+-- together with the key of the device's data owner when they arrived (`owner` names that
+-- key: a tenant, or the customer the device was assigned to). The log has no secondary
+-- index, so a commit only appends at the table's end: measured, a per-device index here
+-- cut ingest from 90k to 32k messages/s. A background flush moves the log into
+-- `telemetry` chunks, one per device and owner per flush, found by (device, time).
+-- Erasing an owner shreds its key: its rows in both tables are unreadable at once.
+CREATE TABLE telemetry_log (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL REFERENCES device (id) ON DELETE CASCADE,
+    owner TEXT NOT NULL,
+    ts_min INTEGER NOT NULL,
+    ts_max INTEGER NOT NULL,
+    points BLOB NOT NULL                 -- sealed: owner
+);
+
 CREATE TABLE telemetry (
     id INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL REFERENCES device (id) ON DELETE CASCADE,

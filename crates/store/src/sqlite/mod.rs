@@ -1,5 +1,6 @@
 //! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
 
+mod flush;
 mod pool;
 mod rows;
 mod telemetry;
@@ -35,6 +36,17 @@ pub struct SqliteStore {
     vault: Arc<Vault>,
     changes: tokio::sync::broadcast::Sender<Arc<crate::Change>>,
     rpc: crate::rpc::Mailboxes,
+    flusher: flush::LogFlusher,
+    /// The background flush, stopped when the store is dropped.
+    flush_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(task) = self.flush_task.take() {
+            task.abort();
+        }
+    }
 }
 
 /// Changes buffered for slow live subscribers before they are told they lagged.
@@ -51,12 +63,32 @@ impl SqliteStore {
         pool::configure(&conn)?;
         migrate(&mut conn)?;
         let readers = Readers::open(&path)?;
+        let writer = Writer::start(conn);
+        let flusher = flush::LogFlusher {
+            writer: writer.clone(),
+            readers: readers.clone(),
+            vault: vault.clone(),
+        };
+        // Without a runtime (a one-off command) the log is flushed before deletions only.
+        let flush_task = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let flusher = flusher.clone();
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(flush::FLUSH_EVERY).await;
+                    if let Err(e) = flusher.flush_once().await {
+                        tracing::error!(error = %e, "telemetry flush failed; the log keeps the data, retrying");
+                    }
+                }
+            })
+        });
         Ok(SqliteStore {
-            writer: Writer::start(conn),
+            writer,
             readers,
             vault,
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             rpc: crate::rpc::Mailboxes::default(),
+            flusher,
+            flush_task,
         })
     }
 

@@ -92,7 +92,7 @@ impl SqliteStore {
         self.writer
             .write(move |c| {
                 c.prepare_cached(
-                    "INSERT INTO telemetry (device_id, owner, ts_min, ts_max, points) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO telemetry_log (device_id, owner, ts_min, ts_max, points) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![device_row, owner_name, ts_min, ts_max, sealed])
                 .map_err(missing_device)?;
@@ -161,9 +161,14 @@ impl SqliteStore {
         let rows: Vec<(String, Vec<u8>)> = self
             .readers
             .read(move |c| {
+                // One statement, one snapshot: a flush moving rows from the log into
+                // chunks is seen entirely or not at all.
                 let mut stmt = c.prepare_cached(
                     "SELECT owner, points FROM telemetry
-                     WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3 ORDER BY id",
+                     WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3
+                     UNION ALL
+                     SELECT owner, points FROM telemetry_log
+                     WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3",
                 )?;
                 let rows = stmt
                     .query_map(params![device_row, start, end], |r| {
@@ -204,6 +209,8 @@ impl SqliteStore {
         end: i64,
         rewrite_latest: bool,
     ) -> Result<usize> {
+        // Deletion rewrites chunks: move everything acknowledged so far into them first.
+        self.flusher.flush_all().await?;
         let vault = self.vault.clone();
         let row = device.id.to_string();
         let key_indexes: Vec<(String, Vec<u8>)> = keys

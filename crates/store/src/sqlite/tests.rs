@@ -456,6 +456,90 @@ mod telemetry {
         ));
     }
 
+    async fn rows(f: &Fixture, table: &'static str) -> i64 {
+        f.store
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_flush_moves_the_log_into_chunks_without_losing_or_repeating_a_point() {
+        let f = fixture();
+        let (scope, d) = tenant_with_device(&f).await;
+        for ts in 0..50 {
+            f.store
+                .append_telemetry(
+                    &d,
+                    vec![
+                        point(ts, "a", Value::Long(ts)),
+                        point(ts, "b", Value::Bool(true)),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        let before = f
+            .store
+            .telemetry(&scope, d.id, query(&[], 1000, false))
+            .await
+            .unwrap();
+        assert_eq!(before.len(), 100);
+        assert_eq!(
+            (rows(&f, "telemetry_log").await, rows(&f, "telemetry").await),
+            (50, 0)
+        );
+        assert_eq!(f.store.flusher.flush_once().await.unwrap(), 50);
+        assert_eq!(
+            (rows(&f, "telemetry_log").await, rows(&f, "telemetry").await),
+            (0, 1),
+            "one chunk per device and owner"
+        );
+        assert_eq!(
+            f.store
+                .telemetry(&scope, d.id, query(&[], 1000, false))
+                .await
+                .unwrap(),
+            before
+        );
+
+        // Appends racing with flushes: every point exactly once.
+        let store = Arc::new(f.store);
+        let mut appends = Vec::new();
+        for ts in 100..300 {
+            let (store, d) = (store.clone(), d.clone());
+            appends.push(tokio::spawn(async move {
+                store
+                    .append_telemetry(&d, vec![point(ts, "a", Value::Long(ts))])
+                    .await
+                    .unwrap()
+            }));
+        }
+        for _ in 0..5 {
+            store.flusher.flush_once().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        for a in appends {
+            a.await.unwrap();
+        }
+        let a = store
+            .telemetry(&scope, d.id, query(&["a"], 10_000, false))
+            .await
+            .unwrap();
+        assert_eq!(a.len(), 250);
+        store.flusher.flush_all().await.unwrap();
+        let a2 = store
+            .telemetry(&scope, d.id, query(&["a"], 10_000, false))
+            .await
+            .unwrap();
+        assert_eq!(a, a2);
+        let ts: std::collections::BTreeSet<i64> = a2.iter().map(|p| p.ts).collect();
+        assert_eq!(ts.len(), 250, "no point repeated");
+    }
+
     #[tokio::test]
     async fn deleting_a_range_rewrites_sealed_rows_and_latest_values() {
         let f = fixture();
@@ -672,6 +756,16 @@ mod telemetry {
                 "heart_rate_zz",
                 Value::String("tenant-era-secret".into())
             )]
+        );
+        // A flush after the erasure drops the unreadable rows and keeps the rest.
+        f.store.flusher.flush_all().await.unwrap();
+        assert_eq!(rows(&f, "telemetry_log").await, 0);
+        assert_eq!(
+            f.store
+                .telemetry(&scope, d.id, query(&[], 10, false))
+                .await
+                .unwrap(),
+            left
         );
         assert!(
             f.store

@@ -1,0 +1,143 @@
+//! Moves acknowledged telemetry from the append-only `telemetry_log` into per-device
+//! `telemetry` chunks. Opening, merging and re-sealing happen outside the writer thread;
+//! the writer only inserts the chunks and deletes the flushed log rows, in one transaction,
+//! so readers see each point exactly once (in the log or in a chunk), whatever the moment.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+use thingsafe_core::Owner;
+use thingsafe_core::payload::Point;
+use thingsafe_vault::{Vault, VaultError};
+
+use super::pool::{Readers, Writer};
+use super::rows::aad;
+use crate::codec::{decode_points, encode_points};
+use crate::{Result, StoreError};
+
+/// Log rows one flush takes at most.
+const FLUSH_ROWS: usize = 50_000;
+/// How often the background flush runs.
+pub(super) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub(super) struct LogFlusher {
+    pub(super) writer: Writer,
+    pub(super) readers: Readers,
+    pub(super) vault: Arc<Vault>,
+}
+
+struct Chunk {
+    device: String,
+    owner: Owner,
+    points: Vec<Point>,
+}
+
+impl LogFlusher {
+    /// Flushes up to `FLUSH_ROWS` log rows; returns how many it moved.
+    pub(super) async fn flush_once(&self) -> Result<usize> {
+        let rows: Vec<(i64, String, String, Vec<u8>)> = self
+            .readers
+            .read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, device_id, owner, points FROM telemetry_log ORDER BY id LIMIT ?1",
+                )?;
+                let rows = stmt
+                    .query_map([FLUSH_ROWS as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let (Some(first), Some(last)) = (rows.first().map(|r| r.0), rows.last().map(|r| r.0))
+        else {
+            return Ok(0);
+        };
+        let count = rows.len();
+        let vault = self.vault.clone();
+        let sealed = tokio::task::spawn_blocking(move || merge_and_seal(&vault, rows))
+            .await
+            .map_err(|e| StoreError::Backend(format!("telemetry flush failed: {e}")))??;
+        self.writer
+            .write(move |c| {
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO telemetry (device_id, owner, ts_min, ts_max, points)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM device WHERE id = ?1)",
+                )?;
+                for (device, owner, ts_min, ts_max, points) in sealed {
+                    insert.execute(params![device, owner, ts_min, ts_max, points])?;
+                }
+                c.execute(
+                    "DELETE FROM telemetry_log WHERE id >= ?1 AND id <= ?2",
+                    params![first, last],
+                )?;
+                Ok(())
+            })
+            .await?;
+        metrics::counter!("thingsafe_telemetry_flushed_rows_total").increment(count as u64);
+        Ok(count)
+    }
+
+    /// Flushes until the log is empty (before a deletion, which works on chunks).
+    pub(super) async fn flush_all(&self) -> Result<()> {
+        while self.flush_once().await? == FLUSH_ROWS {}
+        Ok(())
+    }
+}
+
+type SealedChunk = (String, String, i64, i64, Vec<u8>);
+
+/// Groups log rows by device and owner (in arrival order) and seals each group as one
+/// chunk. Rows of an erased owner are unreadable and are dropped.
+fn merge_and_seal(
+    vault: &Vault,
+    rows: Vec<(i64, String, String, Vec<u8>)>,
+) -> Result<Vec<SealedChunk>> {
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for (_, device, owner_name, sealed) in rows {
+        let owner: Owner = owner_name.parse().map_err(StoreError::Backend)?;
+        let bytes = match vault.unseal(owner, aad("telemetry", &device).as_bytes(), &sealed) {
+            Ok(bytes) => bytes,
+            Err(VaultError::KeyDestroyed(..)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let points = decode_points(&bytes)?;
+        let slot = *index
+            .entry((device.clone(), owner_name))
+            .or_insert_with(|| {
+                chunks.push(Chunk {
+                    device,
+                    owner,
+                    points: Vec::new(),
+                });
+                chunks.len() - 1
+            });
+        chunks[slot].points.extend(points);
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let ts_min = chunk
+            .points
+            .iter()
+            .map(|p| p.ts)
+            .min()
+            .expect("a chunk has points");
+        let ts_max = chunk
+            .points
+            .iter()
+            .map(|p| p.ts)
+            .max()
+            .expect("a chunk has points");
+        let sealed = vault.seal(
+            chunk.owner,
+            aad("telemetry", &chunk.device).as_bytes(),
+            &encode_points(&chunk.points),
+        )?;
+        out.push((chunk.device, chunk.owner.key_name(), ts_min, ts_max, sealed));
+    }
+    Ok(out)
+}
