@@ -222,6 +222,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_customer(&self, scope: &Scope, title: &str) -> Result<Customer>;
     async fn customer(&self, scope: &Scope, id: CustomerId) -> Result<Customer>;
     async fn customers(&self, scope: &Scope, page: &PageRequest) -> Result<Page<Customer>>;
+    async fn rename_customer(&self, scope: &Scope, id: CustomerId, title: &str)
+    -> Result<Customer>;
     async fn delete_customer(&self, scope: &Scope, id: CustomerId) -> Result<()>;
 
     async fn create_user(&self, scope: &Scope, user: NewUser) -> Result<User>;
@@ -244,6 +246,15 @@ pub trait Store: Send + Sync + 'static {
         customer: Option<CustomerId>,
         page: &PageRequest,
     ) -> Result<Page<Device>>;
+    /// Renames or retypes a device; `label: None` clears the label.
+    async fn update_device(
+        &self,
+        scope: &Scope,
+        id: DeviceId,
+        name: &str,
+        device_type: &str,
+        label: Option<&str>,
+    ) -> Result<Device>;
     async fn delete_device(&self, scope: &Scope, id: DeviceId) -> Result<()>;
     async fn device_credentials(&self, scope: &Scope, id: DeviceId) -> Result<DeviceCredentials>;
     async fn set_device_credentials(

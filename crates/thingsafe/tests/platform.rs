@@ -263,6 +263,18 @@ async fn no_call_of_one_tenant_reaches_anything_of_another() {
                 json!({"email": "intruder@bravo.test", "authority": "CUSTOMER_USER", "customerId": {"id": "{customer}"}}),
             ),
         ),
+        (
+            Method::POST,
+            "/api/device".into(),
+            Some(json!({"id": {"entityType": "DEVICE", "id": "{device}"}, "name": "Hijacked"})),
+        ),
+        (
+            Method::POST,
+            "/api/customer".into(),
+            Some(
+                json!({"id": {"entityType": "CUSTOMER", "id": "{customer}"}, "title": "Hijacked"}),
+            ),
+        ),
     ];
     let fill = |template: &str, device: &str, customer: &str, user: &str| {
         template
@@ -334,10 +346,21 @@ async fn no_call_of_one_tenant_reaches_anything_of_another() {
         .get(&format!("/api/device/{}/credentials", a.device), &a.token)
         .await;
     assert_ne!(creds["credentialsId"], "stolen");
-    let (status, _) = s
+    assert_eq!(dev["name"], "Thermostat");
+    let (status, customer) = s
         .get(&format!("/api/customer/{}", a.customer), &a.token)
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(customer["title"], "Household");
+    let (status, renamed) = s
+        .post(
+            "/api/customer",
+            &a.token,
+            json!({"id": {"id": a.customer}, "title": "Home"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(renamed["title"], "Home");
     let (status, _) = s.get(&format!("/api/user/{}", a.user), &a.token).await;
     assert_eq!(status, StatusCode::OK);
     let (_, users) = s.get("/api/users?pageSize=100&page=0", &a.token).await;

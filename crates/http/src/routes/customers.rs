@@ -8,7 +8,7 @@ use thingsafe_core::{Authority, CustomerId, validate};
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json, Query, parse_id};
 use crate::tb::{self, EntityIdIn, PageParams};
 
@@ -24,12 +24,15 @@ pub(super) async fn create(
     Json(req): Json<CreateCustomer>,
 ) -> ApiResult<axum::Json<Value>> {
     principal.require(&[Authority::TenantAdmin])?;
-    if req.id.is_some() {
-        return Err(ApiError::bad_request(
-            "Updating a customer through POST /api/customer with an id is not supported yet",
-        ));
-    }
     let title = validate::name("title", &req.title, 255)?;
+    // ThingsBoard saves: with an id the customer is updated.
+    if let Some(id) = req.id {
+        let customer = state
+            .store
+            .rename_customer(&principal.scope(), CustomerId(id.id), &title)
+            .await?;
+        return Ok(axum::Json(tb::customer(&customer)));
+    }
     let customer = state
         .store
         .create_customer(&principal.scope(), &title)

@@ -48,11 +48,6 @@ pub(super) async fn create(
     Json(req): Json<CreateDevice>,
 ) -> ApiResult<axum::Json<Value>> {
     principal.require(&[Authority::TenantAdmin])?;
-    if req.id.is_some() {
-        return Err(ApiError::bad_request(
-            "Updating a device through POST /api/device with an id is not supported yet; create it without an id",
-        ));
-    }
     let name = validate::name("name", &req.name, 255)?;
     let device_type = match req.device_type {
         Some(t) if !t.trim().is_empty() => validate::name("type", &t, 255)?,
@@ -63,6 +58,20 @@ pub(super) async fn create(
         .filter(|l| !l.trim().is_empty())
         .map(|l| validate::name("label", &l, 255))
         .transpose()?;
+    // ThingsBoard saves: with an id the device is updated.
+    if let Some(id) = req.id {
+        let device = state
+            .store
+            .update_device(
+                &principal.scope(),
+                DeviceId(id.id),
+                &name,
+                &device_type,
+                label.as_deref(),
+            )
+            .await?;
+        return Ok(axum::Json(tb::device(&device)));
+    }
     let token = match params.access_token {
         Some(t) => validate::access_token(&t)?,
         None => thingsafe_vault::random_alphanumeric(GENERATED_TOKEN_LEN),

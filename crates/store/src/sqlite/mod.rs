@@ -706,6 +706,41 @@ impl Store for SqliteStore {
         Ok(page.apply(customers))
     }
 
+    async fn rename_customer(
+        &self,
+        scope: &Scope,
+        id: CustomerId,
+        title: &str,
+    ) -> Result<Customer> {
+        let tenant = whole_tenant(scope)?;
+        // Sealing needs the customer's key, which only exists for a customer of some tenant;
+        // the update below checks that it is this tenant's.
+        let sealed = self
+            .seal(
+                Owner::Customer(id),
+                "customer.title",
+                &id.to_string(),
+                title,
+            )
+            .map_err(|e| match e {
+                StoreError::Vault(_) => StoreError::NotFound("customer"),
+                other => other,
+            })?;
+        self.writer
+            .write(move |c| {
+                let changed = c.execute(
+                    "UPDATE customer SET title = ?3 WHERE id = ?1 AND tenant_id = ?2",
+                    params![id.to_string(), tenant.to_string(), sealed],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound("customer"));
+                }
+                Ok(())
+            })
+            .await?;
+        self.customer(scope, id).await
+    }
+
     async fn delete_customer(&self, scope: &Scope, id: CustomerId) -> Result<()> {
         let tenant = whole_tenant(scope)?;
         let users = self
@@ -983,6 +1018,46 @@ impl Store for SqliteStore {
         devices.retain(|d| page.matches(&d.name));
         sort_newest_first(&mut devices, |d| (d.created_ms, d.id.to_string()));
         Ok(page.apply(devices))
+    }
+
+    async fn update_device(
+        &self,
+        scope: &Scope,
+        id: DeviceId,
+        name: &str,
+        device_type: &str,
+        label: Option<&str>,
+    ) -> Result<Device> {
+        let tenant = whole_tenant(scope)?;
+        let owner = Owner::Tenant(tenant);
+        let row = id.to_string();
+        let name_index = self.device_name_index(tenant, name);
+        let sealed_name = self.seal(owner, "device.name", &row, name)?;
+        let sealed_label = self.seal_opt(owner, "device.label", &row, label)?;
+        let device_type = device_type.to_string();
+        self.writer
+            .write(move |c| {
+                let changed = c
+                    .execute(
+                        "UPDATE device SET name_index = ?3, name = ?4, device_type = ?5, label = ?6
+                         WHERE id = ?1 AND tenant_id = ?2",
+                        params![
+                            row,
+                            tenant.to_string(),
+                            name_index,
+                            sealed_name,
+                            device_type,
+                            sealed_label
+                        ],
+                    )
+                    .map_err(|e| conflict(e, "a device with this name already exists"))?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound("device"));
+                }
+                Ok(())
+            })
+            .await?;
+        self.device(scope, id).await
     }
 
     async fn delete_device(&self, scope: &Scope, id: DeviceId) -> Result<()> {
