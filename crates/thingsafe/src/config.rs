@@ -17,6 +17,7 @@ pub struct Config {
     /// Where the database, the key store and the master key live.
     pub data_dir: PathBuf,
     pub http: HttpConfig,
+    pub mqtt: MqttConfig,
     pub signup: SignupConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
@@ -29,6 +30,21 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// The URL people reach the server at, for links we hand out; empty: `http://{addr}`.
     pub public_url: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Address of the MQTT listener (ThingsBoard's device API, MQTT 3.1.1 and 5).
+    pub addr: SocketAddr,
+    /// The largest MQTT packet accepted, in bytes.
+    pub max_packet_size: u32,
+    /// Messages of one connection being stored at once (MQTT 5 Receive Maximum).
+    pub receive_maximum: u16,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u32,
+    /// Most MQTT connections at once.
+    pub max_connections: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -68,6 +84,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./data"),
             http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
             signup: SignupConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
@@ -80,6 +97,19 @@ impl Default for HttpConfig {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: String::new(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            // ThingsBoard's transport.mqtt.netty.max_payload_size.
+            max_packet_size: 65_536,
+            receive_maximum: 64,
+            connect_timeout_secs: 10,
+            max_connections: 10_000,
         }
     }
 }
@@ -185,6 +215,22 @@ impl Config {
                 "must start with http:// or https://".into(),
             ));
         }
+        let mqtt = &self.mqtt;
+        if !(1024..=268_435_455).contains(&mqtt.max_packet_size) {
+            return Err((
+                "mqtt.max_packet_size",
+                "must be between 1024 and 268435455 bytes".into(),
+            ));
+        }
+        if mqtt.receive_maximum == 0 {
+            return Err(("mqtt.receive_maximum", "must be 1 or more".into()));
+        }
+        if mqtt.connect_timeout_secs == 0 {
+            return Err(("mqtt.connect_timeout_secs", "must be 1 or more".into()));
+        }
+        if mqtt.max_connections == 0 {
+            return Err(("mqtt.max_connections", "must be 1 or more".into()));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("data_dir", "must not be empty".into()));
         }
@@ -289,6 +335,7 @@ mod tests {
     fn defaults_are_local_and_safe() {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mqtt.addr.to_string(), "127.0.0.1:1883");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert!(c.signup.enabled);
     }

@@ -75,6 +75,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on http.addr {}", config.http.addr))?;
     let addr = listener.local_addr()?;
+    let mqtt_listener = tokio::net::TcpListener::bind(config.mqtt.addr)
+        .await
+        .with_context(|| format!("cannot listen on mqtt.addr {}", config.mqtt.addr))?;
+    let mqtt_addr = mqtt_listener.local_addr()?;
     ensure_admin_access(&data, &config.public_url_for(addr)).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -96,10 +100,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(data_dir = %data_dir.display(), "data directory");
     tracing::info!("HTTP API listening on http://{addr}");
-    axum::serve(listener, thingsafe_http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    tracing::info!("MQTT listening on mqtt://{mqtt_addr}");
+    // One signal stops both listeners; each finishes what is in flight.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mqtt_settings = thingsafe_mqtt::MqttSettings {
+        max_packet_size: config.mqtt.max_packet_size,
+        receive_maximum: config.mqtt.receive_maximum,
+        connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout_secs.into()),
+        max_connections: config.mqtt.max_connections as usize,
+        ..thingsafe_mqtt::MqttSettings::default()
+    };
+    let http = axum::serve(listener, thingsafe_http::router(state))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let mqtt = thingsafe_mqtt::serve(
+        mqtt_listener,
+        data.store.clone(),
+        mqtt_settings,
+        stopped(stop_rx),
+    );
+    let (http, ()) = tokio::join!(async { http.await }, mqtt);
+    http.context("HTTP server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -15,6 +15,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The MQTT listener's address.
+    pub mqtt_addr: std::net::SocketAddr,
     pub data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
     /// What the server printed on stderr, line by line, as it comes.
@@ -47,6 +49,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
+            .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_LOG_LEVEL", "info")
             .env_remove("THINGSAFE_ADMIN_EMAIL")
             .env_remove("THINGSAFE_ADMIN_PASSWORD")
@@ -69,20 +72,29 @@ impl Server {
             }
         });
         let mut setup_token = None;
-        let base = loop {
+        // Both listeners report their address, in either order.
+        let (mut base, mut mqtt_addr) = (None, None);
+        let (base, mqtt_addr) = loop {
+            if let (Some(base), Some(mqtt)) = (&base, mqtt_addr) {
+                break (String::clone(base), mqtt);
+            }
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
-                .expect("thingsafe did not report its address within 30 s");
+                .expect("thingsafe did not report its addresses within 30 s");
             if let Some(rest) = line.split("\"setupToken\":\"").nth(1) {
                 setup_token = rest.split('"').next().map(str::to_string);
             }
             if let Some(addr) = line.split("HTTP API listening on ").nth(1) {
-                break addr.trim().to_string();
+                base = Some(addr.trim().to_string());
+            }
+            if let Some(addr) = line.split("MQTT listening on mqtt://").nth(1) {
+                mqtt_addr = Some(addr.trim().parse().expect("the MQTT address"));
             }
         };
         Server {
             child,
             base,
+            mqtt_addr,
             data_dir: data_dir.to_path_buf(),
             _dir: None,
             output: rx,

@@ -1,0 +1,169 @@
+//! Thingsafe's MQTT transport: ThingsBoard's device API over MQTT 3.1.1 and 5 on one port.
+//!
+//! Devices written for ThingsBoard connect unchanged: the access token is the MQTT user
+//! name, and they publish to `v1/devices/me/telemetry` and `v1/devices/me/attributes`,
+//! ask for attributes on `v1/devices/me/attributes/request/$id` and subscribe to
+//! `v1/devices/me/attributes` for shared-attribute updates. The codec is `rmqtt-codec`;
+//! the session loop (one task per connection) is ours, with no broker behind it.
+//!
+//! # Invariants
+//!
+//! - **An acknowledgement means stored.** A QoS 1 PUBACK (QoS 2 PUBREC) is sent only
+//!   after `Store::append_telemetry` / `Store::save_attributes` returned `Ok`, which is
+//!   after the durable commit. A message that fails to store is never acknowledged: the
+//!   connection closes and the client sends it again.
+//! - **Acknowledgements in arrival order** (MQTT-4.6.0-2). Up to `receive_maximum`
+//!   messages per connection are stored at once (the store commits many connections'
+//!   messages together); their outcomes are taken in the order the messages arrived. A
+//!   refusal (MQTT 5 PUBACK 0x87/0x99) waits its turn like a success.
+//! - **Backpressure, bounded memory.** While `receive_maximum` messages are in flight, or
+//!   an attribute request waits for the writes before it, the socket is not read. Each
+//!   connection holds at most one packet of `max_packet_size` being decoded and
+//!   `receive_maximum` parsed messages; connections beyond `max_connections` are closed
+//!   on accept.
+//! - **A device reaches only itself.** Its identity is the token given at CONNECT; every
+//!   topic is `v1/devices/me/...`; anything else is refused (MQTT 5: PUBACK or
+//!   DISCONNECT 0x87, SUBACK 0x87; MQTT 3.1.1: the connection closes, SUBACK 0x80).
+//!   Attribute updates are filtered by the connection's device id.
+//! - **Writes of one connection are committed in the order received.** Each message's
+//!   store call starts in arrival order (the store's writer queue is FIFO); an attribute
+//!   request is answered only after the writes before it are committed, so it reads them.
+//! - **Bad input is refused, clearly, and loses nothing.** A payload that does not parse
+//!   is logged (device id, topic, parser message) and refused (MQTT 5: PUBACK 0x99 with the
+//!   message as reason string; MQTT 3.1.1: the connection closes, as ThingsBoard does). A
+//!   malformed frame closes the connection (MQTT 5: DISCONNECT with the spec's reason
+//!   code). Before any connection closes, the messages in flight are finished and
+//!   acknowledged. No input panics.
+//! - **Nothing personal in logs.** Tokens, client ids, payloads and peer addresses are
+//!   not logged; devices appear by id.
+//! - **Depends on `core` and `store` only**, never on `http`.
+
+pub mod codes;
+mod error;
+pub mod render;
+mod session;
+pub mod topic;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use thingsafe_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+pub use error::SessionError;
+pub use session::handle;
+
+/// Limits of the MQTT listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// The largest packet accepted, in bytes; advertised to MQTT 5 clients as Maximum
+    /// Packet Size. ThingsBoard's `transport.mqtt.netty.max_payload_size` is 65536.
+    pub max_packet_size: u32,
+    /// QoS 1 and 2 messages of one connection being stored at once; advertised to MQTT 5
+    /// clients as Receive Maximum.
+    pub receive_maximum: u16,
+    /// How long a new connection has to send its CONNECT and be authenticated.
+    pub connect_timeout: Duration,
+    /// How long a client may leave what we send unread before it is dropped.
+    pub write_timeout: Duration,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// How long connections have, at shutdown, to finish the messages in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            max_packet_size: 65_536,
+            receive_maximum: 64,
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Accepts MQTT connections on `listener` until `shutdown` resolves; then stops accepting,
+/// lets every connection finish (and acknowledge) the messages in flight, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    settings: MqttSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+    let settings = Arc::new(settings);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let mut sessions = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little, go on.
+                        tracing::warn!(error = %e, "cannot accept an MQTT connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                metrics::counter!("thingsafe_mqtt_connections_total").increment(1);
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    metrics::counter!("thingsafe_mqtt_refused_total", "reason" => "max_connections")
+                        .increment(1);
+                    tracing::warn!(
+                        max = settings.max_connections,
+                        "refused an MQTT connection: too many connections"
+                    );
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+                let (store, settings, stop) = (store.clone(), settings.clone(), stop_rx.clone());
+                sessions.spawn(
+                    async move {
+                        metrics::gauge!("thingsafe_mqtt_connections").increment(1.0);
+                        let result = handle(stream, store, settings, stop).await;
+                        metrics::gauge!("thingsafe_mqtt_connections").decrement(1.0);
+                        drop(slot);
+                        if let Err(e) = result {
+                            tracing::debug!(reason = %e, "MQTT connection ended");
+                        }
+                    }
+                    .instrument(tracing::info_span!("mqtt", connection)),
+                );
+            }
+            Some(ended) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "an MQTT session task failed");
+                }
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = sessions.len(),
+            "MQTT connections did not finish within the shutdown grace period; closing them"
+        );
+        sessions.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1064 @@
+//! One MQTT connection: version detection, CONNECT and authentication, then the session
+//! loop that stores what the device publishes and delivers what it subscribed to.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::num::NonZeroU16;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use rmqtt_codec::error::EncodeError;
+use rmqtt_codec::types::{Publish, QoS};
+use rmqtt_codec::version::{ProtocolVersion, VersionCodec};
+use rmqtt_codec::{MqttCodec, MqttPacket, v3, v5};
+use thingsafe_core::payload::{self, PayloadError};
+use thingsafe_core::{AttributeScope, Device, now_ms};
+use thingsafe_store::{Change, Store, StoreError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, timeout};
+use tokio_util::codec::Framed;
+
+use crate::MqttSettings;
+use crate::codes::{self, ConnectRefusal, Protocol, PublishRefusal, Violation};
+use crate::error::SessionError;
+use crate::render;
+use crate::topic::{self, PublishTopic, Subscription, TopicError};
+
+/// The longest parser message sent back in an MQTT 5 reason string.
+const MAX_REASON_CHARS: usize = 256;
+
+/// Serves one connection until it ends. `Ok` when the client disconnected cleanly.
+pub async fn handle<S>(
+    stream: S,
+    store: Arc<dyn Store>,
+    settings: Arc<MqttSettings>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut io = Framed::new(stream, MqttCodec::Version(VersionCodec));
+    let (proto, hello, device) = match timeout(
+        settings.connect_timeout,
+        connect(&mut io, &*store, &settings),
+    )
+    .await
+    {
+        Ok(accepted) => accepted?,
+        Err(_) => return Err(SessionError::ConnectTimeout(settings.connect_timeout)),
+    };
+    tracing::info!(
+        device = %device.id,
+        protocol = proto.as_str(),
+        keep_alive = hello.keep_alive,
+        "MQTT device connected"
+    );
+    metrics::gauge!("thingsafe_mqtt_sessions").increment(1.0);
+    let out_limit = hello
+        .receive_max
+        .map(|n| usize::from(n.get()))
+        .unwrap_or(usize::from(u16::MAX));
+    let session = Session {
+        io,
+        proto,
+        device: Arc::new(device),
+        store,
+        settings,
+        keep_alive: hello.keep_alive,
+        inflight: FuturesOrdered::new(),
+        held: None,
+        closing: false,
+        subs: Subs::default(),
+        changes: None,
+        out: OutIds {
+            next: 0,
+            pending: HashSet::new(),
+            limit: out_limit,
+        },
+        awaiting_release: HashSet::new(),
+    };
+    let device = session.device.id;
+    let result = session.run(stop).await;
+    metrics::gauge!("thingsafe_mqtt_sessions").decrement(1.0);
+    match &result {
+        Ok(()) => tracing::info!(device = %device, "MQTT device disconnected"),
+        Err(e) if e.is_quiet() => {
+            tracing::info!(device = %device, reason = %e, "MQTT device disconnected")
+        }
+        Err(e) => tracing::info!(device = %device, error = %e, "MQTT connection closed"),
+    }
+    result
+}
+
+/// What we need of a CONNECT, whichever the version.
+struct Hello {
+    keep_alive: u16,
+    client_id: ByteString,
+    username: Option<ByteString>,
+    auth_method: bool,
+    receive_max: Option<NonZeroU16>,
+    max_packet_size: Option<u32>,
+}
+
+/// Reads the CONNECT (after detecting the version), authenticates the device and answers
+/// with a CONNACK.
+async fn connect<S>(
+    io: &mut Framed<S, MqttCodec>,
+    store: &dyn Store,
+    settings: &MqttSettings,
+) -> Result<(Protocol, Hello, Device), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let version = match io.next().await {
+        None => return Err(SessionError::Closed),
+        Some(Ok((MqttPacket::Version(v), _))) => v,
+        Some(Ok(_)) => return Err(SessionError::Protocol("expected CONNECT")),
+        Some(Err(e)) => {
+            let buf = io.read_buffer();
+            if buf.first().is_some_and(|b| *b != 0x10) {
+                refused("protocol");
+                return Err(SessionError::Protocol("the first packet must be CONNECT"));
+            }
+            if unsupported_level(buf) {
+                // MQTT 3.1.1 §3.1.2.2: CONNACK 0x01, unacceptable protocol level.
+                refused("protocol_level");
+                let _ = timeout(settings.write_timeout, async {
+                    io.get_mut().write_all(&[0x20, 0x02, 0x00, 0x01]).await?;
+                    io.get_mut().flush().await
+                })
+                .await;
+            }
+            return Err(e.into());
+        }
+    };
+    let (proto, codec) = match version {
+        ProtocolVersion::MQTT3 => (
+            Protocol::V3,
+            MqttCodec::V3(v3::Codec::new(settings.max_packet_size)),
+        ),
+        ProtocolVersion::MQTT5 => (
+            Protocol::V5,
+            MqttCodec::V5(v5::Codec::new(settings.max_packet_size, 0)),
+        ),
+    };
+    *io.codec_mut() = codec;
+    let hello = match io.next().await {
+        None => return Err(SessionError::Closed),
+        Some(Ok((MqttPacket::V3(v3::Packet::Connect(c)), _))) => Hello {
+            keep_alive: c.keep_alive,
+            client_id: c.client_id,
+            username: c.username,
+            auth_method: false,
+            receive_max: None,
+            max_packet_size: None,
+        },
+        Some(Ok((MqttPacket::V5(v5::Packet::Connect(c)), _))) => Hello {
+            keep_alive: c.keep_alive,
+            client_id: c.client_id,
+            username: c.username,
+            auth_method: c.auth_method.is_some(),
+            receive_max: c.receive_max,
+            max_packet_size: c.max_packet_size.map(|n| n.get()),
+        },
+        Some(Ok(_)) => return Err(SessionError::Protocol("expected CONNECT")),
+        Some(Err(e)) => {
+            let error = SessionError::from(e);
+            if let SessionError::Decode { violation, .. } = &error {
+                refused(violation.label());
+                let answer = match (proto, violation) {
+                    (Protocol::V5, v) => Some(connack_v5_refused(v.connack())),
+                    (Protocol::V3, Violation::ClientId) => {
+                        Some(connack_v3(ConnectRefusal::ClientId.v3()))
+                    }
+                    (Protocol::V3, _) => None,
+                };
+                if let Some(packet) = answer {
+                    let _ = timeout(settings.write_timeout, io.send(packet)).await;
+                }
+            }
+            return Err(error);
+        }
+    };
+
+    let refusal = if hello.auth_method {
+        Err(ConnectRefusal::AuthMethod)
+    } else {
+        match hello.username.as_deref().filter(|u| !u.is_empty()) {
+            None => Err(ConnectRefusal::MissingToken),
+            Some(token) => match store.device_by_token(token).await {
+                Ok(Some(device)) => Ok(device),
+                Ok(None) => Err(ConnectRefusal::UnknownToken),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot look up an MQTT access token");
+                    Err(ConnectRefusal::Unavailable)
+                }
+            },
+        }
+    };
+    let device = match refusal {
+        Ok(device) => device,
+        Err(refusal) => {
+            refused(refusal.label());
+            let packet = match proto {
+                Protocol::V3 => connack_v3(refusal.v3()),
+                Protocol::V5 => connack_v5_refused(refusal.v5()),
+            };
+            let _ = timeout(settings.write_timeout, io.send(packet)).await;
+            return Err(SessionError::Refused(refusal));
+        }
+    };
+
+    let connack = match proto {
+        Protocol::V3 => connack_v3(v3::ConnectAckReason::ConnectionAccepted),
+        Protocol::V5 => {
+            if let (MqttCodec::V5(codec), Some(max)) = (io.codec_mut(), hello.max_packet_size) {
+                codec.set_max_outbound_size(max);
+            }
+            MqttPacket::V5(v5::Packet::ConnectAck(Box::new(v5::ConnectAck {
+                receive_max: NonZeroU16::new(settings.receive_maximum).unwrap_or(NonZeroU16::MIN),
+                max_packet_size: Some(settings.max_packet_size),
+                // An empty client id gets one (MQTT-3.2.2-16); sessions are not kept.
+                assigned_client_id: hello
+                    .client_id
+                    .is_empty()
+                    .then(|| ByteString::from(format!("thingsafe-{}", device.id))),
+                retain_available: false,
+                subscription_identifiers_available: false,
+                shared_subscription_available: false,
+                ..v5::ConnectAck::default()
+            })))
+        }
+    };
+    match timeout(settings.write_timeout, io.send(connack)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(encode_error(e)),
+        Err(_) => return Err(SessionError::WriteTimeout(settings.write_timeout)),
+    }
+    metrics::counter!("thingsafe_mqtt_connects_total").increment(1);
+    Ok((proto, hello, device))
+}
+
+/// Whether `buf` starts with a CONNECT of a protocol level we do not speak.
+fn unsupported_level(buf: &[u8]) -> bool {
+    if buf.first() != Some(&0x10) {
+        return false;
+    }
+    // Skip the remaining length (1 to 4 bytes).
+    let Some(len_bytes) = buf[1..]
+        .iter()
+        .take(4)
+        .position(|b| b & 0x80 == 0)
+        .map(|i| i + 1)
+    else {
+        return false;
+    };
+    let rest = &buf[1 + len_bytes..];
+    match rest {
+        [0, 4, b'M', b'Q', b'T', b'T', level, ..] => !matches!(level, 3..=5),
+        [0, 6, b'M', b'Q', b'I', b's', b'd', b'p', level, ..] => *level != 3,
+        _ => false,
+    }
+}
+
+fn refused(reason: &'static str) {
+    metrics::counter!("thingsafe_mqtt_refused_total", "reason" => reason).increment(1);
+}
+
+fn connack_v3(return_code: v3::ConnectAckReason) -> MqttPacket {
+    MqttPacket::V3(v3::Packet::ConnectAck(v3::ConnectAck {
+        return_code,
+        session_present: false,
+    }))
+}
+
+fn connack_v5_refused(reason_code: v5::ConnectAckReason) -> MqttPacket {
+    MqttPacket::V5(v5::Packet::ConnectAck(Box::new(v5::ConnectAck {
+        reason_code,
+        ..v5::ConnectAck::default()
+    })))
+}
+
+fn encode_error(e: EncodeError) -> SessionError {
+    match e {
+        EncodeError::Io(_) => SessionError::Closed,
+        other => SessionError::Encode(other),
+    }
+}
+
+/// The handling of one message: resolves when its outcome is known (for writes, after
+/// the commit). Boxed so that one queue holds every kind.
+type Work = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+type Pending = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+struct Done {
+    packet_id: Option<NonZeroU16>,
+    qos: QoS,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Durably stored (or, for a QoS 2 retransmission, stored before): acknowledge.
+    Stored,
+    /// An attribute request answered: acknowledge, then publish the answer (if the id
+    /// asks for one).
+    Answer(Option<(String, Bytes)>),
+    /// MQTT 5, QoS 1 or 2: acknowledge with a failure reason; the session goes on.
+    Refused {
+        refusal: PublishRefusal,
+        message: String,
+    },
+    /// The session ends here, after everything before it was acknowledged.
+    Close {
+        refusal: PublishRefusal,
+        message: String,
+    },
+    /// The store failed: the message is not acknowledged and the session ends.
+    Failed(StoreError),
+}
+
+/// What the device subscribed to, with the QoS granted.
+#[derive(Default)]
+struct Subs {
+    attributes: Option<QoS>,
+    attribute_responses: Option<QoS>,
+    rpc_requests: Option<QoS>,
+    rpc_responses: Option<QoS>,
+}
+
+impl Subs {
+    fn slot(&mut self, sub: Subscription) -> &mut Option<QoS> {
+        match sub {
+            Subscription::Attributes => &mut self.attributes,
+            Subscription::AttributeResponses => &mut self.attribute_responses,
+            Subscription::RpcRequests => &mut self.rpc_requests,
+            Subscription::RpcResponses => &mut self.rpc_responses,
+        }
+    }
+}
+
+/// Packet ids of our QoS 1 publishes that the device has not acknowledged yet.
+struct OutIds {
+    next: u16,
+    pending: HashSet<u16>,
+    /// The client's Receive Maximum (MQTT 5), else 65535.
+    limit: usize,
+}
+
+impl OutIds {
+    /// A free id, or `None` when the client's window is full.
+    fn take(&mut self) -> Option<NonZeroU16> {
+        if self.pending.len() >= self.limit.min(usize::from(u16::MAX)) {
+            return None;
+        }
+        loop {
+            self.next = self.next.wrapping_add(1);
+            if self.next != 0 && self.pending.insert(self.next) {
+                return NonZeroU16::new(self.next);
+            }
+        }
+    }
+
+    fn release(&mut self, id: u16) {
+        self.pending.remove(&id);
+    }
+}
+
+/// Client packets, whichever the version.
+enum Inbound {
+    Publish(Box<Publish>),
+    PubAck(NonZeroU16),
+    PubRel(NonZeroU16),
+    Subscribe {
+        packet_id: NonZeroU16,
+        filters: Vec<(ByteString, QoS)>,
+    },
+    Unsubscribe {
+        packet_id: NonZeroU16,
+        filters: Vec<ByteString>,
+    },
+    Ping,
+    Disconnect,
+    /// PUBREC and PUBCOMP: we never publish at QoS 2, so there is nothing to do.
+    Ignored,
+    /// A packet a client must not send now.
+    NotAllowed(&'static str),
+}
+
+fn inbound(packet: MqttPacket) -> Inbound {
+    match packet {
+        MqttPacket::V3(p) => match p {
+            v3::Packet::Publish(p) => Inbound::Publish(p),
+            v3::Packet::PublishAck { packet_id } => Inbound::PubAck(packet_id),
+            v3::Packet::PublishRelease { packet_id } => Inbound::PubRel(packet_id),
+            v3::Packet::PublishReceived { .. } | v3::Packet::PublishComplete { .. } => {
+                Inbound::Ignored
+            }
+            v3::Packet::Subscribe {
+                packet_id,
+                topic_filters,
+            } => Inbound::Subscribe {
+                packet_id,
+                filters: topic_filters,
+            },
+            v3::Packet::Unsubscribe {
+                packet_id,
+                topic_filters,
+            } => Inbound::Unsubscribe {
+                packet_id,
+                filters: topic_filters,
+            },
+            v3::Packet::PingRequest => Inbound::Ping,
+            v3::Packet::Disconnect => Inbound::Disconnect,
+            v3::Packet::Connect(_) => Inbound::NotAllowed("a second CONNECT"),
+            _ => Inbound::NotAllowed("a packet only a server sends"),
+        },
+        MqttPacket::V5(p) => match p {
+            v5::Packet::Publish(p) => Inbound::Publish(p),
+            v5::Packet::PublishAck(a) => Inbound::PubAck(a.packet_id),
+            v5::Packet::PublishRelease(a) => Inbound::PubRel(a.packet_id),
+            v5::Packet::PublishReceived(_) | v5::Packet::PublishComplete(_) => Inbound::Ignored,
+            v5::Packet::Subscribe(s) => Inbound::Subscribe {
+                packet_id: s.packet_id,
+                filters: s
+                    .topic_filters
+                    .into_iter()
+                    .map(|(f, o)| (f, o.qos))
+                    .collect(),
+            },
+            v5::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
+                packet_id: u.packet_id,
+                filters: u.topic_filters,
+            },
+            v5::Packet::PingRequest => Inbound::Ping,
+            v5::Packet::Disconnect(_) => Inbound::Disconnect,
+            v5::Packet::Connect(_) => Inbound::NotAllowed("a second CONNECT"),
+            v5::Packet::Auth(_) => Inbound::NotAllowed("AUTH without an authentication method"),
+            _ => Inbound::NotAllowed("a packet only a server sends"),
+        },
+        MqttPacket::Version(_) => Inbound::NotAllowed("a second CONNECT"),
+    }
+}
+
+struct Session<S> {
+    io: Framed<S, MqttCodec>,
+    proto: Protocol,
+    device: Arc<Device>,
+    store: Arc<dyn Store>,
+    settings: Arc<MqttSettings>,
+    /// Seconds, as the client asked; 0 turns the check off.
+    keep_alive: u16,
+    /// Messages being handled, in arrival order: their acknowledgements go out in this
+    /// order (MQTT-4.6.0-2). At most `receive_maximum` at once; while full, the socket is
+    /// not read.
+    inflight: FuturesOrdered<Pending>,
+    /// An attribute request waiting for the writes before it, so that it reads them.
+    held: Option<(Option<NonZeroU16>, QoS, Work)>,
+    /// A refusal ends the session once the messages before it are acknowledged: nothing
+    /// more is read.
+    closing: bool,
+    subs: Subs,
+    /// Committed changes, while the device subscribes to attribute updates.
+    changes: Option<broadcast::Receiver<Arc<Change>>>,
+    out: OutIds,
+    /// QoS 2 messages stored and PUBREC'd, waiting for their PUBREL: a retransmission is
+    /// acknowledged again, not stored twice.
+    awaiting_release: HashSet<NonZeroU16>,
+}
+
+enum Step {
+    Continue,
+    /// The client said DISCONNECT.
+    Disconnect,
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SessionError> {
+        let mut last_seen = Instant::now();
+        let window = usize::from(self.settings.receive_maximum.max(1));
+        loop {
+            if self.inflight.is_empty()
+                && let Some((packet_id, qos, request)) = self.held.take()
+            {
+                self.push(packet_id, qos, request);
+            }
+            let reading = !self.closing && self.held.is_none() && self.inflight.len() < window;
+            // 1.5 times the keep-alive (MQTT-3.1.2-24), counted while we read.
+            let deadline = (self.keep_alive > 0 && reading)
+                .then(|| last_seen + Duration::from_millis(u64::from(self.keep_alive) * 1500));
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => {
+                    return self.shut_down().await;
+                }
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    // While the window was full nothing was read: the client is not idle.
+                    last_seen = Instant::now();
+                    self.finish(done).await?;
+                    while let Some(Some(done)) = self.inflight.next().now_or_never() {
+                        self.finish(done).await?;
+                    }
+                    self.flush().await?;
+                }
+                frame = self.io.next(), if reading => {
+                    last_seen = Instant::now();
+                    let packet = match frame {
+                        None => return Err(SessionError::Closed),
+                        Some(Err(e)) => return self.violation(e.into()).await,
+                        Some(Ok((packet, _))) => packet,
+                    };
+                    match self.on_packet(packet).await? {
+                        Step::Continue => self.flush().await?,
+                        Step::Disconnect => {
+                            self.drain().await?;
+                            return Ok(());
+                        }
+                    }
+                }
+                change = next_change(&mut self.changes), if self.changes.is_some() => {
+                    self.on_change(change).await?;
+                }
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {
+                    self.drain().await?;
+                    self.disconnect(v5::DisconnectReasonCode::KeepAliveTimeout, None).await;
+                    return Err(SessionError::KeepAlive(self.keep_alive));
+                }
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, packet: MqttPacket) -> Result<Step, SessionError> {
+        match inbound(packet) {
+            Inbound::Publish(p) => self.on_publish(*p),
+            Inbound::PubAck(id) => self.out.release(id.get()),
+            Inbound::PubRel(id) => {
+                let known = self.awaiting_release.remove(&id);
+                let packet = match self.proto {
+                    Protocol::V3 => MqttPacket::V3(v3::Packet::PublishComplete { packet_id: id }),
+                    Protocol::V5 => MqttPacket::V5(v5::Packet::PublishComplete(v5::PublishAck2 {
+                        packet_id: id,
+                        reason_code: if known {
+                            v5::PublishAck2Reason::Success
+                        } else {
+                            v5::PublishAck2Reason::PacketIdNotFound
+                        },
+                        properties: Vec::new(),
+                        reason_string: None,
+                    })),
+                };
+                self.feed(packet).await?;
+            }
+            Inbound::Subscribe { packet_id, filters } => {
+                self.on_subscribe(packet_id, filters).await?
+            }
+            Inbound::Unsubscribe { packet_id, filters } => {
+                self.on_unsubscribe(packet_id, filters).await?
+            }
+            Inbound::Ping => {
+                let packet = match self.proto {
+                    Protocol::V3 => MqttPacket::V3(v3::Packet::PingResponse),
+                    Protocol::V5 => MqttPacket::V5(v5::Packet::PingResponse),
+                };
+                self.feed(packet).await?;
+            }
+            Inbound::Disconnect => return Ok(Step::Disconnect),
+            Inbound::Ignored => {}
+            Inbound::NotAllowed(what) => {
+                refused("protocol");
+                self.drain().await?;
+                self.disconnect(v5::DisconnectReasonCode::ProtocolError, Some(what))
+                    .await;
+                return Err(SessionError::Protocol(what));
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    fn on_publish(&mut self, p: Publish) {
+        let (packet_id, qos) = (p.packet_id, p.qos);
+        let retransmitted = match (qos, packet_id) {
+            (QoS::ExactlyOnce, Some(id)) => self.awaiting_release.contains(&id),
+            _ => false,
+        };
+        if retransmitted {
+            // A retransmission of a QoS 2 message we already stored.
+            self.push(packet_id, qos, ready(Outcome::Stored));
+            return;
+        }
+        let kind = match topic::publish_topic(&p.topic) {
+            Ok(PublishTopic::Telemetry) => "telemetry",
+            Ok(PublishTopic::Attributes) => "attributes",
+            Ok(PublishTopic::AttributeRequest(_)) => "attribute_request",
+            Err(_) => "refused",
+        };
+        metrics::counter!("thingsafe_mqtt_messages_in_total", "topic" => kind).increment(1);
+        let store = self.store.clone();
+        let device = self.device.clone();
+        match topic::publish_topic(&p.topic) {
+            Err(e @ TopicError::NotAllowed(_)) => {
+                self.refuse(&p, PublishRefusal::NotAuthorized, e.to_string())
+            }
+            Err(e @ TopicError::BadRequestId(_)) => {
+                self.refuse(&p, PublishRefusal::PayloadFormatInvalid, e.to_string())
+            }
+            Ok(PublishTopic::Telemetry) => match payload::parse_telemetry(&p.payload, now_ms()) {
+                Ok(points) => self.push(
+                    packet_id,
+                    qos,
+                    Box::pin(async move { stored(store.append_telemetry(&device, points).await) }),
+                ),
+                Err(e) => self.malformed(&p, e),
+            },
+            Ok(PublishTopic::Attributes) => match payload::parse_attributes(&p.payload) {
+                Ok(attributes) => self.push(
+                    packet_id,
+                    qos,
+                    Box::pin(async move {
+                        stored(
+                            store
+                                .save_attributes(&device, AttributeScope::Client, attributes)
+                                .await,
+                        )
+                    }),
+                ),
+                Err(e) => self.malformed(&p, e),
+            },
+            Ok(PublishTopic::AttributeRequest(id)) => {
+                match payload::parse_attribute_request(&p.payload) {
+                    Ok(request) => {
+                        let answer = Box::pin(async move {
+                            match render::attribute_response(&*store, &device, &request).await {
+                                // ThingsBoard answers only ids of 0 or more.
+                                Ok(body) => Outcome::Answer(
+                                    (id >= 0).then(|| (topic::attribute_response_topic(id), body)),
+                                ),
+                                Err(e) => Outcome::Failed(e),
+                            }
+                        });
+                        // Answered once the writes before it are committed, so that it
+                        // reads them.
+                        self.held = Some((packet_id, qos, answer));
+                    }
+                    Err(e) => self.malformed(&p, e),
+                }
+            }
+        }
+    }
+
+    fn malformed(&mut self, p: &Publish, e: PayloadError) {
+        self.refuse(p, PublishRefusal::PayloadFormatInvalid, e.to_string());
+    }
+
+    /// Refuses a message: MQTT 5 acknowledges it with the reason when it can (QoS 1 or
+    /// 2); otherwise the session ends, after the messages before it are acknowledged.
+    fn refuse(&mut self, p: &Publish, refusal: PublishRefusal, message: String) {
+        refused(refusal.label());
+        tracing::info!(
+            device = %self.device.id,
+            topic = %p.topic,
+            error = %message,
+            "refused an MQTT message"
+        );
+        let outcome = if self.proto == Protocol::V5 && p.qos != QoS::AtMostOnce {
+            Outcome::Refused { refusal, message }
+        } else {
+            self.closing = true;
+            Outcome::Close { refusal, message }
+        };
+        self.push(p.packet_id, p.qos, ready(outcome));
+    }
+
+    fn push(&mut self, packet_id: Option<NonZeroU16>, qos: QoS, work: Work) {
+        self.inflight
+            .push_back(Box::pin(work.map(move |outcome| Done {
+                packet_id,
+                qos,
+                outcome,
+            })));
+    }
+
+    /// Sends what a handled message calls for.
+    async fn finish(&mut self, done: Done) -> Result<(), SessionError> {
+        let Done {
+            packet_id,
+            qos,
+            outcome,
+        } = done;
+        match outcome {
+            Outcome::Stored => self.ack(packet_id, qos, None).await,
+            Outcome::Answer(answer) => {
+                self.ack(packet_id, qos, None).await?;
+                if let Some((topic, body)) = answer {
+                    let qos = self.subs.attribute_responses.unwrap_or(QoS::AtMostOnce);
+                    self.publish(&topic, body, qos).await?;
+                }
+                Ok(())
+            }
+            Outcome::Refused { refusal, message } => {
+                self.ack(packet_id, qos, Some((refusal, message))).await
+            }
+            Outcome::Close { refusal, message } => {
+                self.disconnect(refusal.disconnect(), Some(&message)).await;
+                Err(SessionError::PublishRefused { refusal, message })
+            }
+            Outcome::Failed(e) => {
+                tracing::error!(device = %self.device.id, error = %e, "cannot store an MQTT message");
+                self.disconnect(v5::DisconnectReasonCode::UnspecifiedError, None)
+                    .await;
+                Err(SessionError::Store(e))
+            }
+        }
+    }
+
+    /// PUBACK (QoS 1) or PUBREC (QoS 2); nothing for QoS 0.
+    async fn ack(
+        &mut self,
+        packet_id: Option<NonZeroU16>,
+        qos: QoS,
+        refusal: Option<(PublishRefusal, String)>,
+    ) -> Result<(), SessionError> {
+        let Some(packet_id) = packet_id else {
+            return Ok(());
+        };
+        if qos == QoS::ExactlyOnce && refusal.is_none() {
+            self.awaiting_release.insert(packet_id);
+        }
+        let packet = match self.proto {
+            Protocol::V3 => MqttPacket::V3(match qos {
+                QoS::ExactlyOnce => v3::Packet::PublishReceived { packet_id },
+                _ => v3::Packet::PublishAck { packet_id },
+            }),
+            Protocol::V5 => {
+                let (reason_code, reason_string) = match refusal {
+                    None => (v5::PublishAckReason::Success, None),
+                    Some((refusal, message)) => (refusal.puback(), Some(reason_string(&message))),
+                };
+                let ack = v5::PublishAck {
+                    packet_id,
+                    reason_code,
+                    properties: Vec::new(),
+                    reason_string,
+                };
+                MqttPacket::V5(match qos {
+                    QoS::ExactlyOnce => v5::Packet::PublishReceived(ack),
+                    _ => v5::Packet::PublishAck(ack),
+                })
+            }
+        };
+        self.feed(packet).await
+    }
+
+    async fn on_subscribe(
+        &mut self,
+        packet_id: NonZeroU16,
+        filters: Vec<(ByteString, QoS)>,
+    ) -> Result<(), SessionError> {
+        let mut granted = Vec::with_capacity(filters.len());
+        for (filter, requested) in filters {
+            match topic::subscription(&filter) {
+                Some(sub) => {
+                    let qos = topic::granted_qos(requested);
+                    *self.subs.slot(sub) = Some(qos);
+                    if sub == Subscription::Attributes && self.changes.is_none() {
+                        // Before the SUBACK: every change committed after it is seen.
+                        self.changes = Some(self.store.changes());
+                    }
+                    granted.push(Some(qos));
+                }
+                None => {
+                    refused("subscription");
+                    tracing::info!(
+                        device = %self.device.id,
+                        filter = %filter,
+                        "refused an MQTT subscription"
+                    );
+                    granted.push(None);
+                }
+            }
+        }
+        let packet = match self.proto {
+            Protocol::V3 => MqttPacket::V3(v3::Packet::SubscribeAck {
+                packet_id,
+                status: granted
+                    .into_iter()
+                    .map(|g| match g {
+                        Some(qos) => v3::SubscribeReturnCode::Success(qos),
+                        None => codes::suback_refused_v3(),
+                    })
+                    .collect(),
+            }),
+            Protocol::V5 => MqttPacket::V5(v5::Packet::SubscribeAck(v5::SubscribeAck {
+                packet_id,
+                properties: Vec::new(),
+                reason_string: None,
+                status: granted
+                    .into_iter()
+                    .map(|g| match g {
+                        Some(qos) => codes::suback_granted_v5(qos),
+                        None => codes::suback_refused_v5(),
+                    })
+                    .collect(),
+            })),
+        };
+        self.feed(packet).await
+    }
+
+    async fn on_unsubscribe(
+        &mut self,
+        packet_id: NonZeroU16,
+        filters: Vec<ByteString>,
+    ) -> Result<(), SessionError> {
+        let mut status = Vec::with_capacity(filters.len());
+        for filter in filters {
+            let existed = match topic::subscription(&filter) {
+                Some(sub) => self.subs.slot(sub).take().is_some(),
+                None => false,
+            };
+            status.push(if existed {
+                v5::UnsubscribeAckReason::Success
+            } else {
+                v5::UnsubscribeAckReason::NoSubscriptionExisted
+            });
+        }
+        if self.subs.attributes.is_none() {
+            self.changes = None;
+        }
+        let packet = match self.proto {
+            Protocol::V3 => MqttPacket::V3(v3::Packet::UnsubscribeAck { packet_id }),
+            Protocol::V5 => MqttPacket::V5(v5::Packet::UnsubscribeAck(v5::UnsubscribeAck {
+                packet_id,
+                properties: Vec::new(),
+                reason_string: None,
+                status,
+            })),
+        };
+        self.feed(packet).await
+    }
+
+    async fn on_change(
+        &mut self,
+        change: Result<Arc<Change>, broadcast::error::RecvError>,
+    ) -> Result<(), SessionError> {
+        match change {
+            Ok(change) => {
+                if let Some(body) = render::attribute_update(&change, self.device.id) {
+                    let qos = self.subs.attributes.unwrap_or(QoS::AtMostOnce);
+                    self.publish(topic::ATTRIBUTES, body, qos).await?;
+                    self.flush().await?;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    device = %self.device.id,
+                    missed,
+                    "an MQTT session fell behind the change feed; some attribute updates were not delivered"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => self.changes = None,
+        }
+        Ok(())
+    }
+
+    /// Publishes to the device: at QoS 1 if it subscribed so and its window has room,
+    /// else at QoS 0.
+    async fn publish(&mut self, topic: &str, payload: Bytes, qos: QoS) -> Result<(), SessionError> {
+        let packet_id = match qos {
+            QoS::AtMostOnce => None,
+            _ => self.out.take(),
+        };
+        let publish = Box::new(Publish {
+            dup: false,
+            retain: false,
+            qos: if packet_id.is_some() {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            },
+            topic: ByteString::from(topic),
+            packet_id,
+            payload,
+            properties: None,
+        });
+        let packet = match self.proto {
+            Protocol::V3 => MqttPacket::V3(v3::Packet::Publish(publish)),
+            Protocol::V5 => MqttPacket::V5(v5::Packet::Publish(publish)),
+        };
+        if !self.feed_or_drop(packet).await?
+            && let Some(id) = packet_id
+        {
+            self.out.release(id.get());
+        }
+        Ok(())
+    }
+
+    /// After a malformed frame: MQTT 5 gets a DISCONNECT with the spec's reason code.
+    async fn violation(&mut self, error: SessionError) -> Result<(), SessionError> {
+        if let SessionError::Decode { violation, source } = &error {
+            refused(violation.label());
+            tracing::info!(device = %self.device.id, error = %source, "malformed MQTT packet");
+            self.drain().await?;
+            self.disconnect(violation.disconnect(), None).await;
+        }
+        Err(error)
+    }
+
+    /// Stops reading, acknowledges what is in flight, says goodbye.
+    async fn shut_down(&mut self) -> Result<(), SessionError> {
+        self.closing = true;
+        self.drain().await?;
+        self.disconnect(v5::DisconnectReasonCode::ServerShuttingDown, None)
+            .await;
+        Err(SessionError::Shutdown)
+    }
+
+    /// Finishes every message in flight, in order.
+    async fn drain(&mut self) -> Result<(), SessionError> {
+        if let Some((packet_id, qos, request)) = self.held.take() {
+            self.push(packet_id, qos, request);
+        }
+        while let Some(done) = self.inflight.next().await {
+            self.finish(done).await?;
+        }
+        self.flush().await
+    }
+
+    /// Sends what is queued and, on MQTT 5, a DISCONNECT; best effort, as the connection
+    /// closes anyway. MQTT 3.1.1 has no DISCONNECT from the server.
+    async fn disconnect(&mut self, reason_code: v5::DisconnectReasonCode, why: Option<&str>) {
+        if self.proto == Protocol::V5 {
+            let packet = MqttPacket::V5(v5::Packet::Disconnect(v5::Disconnect {
+                reason_code,
+                session_expiry_interval_secs: None,
+                server_reference: None,
+                reason_string: why.map(reason_string),
+                user_properties: Vec::new(),
+            }));
+            let _ = self.feed(packet).await;
+        }
+        let _ = self.flush().await;
+    }
+
+    async fn feed(&mut self, packet: MqttPacket) -> Result<(), SessionError> {
+        self.feed_or_drop(packet).await.map(|_| ())
+    }
+
+    /// Queues a packet for sending; false when it was dropped because it is larger than
+    /// the client's Maximum Packet Size (MQTT-3.1.2-25).
+    async fn feed_or_drop(&mut self, packet: MqttPacket) -> Result<bool, SessionError> {
+        let limit = self.settings.write_timeout;
+        match timeout(limit, self.io.feed(packet)).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(EncodeError::OverMaxPacketSize { size, max })) => {
+                tracing::warn!(
+                    device = %self.device.id,
+                    size,
+                    max,
+                    "dropped a message larger than the client's Maximum Packet Size"
+                );
+                Ok(false)
+            }
+            Ok(Err(e)) => Err(encode_error(e)),
+            Err(_) => Err(SessionError::WriteTimeout(limit)),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        let limit = self.settings.write_timeout;
+        match timeout(limit, SinkExt::<MqttPacket>::flush(&mut self.io)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(encode_error(e)),
+            Err(_) => Err(SessionError::WriteTimeout(limit)),
+        }
+    }
+}
+
+fn ready(outcome: Outcome) -> Work {
+    Box::pin(std::future::ready(outcome))
+}
+
+fn stored(result: Result<(), StoreError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Stored,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// An MQTT 5 reason string: the message, cut to a readable length.
+fn reason_string(message: &str) -> ByteString {
+    let mut cut: String = message.chars().take(MAX_REASON_CHARS).collect();
+    if cut.len() < message.len() {
+        cut.push('…');
+    }
+    ByteString::from(cut)
+}
+
+/// Resolves when the server stops; never if it cannot (the sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn next_change(
+    changes: &mut Option<broadcast::Receiver<Arc<Change>>>,
+) -> Result<Arc<Change>, broadcast::error::RecvError> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_protocol_level_is_recognised() {
+        assert!(unsupported_level(b"\x10\x10\x00\x04MQTT\x06\x02\x00\x3c"));
+        assert!(unsupported_level(b"\x10\x10\x00\x04MQTT\x02\x02\x00\x3c"));
+        assert!(unsupported_level(b"\x10\x10\x00\x06MQIsdp\x04\x02"));
+        assert!(!unsupported_level(b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c"));
+        assert!(!unsupported_level(b"\x10\x10\x00\x04MQTT\x05\x02\x00\x3c"));
+        assert!(!unsupported_level(b"\x10\x10\x00\x04HTTP\x07"));
+        assert!(!unsupported_level(b"\x10\xff\xff\xff\xff\xff"));
+        assert!(!unsupported_level(b"\x20\x10"));
+        assert!(!unsupported_level(b""));
+    }
+
+    #[test]
+    fn packet_ids_for_the_device_skip_zero_and_those_in_use() {
+        let mut ids = OutIds {
+            next: u16::MAX - 1,
+            pending: HashSet::from([1]),
+            limit: 3,
+        };
+        assert_eq!(ids.take().map(NonZeroU16::get), Some(u16::MAX));
+        assert_eq!(ids.take().map(NonZeroU16::get), Some(2));
+        assert_eq!(ids.take(), None, "the client's window is full");
+        ids.release(1);
+        assert_eq!(ids.take().map(NonZeroU16::get), Some(3));
+    }
+
+    #[test]
+    fn reason_strings_are_cut() {
+        assert_eq!(&*reason_string("short"), "short");
+        let long = "é".repeat(300);
+        assert_eq!(reason_string(&long).chars().count(), MAX_REASON_CHARS + 1);
+    }
+}

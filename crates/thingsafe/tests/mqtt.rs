@@ -1,0 +1,725 @@
+//! ThingsBoard's MQTT device API through the real binary, with real MQTT clients:
+//! rumqttc (MQTT 3.1.1 and 5) and, when installed, mosquitto_pub.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn device_with_token(s: &Server, user: &str, name: &str, token: &str) -> String {
+    let (status, dev) = s
+        .call(
+            Method::POST,
+            &format!("/api/device?accessToken={token}"),
+            Some(user),
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dev}");
+    dev["id"]["id"].as_str().unwrap().to_string()
+}
+
+fn port(s: &Server) -> u16 {
+    s.mqtt_addr.port()
+}
+
+async fn timeseries(s: &Server, user: &str, id: &str, query: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/values/timeseries?{query}"),
+            user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn client_attributes(s: &Server, user: &str, id: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/values/attributes/CLIENT_SCOPE"),
+            user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut out = serde_json::Map::new();
+    for a in body.as_array().unwrap() {
+        out.insert(a["key"].as_str().unwrap().into(), a["value"].clone());
+    }
+    Value::Object(out)
+}
+
+/// What the server logged so far, once it contains `needle` (it comes on its own time).
+async fn log_with(s: &Server, needle: &str) -> String {
+    let mut log = String::new();
+    for _ in 0..100 {
+        for line in s.drain_output() {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        if log.contains(needle) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{needle:?} not logged: {log}");
+}
+
+/// MQTT 3.1.1 with rumqttc.
+mod v3 {
+    use super::*;
+    pub use rumqttc::{
+        AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet,
+        QoS, SubscribeReasonCode,
+    };
+
+    pub struct Client {
+        pub client: AsyncClient,
+        pub events: EventLoop,
+    }
+
+    /// Connects; the CONNACK's return code when refused.
+    pub async fn connect(
+        s: &Server,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Client, ConnectReturnCode> {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port(s));
+        options.set_keep_alive(Duration::from_secs(30));
+        if let Some(token) = token {
+            options.set_credentials(token, "");
+        }
+        let (client, mut events) = AsyncClient::new(options, 16);
+        match tokio::time::timeout(WAIT, events.poll())
+            .await
+            .expect("a CONNACK")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                assert_eq!(ack.code, ConnectReturnCode::Success);
+                Ok(Client { client, events })
+            }
+            Err(ConnectionError::ConnectionRefused(code)) => Err(code),
+            other => panic!("expected a CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
+        connect(s, id, Some(token)).await.expect("connected")
+    }
+
+    impl Client {
+        /// The next incoming packet for which `f` says something.
+        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
+            loop {
+                match tokio::time::timeout(WAIT, self.events.poll())
+                    .await
+                    .expect("an answer within 10 s")
+                {
+                    Ok(Event::Incoming(p)) => {
+                        if let Some(t) = f(&p) {
+                            return t;
+                        }
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(e) => panic!("connection failed: {e}"),
+                }
+            }
+        }
+
+        /// Publishes at QoS 1 and waits for the PUBACK.
+        pub async fn publish(&mut self, topic: &str, payload: &str) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            self.until(|p| matches!(p, Packet::PubAck(_)).then_some(()))
+                .await;
+        }
+
+        /// Publishes at QoS 1 and expects the server to close the connection.
+        pub async fn publish_refused(&mut self, topic: &str, payload: &str) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            loop {
+                match tokio::time::timeout(WAIT, self.events.poll())
+                    .await
+                    .expect("the server closes within 10 s")
+                {
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        panic!("{topic} {payload}: acknowledged as {a:?}")
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }
+
+        pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> SubscribeReasonCode {
+            self.client.subscribe(filter, qos).await.unwrap();
+            self.until(|p| match p {
+                Packet::SubAck(a) => Some(a.return_codes[0]),
+                _ => None,
+            })
+            .await
+        }
+
+        /// The next PUBLISH from the server: (topic, JSON payload).
+        pub async fn message(&mut self) -> (String, Value) {
+            self.until(|p| match p {
+                Packet::Publish(m) => Some((
+                    m.topic.clone(),
+                    serde_json::from_slice(&m.payload).expect("JSON"),
+                )),
+                _ => None,
+            })
+            .await
+        }
+    }
+}
+
+/// MQTT 5 with rumqttc.
+mod v5 {
+    use super::*;
+    pub use rumqttc::v5::mqttbytes::QoS;
+    pub use rumqttc::v5::mqttbytes::v5::{
+        ConnAckProperties, ConnectReturnCode, Packet, PubAckReason, SubscribeReasonCode,
+    };
+    pub use rumqttc::v5::{
+        AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError,
+    };
+
+    pub struct Client {
+        pub client: AsyncClient,
+        pub events: EventLoop,
+        pub properties: Option<ConnAckProperties>,
+    }
+
+    pub async fn connect(
+        s: &Server,
+        id: &str,
+        token: Option<&str>,
+    ) -> Result<Client, ConnectReturnCode> {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port(s));
+        options.set_keep_alive(Duration::from_secs(30));
+        if let Some(token) = token {
+            options.set_credentials(token, "");
+        }
+        let (client, mut events) = AsyncClient::new(options, 16);
+        match tokio::time::timeout(WAIT, events.poll())
+            .await
+            .expect("a CONNACK")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                assert_eq!(ack.code, ConnectReturnCode::Success);
+                Ok(Client {
+                    client,
+                    events,
+                    properties: ack.properties,
+                })
+            }
+            Err(ConnectionError::ConnectionRefused(code)) => Err(code),
+            other => panic!("expected a CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
+        connect(s, id, Some(token)).await.expect("connected")
+    }
+
+    impl Client {
+        async fn next(&mut self) -> Result<Event, ConnectionError> {
+            tokio::time::timeout(WAIT, self.events.poll())
+                .await
+                .expect("an answer within 10 s")
+        }
+
+        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
+            loop {
+                match self.next().await {
+                    Ok(Event::Incoming(p)) => {
+                        if let Some(t) = f(&p) {
+                            return t;
+                        }
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(e) => panic!("connection failed: {e}"),
+                }
+            }
+        }
+
+        pub async fn publish(&mut self, topic: &str, payload: &str) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+                .await
+                .unwrap();
+            self.until(|p| match p {
+                Packet::PubAck(a) => {
+                    assert_eq!(a.reason, PubAckReason::Success);
+                    Some(())
+                }
+                _ => None,
+            })
+            .await;
+        }
+
+        /// Publishes at QoS 1; the PUBACK's failure reason (rumqttc reports it as an error).
+        pub async fn publish_refused(&mut self, topic: &str, payload: &str) -> PubAckReason {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+                .await
+                .unwrap();
+            loop {
+                match self.next().await {
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        panic!("{topic} {payload}: acknowledged as {a:?}")
+                    }
+                    Ok(_) => {}
+                    Err(ConnectionError::MqttState(StateError::PubAckFail { reason })) => {
+                        return reason;
+                    }
+                    Err(e) => panic!("expected a refusing PUBACK, got {e}"),
+                }
+            }
+        }
+
+        /// Subscribes; `Err` with the reason when refused.
+        pub async fn subscribe(
+            &mut self,
+            filter: &str,
+            qos: QoS,
+        ) -> Result<QoS, SubscribeReasonCode> {
+            self.client.subscribe(filter, qos).await.unwrap();
+            loop {
+                match self.next().await {
+                    Ok(Event::Incoming(Packet::SubAck(a))) => {
+                        return match a.return_codes[0] {
+                            SubscribeReasonCode::Success(qos) => Ok(qos),
+                            other => Err(other),
+                        };
+                    }
+                    Ok(_) => {}
+                    Err(ConnectionError::MqttState(StateError::SubFail { reason })) => {
+                        return Err(reason);
+                    }
+                    Err(e) => panic!("expected a SUBACK, got {e}"),
+                }
+            }
+        }
+
+        pub async fn message(&mut self) -> (String, Value) {
+            self.until(|p| match p {
+                Packet::Publish(m) => Some((
+                    String::from_utf8(m.topic.to_vec()).unwrap(),
+                    serde_json::from_slice(&m.payload).expect("JSON"),
+                )),
+                _ => None,
+            })
+            .await
+        }
+    }
+}
+
+#[tokio::test]
+async fn access_tokens_decide_who_connects() {
+    let s = Server::start();
+    let user = s.sign_up("tokens@example.com").await;
+    device_with_token(&s, &user, "Thermostat", "MQTTTOKEN1").await;
+
+    // MQTT 3.1.1: 0x05 not authorized for a wrong token, 0x04 without one.
+    assert!(v3::connect(&s, "a", Some("MQTTTOKEN1")).await.is_ok());
+    assert_eq!(
+        v3::connect(&s, "b", Some("WRONGTOKEN")).await.err(),
+        Some(v3::ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(
+        v3::connect(&s, "c", Some("")).await.err(),
+        Some(v3::ConnectReturnCode::BadUserNamePassword)
+    );
+    assert_eq!(
+        v3::connect(&s, "d", None).await.err(),
+        Some(v3::ConnectReturnCode::BadUserNamePassword)
+    );
+
+    // MQTT 5: 0x87 and 0x86; the CONNACK says how much the server takes, as
+    // ThingsBoard's Python SDK reads it.
+    let c = v5::connect(&s, "e", Some("MQTTTOKEN1")).await.ok().unwrap();
+    let props = c.properties.expect("CONNACK properties");
+    assert_eq!(props.max_packet_size, Some(65_536));
+    assert_eq!(props.receive_max, Some(64));
+    assert_eq!(
+        v5::connect(&s, "f", Some("WRONGTOKEN")).await.err(),
+        Some(v5::ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(
+        v5::connect(&s, "g", Some("")).await.err(),
+        Some(v5::ConnectReturnCode::BadUserNamePassword)
+    );
+    assert_eq!(
+        v5::connect(&s, "h", None).await.err(),
+        Some(v5::ConnectReturnCode::BadUserNamePassword)
+    );
+    // Connections are logged by device id; a refused token does not appear in the log.
+    let log = log_with(&s, "MQTT device connected").await;
+    assert!(!log.contains("WRONGTOKEN"), "{log}");
+}
+
+#[tokio::test]
+async fn every_telemetry_form_is_stored_before_its_puback() {
+    let s = Server::start();
+    let user = s.sign_up("telemetry@example.com").await;
+    let id3 = device_with_token(&s, &user, "Boiler", "MQTTV3TOKEN").await;
+    let id5 = device_with_token(&s, &user, "Heater", "MQTTV5TOKEN").await;
+    let mut c3 = v3::connected(&s, "boiler", "MQTTV3TOKEN").await;
+    let mut c5 = v5::connected(&s, "heater", "MQTTV5TOKEN").await;
+
+    for (mqtt5, id) in [(false, &id3), (true, &id5)] {
+        // One client or the other, by protocol version.
+        macro_rules! publish {
+            ($topic:expr, $payload:expr) => {
+                if mqtt5 {
+                    c5.publish($topic, $payload).await
+                } else {
+                    c3.publish($topic, $payload).await
+                }
+            };
+        }
+        // A PUBACK means stored: read back at once, no waiting.
+        publish!("v1/devices/me/telemetry", r#"{"temperature":21.5}"#);
+        let latest = timeseries(&s, &user, id, "keys=temperature").await;
+        assert_eq!(latest["temperature"][0]["value"], "21.5", "{latest}");
+
+        publish!(
+            "v1/devices/me/telemetry",
+            r#"{"ts":1000,"values":{"temperature":20}}"#
+        );
+        let range = "keys=temperature&startTs=0&endTs=5000";
+        assert_eq!(
+            timeseries(&s, &user, id, range).await["temperature"],
+            json!([{"ts": 1000, "value": "20"}])
+        );
+
+        publish!(
+            "v1/devices/me/telemetry",
+            r#"[{"ts":2000,"values":{"temperature":22}},{"ts":3000,"values":{"temperature":24,"on":true}}]"#
+        );
+        assert_eq!(
+            timeseries(&s, &user, id, range).await["temperature"],
+            json!([{"ts": 3000, "value": "24"}, {"ts": 2000, "value": "22"}, {"ts": 1000, "value": "20"}])
+        );
+
+        // Client attributes.
+        publish!(
+            "v1/devices/me/attributes",
+            r#"{"firmware":"v2","serial":"SN-1","config":{"a":1}}"#
+        );
+        assert_eq!(
+            client_attributes(&s, &user, id).await,
+            json!({"config": {"a": 1}, "firmware": "v2", "serial": "SN-1"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn attribute_requests_and_shared_attribute_updates() {
+    let s = Server::start();
+    let user = s.sign_up("attributes@example.com").await;
+    let id = device_with_token(&s, &user, "Valve", "MQTTATTRS").await;
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/attributes/SHARED_SCOPE"),
+            &user,
+            json!({"target": 21, "mode": "eco"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // MQTT 3.1.1: request and response.
+    let mut c = v3::connected(&s, "valve3", "MQTTATTRS").await;
+    assert_eq!(
+        c.subscribe("v1/devices/me/attributes/response/+", v3::QoS::AtLeastOnce)
+            .await,
+        v3::SubscribeReasonCode::Success(v3::QoS::AtLeastOnce)
+    );
+    c.publish("v1/devices/me/attributes", r#"{"fw":"v1.2"}"#)
+        .await;
+    c.publish(
+        "v1/devices/me/attributes/request/1",
+        r#"{"clientKeys":"fw","sharedKeys":"target"}"#,
+    )
+    .await;
+    assert_eq!(
+        c.message().await,
+        (
+            "v1/devices/me/attributes/response/1".into(),
+            json!({"client": {"fw": "v1.2"}, "shared": {"target": 21}})
+        )
+    );
+    c.publish("v1/devices/me/attributes/request/2", "{}").await;
+    assert_eq!(
+        c.message().await,
+        (
+            "v1/devices/me/attributes/response/2".into(),
+            json!({"client": {"fw": "v1.2"}, "shared": {"mode": "eco", "target": 21}})
+        )
+    );
+    c.publish(
+        "v1/devices/me/attributes/request/3",
+        r#"{"sharedKeys":"mode"}"#,
+    )
+    .await;
+    assert_eq!(
+        c.message().await.1,
+        json!({"shared": {"mode": "eco"}}),
+        "keys of one scope: that scope only"
+    );
+
+    // MQTT 5: subscribed to attribute updates, QoS 2 granted as 1.
+    let mut c5 = v5::connected(&s, "valve5", "MQTTATTRS").await;
+    assert_eq!(
+        c5.subscribe("v1/devices/me/attributes", v5::QoS::ExactlyOnce)
+            .await,
+        Ok(v5::QoS::AtLeastOnce)
+    );
+    assert_eq!(
+        c5.subscribe("v1/devices/me/rpc/request/+", v5::QoS::AtLeastOnce)
+            .await,
+        Ok(v5::QoS::AtLeastOnce)
+    );
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/attributes/SHARED_SCOPE"),
+            &user,
+            json!({"target": 22}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        c5.message().await,
+        ("v1/devices/me/attributes".into(), json!({"target": 22}))
+    );
+    let (status, _) = s
+        .delete(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/SHARED_SCOPE?keys=target"),
+            &user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        c5.message().await,
+        (
+            "v1/devices/me/attributes".into(),
+            json!({"deleted": ["target"]})
+        )
+    );
+    // And the request/response round trip on MQTT 5.
+    c5.publish(
+        "v1/devices/me/attributes/request/7",
+        r#"{"clientKeys":"fw"}"#,
+    )
+    .await;
+    assert_eq!(
+        c5.message().await,
+        (
+            "v1/devices/me/attributes/response/7".into(),
+            json!({"client": {"fw": "v1.2"}})
+        )
+    );
+}
+
+#[tokio::test]
+async fn refused_messages_lose_nothing_accepted_before() {
+    let s = Server::start();
+    let user = s.sign_up("refusals@example.com").await;
+    let id = device_with_token(&s, &user, "Meter", "MQTTREFUSE").await;
+
+    // MQTT 5: a malformed payload gets PUBACK 0x99, a foreign topic 0x87.
+    let mut c = v5::connected(&s, "meter5", "MQTTREFUSE").await;
+    c.publish("v1/devices/me/telemetry", r#"{"ts":1,"values":{"kwh":5}}"#)
+        .await;
+    assert_eq!(
+        c.publish_refused("v1/devices/me/telemetry", r#"{"kwh":"#)
+            .await,
+        v5::PubAckReason::PayloadFormatInvalid
+    );
+    let mut c = v5::connected(&s, "meter5b", "MQTTREFUSE").await;
+    assert_eq!(
+        c.publish_refused("v1/devices/other/telemetry", r#"{"kwh":6}"#)
+            .await,
+        v5::PubAckReason::NotAuthorized
+    );
+    let mut c = v5::connected(&s, "meter5c", "MQTTREFUSE").await;
+    assert_eq!(
+        c.subscribe("v1/devices/+/attributes", v5::QoS::AtLeastOnce)
+            .await,
+        Err(v5::SubscribeReasonCode::NotAuthorized)
+    );
+
+    // MQTT 3.1.1: the connection closes (ThingsBoard's behaviour); SUBACK 0x80.
+    let mut c = v3::connected(&s, "meter3", "MQTTREFUSE").await;
+    c.publish("v1/devices/me/telemetry", r#"{"ts":2,"values":{"kwh":7}}"#)
+        .await;
+    assert_eq!(
+        c.subscribe("#", v3::QoS::AtMostOnce).await,
+        v3::SubscribeReasonCode::Failure
+    );
+    c.publish_refused("v1/devices/me/telemetry", "[1,2]").await;
+    let mut c = v3::connected(&s, "meter3b", "MQTTREFUSE").await;
+    c.publish_refused("v1/gateway/telemetry", r#"{"dev":[{"kwh":1}]}"#)
+        .await;
+
+    // What was acknowledged is all there, and nothing else.
+    assert_eq!(
+        timeseries(&s, &user, &id, "startTs=0&endTs=9999999999999").await,
+        json!({"kwh": [{"ts": 2, "value": "7"}, {"ts": 1, "value": "5"}]})
+    );
+    let log = log_with(&s, "not valid JSON").await;
+    assert!(
+        log.lines()
+            .any(|l| l.contains("refused an MQTT message") && l.contains(&id)),
+        "a clear log line with the device id: {log}"
+    );
+}
+
+#[tokio::test]
+async fn a_device_reaches_only_its_own_data() {
+    let s = Server::start();
+    let alice = s.sign_up("alice-mqtt@example.com").await;
+    let bob = s.sign_up("bob-mqtt@example.com").await;
+    let a = device_with_token(&s, &alice, "Heart monitor", "MQTTALICE").await;
+    let b = device_with_token(&s, &bob, "Door lock", "MQTTBOB").await;
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{b}/attributes/SHARED_SCOPE"),
+            &bob,
+            json!({"pin": "1234"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut ca = v5::connected(&s, "alice", "MQTTALICE").await;
+    // Naming the other device in a topic gets nowhere.
+    for topic in [
+        format!("v1/devices/{b}/telemetry"),
+        format!("v1/devices/{b}/attributes"),
+    ] {
+        assert_eq!(
+            ca.publish_refused(&topic, r#"{"locked":false}"#).await,
+            v5::PubAckReason::NotAuthorized
+        );
+        ca = v5::connected(&s, "alice", "MQTTALICE").await;
+    }
+    for filter in [
+        format!("v1/devices/{b}/attributes"),
+        "v1/devices/+/attributes".to_string(),
+        "#".to_string(),
+    ] {
+        assert_eq!(
+            ca.subscribe(&filter, v5::QoS::AtLeastOnce).await,
+            Err(v5::SubscribeReasonCode::NotAuthorized),
+            "{filter}"
+        );
+        ca = v5::connected(&s, "alice", "MQTTALICE").await;
+    }
+    // Alice's own topics are hers: she sees her attributes only, and Bob's updates do
+    // not reach her.
+    assert_eq!(
+        ca.subscribe("v1/devices/me/attributes", v5::QoS::AtLeastOnce)
+            .await,
+        Ok(v5::QoS::AtLeastOnce)
+    );
+    ca.publish("v1/devices/me/attributes/request/1", "{}").await;
+    assert_eq!(ca.message().await.1, json!({"client": {}, "shared": {}}));
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{b}/attributes/SHARED_SCOPE"),
+            &bob,
+            json!({"pin": "9999"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{a}/attributes/SHARED_SCOPE"),
+            &alice,
+            json!({"rate": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        ca.message().await,
+        ("v1/devices/me/attributes".into(), json!({"rate": 60})),
+        "the first update Alice gets is her own"
+    );
+    ca.publish("v1/devices/me/telemetry", r#"{"bpm":61}"#).await;
+
+    // Bob's device has nothing of Alice's.
+    assert_eq!(
+        timeseries(&s, &bob, &b, "startTs=0&endTs=9999999999999").await,
+        json!({})
+    );
+    assert_eq!(client_attributes(&s, &bob, &b).await, json!({}));
+    assert_eq!(
+        timeseries(&s, &alice, &a, "keys=bpm").await["bpm"][0]["value"],
+        "61"
+    );
+}
+
+#[tokio::test]
+async fn mosquitto_pub_publishes_telemetry() {
+    let probe = std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        let message = "SKIP: mosquitto_pub not installed (apt-get install mosquitto-clients)";
+        if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{message}");
+        }
+        println!("{message}");
+        return;
+    }
+    let s = Server::start();
+    let user = s.sign_up("mosquitto@example.com").await;
+    let id = device_with_token(&s, &user, "Greenhouse", "MQTTMOSQUITTO").await;
+    let port = port(&s).to_string();
+    let publish = |token: &str, version: &str, payload: &str| {
+        let output = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-u", token])
+            .args(["-V", version, "-q", "1", "-t", "v1/devices/me/telemetry"])
+            .args(["-m", payload])
+            .output()
+            .expect("run mosquitto_pub");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (version, temperature) in [("mqttv311", 25), ("mqttv5", 26)] {
+        let (ok, stderr) = publish(
+            "MQTTMOSQUITTO",
+            version,
+            &format!(r#"{{"temperature":{temperature}}}"#),
+        );
+        assert!(ok, "{version}: {stderr}");
+        // mosquitto_pub exits after the PUBACK: the value is stored.
+        let latest = timeseries(&s, &user, &id, "keys=temperature").await;
+        assert_eq!(
+            latest["temperature"][0]["value"],
+            temperature.to_string(),
+            "{version}: {latest}"
+        );
+    }
+    let (ok, stderr) = publish("NOT-A-TOKEN", "mqttv311", r#"{"temperature":99}"#);
+    assert!(
+        !ok && stderr.to_lowercase().contains("not authori"),
+        "{stderr}"
+    );
+}
