@@ -308,7 +308,7 @@ enum Outcome {
     Stored,
     /// An attribute request answered: acknowledge, then publish the answer (if the id
     /// asks for one).
-    Answer(Option<(String, Bytes)>),
+    Answer(Option<(String, Bytes)>, Subscription),
     /// MQTT 5, QoS 1 or 2: acknowledge with a failure reason; the session goes on.
     Refused {
         refusal: PublishRefusal,
@@ -598,6 +598,8 @@ where
             Ok(PublishTopic::Telemetry) => "telemetry",
             Ok(PublishTopic::Attributes) => "attributes",
             Ok(PublishTopic::AttributeRequest(_)) => "attribute_request",
+            Ok(PublishTopic::RpcCall(_)) => "rpc_call",
+            Ok(PublishTopic::RpcReply(_)) => "rpc_reply",
             Err(_) => "refused",
         };
         metrics::counter!("thingsafe_mqtt_messages_in_total", "topic" => kind).increment(1);
@@ -640,6 +642,7 @@ where
                                 // ThingsBoard answers only ids of 0 or more.
                                 Ok(body) => Outcome::Answer(
                                     (id >= 0).then(|| (topic::attribute_response_topic(id), body)),
+                                    Subscription::AttributeResponses,
                                 ),
                                 Err(e) => Outcome::Failed(e),
                             }
@@ -651,7 +654,39 @@ where
                     Err(e) => self.malformed(&p, e),
                 }
             }
+            Ok(PublishTopic::RpcReply(id)) => {
+                self.store
+                    .rpc_respond(self.device.id, id, render::rpc_reply(&p.payload));
+                self.push(packet_id, qos, ready(Outcome::Stored));
+            }
+            Ok(PublishTopic::RpcCall(id)) => {
+                match render::rpc_call_answer(&p.payload, &self.settings) {
+                    Ok(body) => self.push(
+                        packet_id,
+                        qos,
+                        ready(Outcome::Answer(
+                            (id >= 0).then(|| (topic::rpc_response_topic(id), body)),
+                            Subscription::RpcResponses,
+                        )),
+                    ),
+                    Err(message) => self.refuse(&p, PublishRefusal::PayloadFormatInvalid, message),
+                }
+            }
         }
+    }
+
+    /// Hands the device the commands waiting in its mailbox, if it subscribed to them.
+    async fn deliver_commands(&mut self) -> Result<(), SessionError> {
+        let Some(qos) = self.subs.rpc_requests else {
+            return Ok(());
+        };
+        for request in self.store.rpc_take(self.device.id) {
+            tracing::debug!(device = %self.device.id, rpc = request.id, "delivering an RPC command");
+            let topic = topic::rpc_request_topic(request.id);
+            self.publish(&topic, render::rpc_command(&request), qos)
+                .await?;
+        }
+        self.flush().await
     }
 
     fn malformed(&mut self, p: &Publish, e: PayloadError) {
@@ -695,10 +730,11 @@ where
         } = done;
         match outcome {
             Outcome::Stored => self.ack(packet_id, qos, None).await,
-            Outcome::Answer(answer) => {
+            Outcome::Answer(answer, via) => {
                 self.ack(packet_id, qos, None).await?;
                 if let Some((topic, body)) = answer {
-                    let qos = self.subs.attribute_responses.unwrap_or(QoS::AtMostOnce);
+                    // At the QoS the device subscribed with, or 0 (ThingsBoard's rule).
+                    let qos = self.subs.slot(via).unwrap_or(QoS::AtMostOnce);
                     self.publish(&topic, body, qos).await?;
                 }
                 Ok(())
@@ -763,16 +799,19 @@ where
         filters: Vec<(ByteString, QoS)>,
     ) -> Result<(), SessionError> {
         let mut granted = Vec::with_capacity(filters.len());
+        let mut commands = false;
         for (filter, requested) in filters {
             match topic::subscription(&filter) {
                 Some(sub) => {
                     let qos = topic::granted_qos(requested);
                     *self.subs.slot(sub) = Some(qos);
-                    if sub == Subscription::Attributes && self.changes.is_none() {
+                    let live = matches!(sub, Subscription::Attributes | Subscription::RpcRequests);
+                    if live && self.changes.is_none() {
                         // Before the SUBACK: every change committed after it is seen.
                         self.changes = Some(self.store.changes());
                     }
                     granted.push(Some(qos));
+                    commands |= sub == Subscription::RpcRequests;
                 }
                 None => {
                     refused("subscription");
@@ -809,7 +848,12 @@ where
                     .collect(),
             })),
         };
-        self.feed(packet).await
+        self.feed(packet).await?;
+        if commands {
+            // Commands sent while the device was away wait in its mailbox.
+            self.deliver_commands().await?;
+        }
+        Ok(())
     }
 
     async fn on_unsubscribe(
@@ -829,7 +873,7 @@ where
                 v5::UnsubscribeAckReason::NoSubscriptionExisted
             });
         }
-        if self.subs.attributes.is_none() {
+        if self.subs.attributes.is_none() && self.subs.rpc_requests.is_none() {
             self.changes = None;
         }
         let packet = match self.proto {
@@ -850,6 +894,9 @@ where
     ) -> Result<(), SessionError> {
         match change {
             Ok(change) => {
+                if matches!(&*change, Change::RpcWaiting { device } if *device == self.device.id) {
+                    return self.deliver_commands().await;
+                }
                 if let Some(body) = render::attribute_update(&change, self.device.id) {
                     let qos = self.subs.attributes.unwrap_or(QoS::AtMostOnce);
                     self.publish(topic::ATTRIBUTES, body, qos).await?;

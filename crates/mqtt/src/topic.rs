@@ -18,7 +18,12 @@ pub const ATTRIBUTES_REQUEST_PREFIX: &str = "v1/devices/me/attributes/request/";
 /// `v1/devices/me/attributes/response/$id`: the answer to a request.
 pub const ATTRIBUTES_RESPONSE_PREFIX: &str = "v1/devices/me/attributes/response/";
 pub const ATTRIBUTES_RESPONSE_FILTER: &str = "v1/devices/me/attributes/response/+";
-/// Server-side RPC requests to the device (delivered once RPC over MQTT exists).
+/// `v1/devices/me/rpc/request/$id`: server-side commands to the device (we publish), and
+/// the device's own calls to the server (it publishes).
+pub const RPC_REQUEST_PREFIX: &str = "v1/devices/me/rpc/request/";
+/// `v1/devices/me/rpc/response/$id`: the device's answers to our commands (it publishes),
+/// and our answers to its calls (we publish).
+pub const RPC_RESPONSE_PREFIX: &str = "v1/devices/me/rpc/response/";
 pub const RPC_REQUEST_FILTER: &str = "v1/devices/me/rpc/request/+";
 /// Answers to the device's own RPC requests.
 pub const RPC_RESPONSE_FILTER: &str = "v1/devices/me/rpc/response/+";
@@ -31,6 +36,11 @@ pub enum PublishTopic {
     /// The request id, as ThingsBoard reads it (`Integer.parseInt`). ThingsBoard answers
     /// only requests with an id of 0 or more (`JsonMqttAdaptor`); so do we.
     AttributeRequest(i32),
+    /// The device calls the server (client-side RPC); answered on
+    /// `v1/devices/me/rpc/response/$id`.
+    RpcCall(i32),
+    /// The device answers our command `$id`.
+    RpcReply(u32),
 }
 
 /// Why a PUBLISH topic was refused.
@@ -38,12 +48,12 @@ pub enum PublishTopic {
 pub enum TopicError {
     /// Not a topic this device may publish to.
     #[error(
-        "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES} or {ATTRIBUTES_REQUEST_PREFIX}$id"
+        "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES}, {ATTRIBUTES_REQUEST_PREFIX}$id, {RPC_REQUEST_PREFIX}$id or {RPC_RESPONSE_PREFIX}$id"
     )]
     NotAllowed(String),
-    /// An attribute request whose id is not a 32-bit whole number (ThingsBoard refuses it
-    /// as a malformed request).
-    #[error("the attribute request id {0:?} is not a whole number")]
+    /// A request id that is not a 32-bit whole number (ThingsBoard refuses it as a
+    /// malformed request).
+    #[error("the request id {0:?} is not a whole number")]
     BadRequestId(String),
 }
 
@@ -52,12 +62,24 @@ pub fn publish_topic(topic: &str) -> Result<PublishTopic, TopicError> {
     match topic {
         TELEMETRY => Ok(PublishTopic::Telemetry),
         ATTRIBUTES => Ok(PublishTopic::Attributes),
-        _ => match topic.strip_prefix(ATTRIBUTES_REQUEST_PREFIX) {
-            Some(id) => java_parse_int(id)
-                .map(PublishTopic::AttributeRequest)
-                .ok_or_else(|| TopicError::BadRequestId(id.to_string())),
-            None => Err(TopicError::NotAllowed(topic.to_string())),
-        },
+        _ => {
+            let bad_id = |id: &str| TopicError::BadRequestId(id.to_string());
+            if let Some(id) = topic.strip_prefix(ATTRIBUTES_REQUEST_PREFIX) {
+                java_parse_int(id)
+                    .map(PublishTopic::AttributeRequest)
+                    .ok_or_else(|| bad_id(id))
+            } else if let Some(id) = topic.strip_prefix(RPC_REQUEST_PREFIX) {
+                java_parse_int(id)
+                    .map(PublishTopic::RpcCall)
+                    .ok_or_else(|| bad_id(id))
+            } else if let Some(id) = topic.strip_prefix(RPC_RESPONSE_PREFIX) {
+                id.parse()
+                    .map(PublishTopic::RpcReply)
+                    .map_err(|_| bad_id(id))
+            } else {
+                Err(TopicError::NotAllowed(topic.to_string()))
+            }
+        }
     }
 }
 
@@ -101,6 +123,16 @@ pub fn granted_qos(requested: QoS) -> QoS {
 }
 
 /// The topic of the answer to attribute request `id`.
+/// Where our command `id` goes to the device.
+pub fn rpc_request_topic(id: u32) -> String {
+    format!("{RPC_REQUEST_PREFIX}{id}")
+}
+
+/// Where our answer to the device's call `id` goes.
+pub fn rpc_response_topic(id: i32) -> String {
+    format!("{RPC_RESPONSE_PREFIX}{id}")
+}
+
 pub fn attribute_response_topic(id: i32) -> String {
     format!("{ATTRIBUTES_RESPONSE_PREFIX}{id}")
 }
@@ -133,6 +165,18 @@ mod tests {
                 "{bad:?}"
             );
         }
+        assert_eq!(
+            publish_topic("v1/devices/me/rpc/request/3"),
+            Ok(PublishTopic::RpcCall(3))
+        );
+        assert_eq!(
+            publish_topic("v1/devices/me/rpc/response/9"),
+            Ok(PublishTopic::RpcReply(9))
+        );
+        assert_eq!(
+            publish_topic("v1/devices/me/rpc/response/-9"),
+            Err(TopicError::BadRequestId("-9".into()))
+        );
         for foreign in [
             "v1/devices/other/telemetry",
             "v1/devices/me/telemetry/",
@@ -143,7 +187,7 @@ mod tests {
             "/v1/devices/me/telemetry",
             "v1/devices/me/attributes/response/1",
             "v1/devices/me/attributes/request",
-            "v1/devices/me/rpc/request/1",
+            "v1/devices/me/rpc/request",
             "v1/gateway/telemetry",
             "$SYS/broker",
             "#",

@@ -723,3 +723,83 @@ async fn mosquitto_pub_publishes_telemetry() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn rpc_both_ways_over_mqtt() {
+    let s = Server::start();
+    let user = s.sign_up("rpc-mqtt@example.com").await;
+    let id = device_with_token(&s, &user, "Lamp", "MQTTRPC").await;
+    let rest = |path: String, body: Value| {
+        let (http, url, token) = (s.http.clone(), s.url(&path), user.clone());
+        tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .header("X-Authorization", format!("Bearer {token}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+
+    // A command sent while the device is away waits for it in its mailbox.
+    let oneway = rest(
+        format!("/api/rpc/oneway/{id}"),
+        json!({"method": "blink", "params": {"times": 3}, "timeout": 10000}),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = v3::connected(&s, "lamp", "MQTTRPC").await;
+    assert_eq!(
+        c.subscribe("v1/devices/me/rpc/request/+", v3::QoS::AtLeastOnce)
+            .await,
+        v3::SubscribeReasonCode::Success(v3::QoS::AtLeastOnce)
+    );
+    let (topic, body) = c.message().await;
+    assert!(topic.starts_with("v1/devices/me/rpc/request/"), "{topic}");
+    assert_eq!(body, json!({"method": "blink", "params": {"times": 3}}));
+    assert_eq!(oneway.await.unwrap().0, StatusCode::OK);
+
+    // Two-way: the user's call returns the device's answer.
+    let twoway = rest(
+        format!("/api/rpc/twoway/{id}"),
+        json!({"method": "getState", "timeout": 10000}),
+    );
+    let (topic, body) = c.message().await;
+    assert_eq!(body["method"], "getState");
+    let request_id = topic.rsplit('/').next().unwrap().to_string();
+    c.publish(
+        &format!("v1/devices/me/rpc/response/{request_id}"),
+        r#"{"on":true,"level":70}"#,
+    )
+    .await;
+    assert_eq!(
+        twoway.await.unwrap(),
+        (StatusCode::OK, json!({"on": true, "level": 70}))
+    );
+
+    // Device to server: getSessionLimits, as ThingsBoard's SDKs ask on connecting.
+    c.subscribe("v1/devices/me/rpc/response/+", v3::QoS::AtLeastOnce)
+        .await;
+    c.publish(
+        "v1/devices/me/rpc/request/7",
+        r#"{"method":"getSessionLimits","params":{}}"#,
+    )
+    .await;
+    let (topic, limits) = c.message().await;
+    assert_eq!(topic, "v1/devices/me/rpc/response/7");
+    assert_eq!(limits["maxPayloadSize"], 65536);
+    assert!(limits["maxInflightMessages"].as_u64().unwrap() > 0);
+    assert!(limits["rateLimits"].is_object());
+    c.publish(
+        "v1/devices/me/rpc/request/8",
+        r#"{"method":"selfDestruct"}"#,
+    )
+    .await;
+    let (_, unknown) = c.message().await;
+    assert!(
+        unknown["error"].as_str().unwrap().contains("selfDestruct"),
+        "{unknown}"
+    );
+}
