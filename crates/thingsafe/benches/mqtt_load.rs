@@ -22,6 +22,8 @@ const WARMUP: Duration = Duration::from_secs(2);
 struct Load {
     acknowledged: u64,
     seconds: f64,
+    /// Messages the subscriber received in the measured window (mosquitto only).
+    delivered: Option<u64>,
 }
 
 fn main() {
@@ -40,14 +42,15 @@ fn main() {
         let thingsafe = thingsafe_run(devices, Duration::from_secs(seconds)).await;
         let mosquitto = mosquitto_run(devices, Duration::from_secs(seconds)).await;
         println!();
-        println!("| server | acknowledged msg/s | durable before PUBACK |");
-        println!("|---|---|---|");
+        println!("| server | acknowledged msg/s | delivered to the subscriber msg/s | durable before PUBACK |");
+        println!("|---|---|---|---|");
         let rate = |l: &Load| l.acknowledged as f64 / l.seconds;
-        println!("| Thingsafe | {:.0} | yes (SQLite WAL, synchronous=FULL) |", rate(&thingsafe));
+        println!("| Thingsafe | {:.0} | (stored; no subscriber) | yes (SQLite WAL, synchronous=FULL) |", rate(&thingsafe));
         match &mosquitto {
             Some(m) => {
-                println!("| mosquitto 2 (persistence off, 1 subscriber) | {:.0} | no |", rate(m));
-                println!("\nThingsafe / mosquitto = {:.2}", rate(&thingsafe) / rate(m));
+                let delivered = m.delivered.unwrap_or(0) as f64 / m.seconds;
+                println!("| mosquitto 2 (persistence off, 1 QoS 1 subscriber) | {:.0} | {delivered:.0} | no |", rate(m));
+                println!("\nThingsafe / mosquitto, acknowledged = {:.2}; Thingsafe stored / mosquitto delivered = {:.2}", rate(&thingsafe) / rate(m), rate(&thingsafe) / delivered);
             }
             None => println!("| mosquitto | SKIP: mosquitto not installed (apt-get install mosquitto) | |"),
         }
@@ -61,6 +64,7 @@ async fn publish_load(
     devices: usize,
     duration: Duration,
     login: impl Fn(usize) -> (String, String),
+    delivered: Option<Arc<AtomicU64>>,
 ) -> Load {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,6 +137,7 @@ async fn publish_load(
         connected.load(Ordering::Relaxed)
     );
     counting.store(true, Ordering::Relaxed);
+    let delivered_before = delivered.as_ref().map(|d| d.load(Ordering::Relaxed));
     let started = Instant::now();
     let mut last = 0;
     while started.elapsed() < duration {
@@ -142,6 +147,9 @@ async fn publish_load(
         last = now;
     }
     counting.store(false, Ordering::Relaxed);
+    let delivered = delivered
+        .zip(delivered_before)
+        .map(|(d, before)| d.load(Ordering::Relaxed) - before);
     let seconds = started.elapsed().as_secs_f64();
     let total = acknowledged.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -151,6 +159,7 @@ async fn publish_load(
     Load {
         acknowledged: total,
         seconds,
+        delivered,
     }
 }
 
@@ -214,10 +223,8 @@ async fn thingsafe_run(devices: usize, duration: Duration) -> Load {
         assert!(resp.status().is_success());
     }
     eprintln!("Thingsafe (MQTT on {}):", mqtt.unwrap());
-    let load = publish_load(mqtt.unwrap(), devices, duration, |i| {
-        (format!("bench{i}"), "v1/devices/me/telemetry".into())
-    })
-    .await;
+    let login = |i: usize| (format!("bench{i}"), "v1/devices/me/telemetry".into());
+    let load = publish_load(mqtt.unwrap(), devices, duration, login, None).await;
     drop(server);
     load
 }
@@ -271,10 +278,8 @@ async fn mosquitto_run(devices: usize, duration: Duration) -> Option<Load> {
         }
     });
     eprintln!("mosquitto (port {port}, persistence off, one subscriber):");
-    let load = publish_load(addr, devices, duration, |i| {
-        (format!("bench{i}"), format!("bench/{i}"))
-    })
-    .await;
+    let login = |i: usize| (format!("bench{i}"), format!("bench/{i}"));
+    let load = publish_load(addr, devices, duration, login, Some(received.clone())).await;
     eprintln!(
         "  the subscriber received {} messages in all",
         received.load(Ordering::Relaxed)
