@@ -24,6 +24,31 @@ struct Load {
     seconds: f64,
     /// Messages the subscriber received in the measured window (mosquitto only).
     delivered: Option<u64>,
+    /// CPU seconds (user + system) the server process used in the measured window.
+    server_cpu: f64,
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|t| t.parse::<f64>().ok()).sum()
+    });
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    ticks / hz
 }
 
 fn main() {
@@ -42,17 +67,19 @@ fn main() {
         let thingsafe = thingsafe_run(devices, Duration::from_secs(seconds)).await;
         let mosquitto = mosquitto_run(devices, Duration::from_secs(seconds)).await;
         println!();
-        println!("| server | acknowledged msg/s | delivered to the subscriber msg/s | durable before PUBACK |");
-        println!("|---|---|---|---|");
+        println!("| server | acknowledged msg/s | delivered to the subscriber msg/s | server CPU µs per message | server cores busy | durable before PUBACK |");
+        println!("|---|---|---|---|---|---|");
         let rate = |l: &Load| l.acknowledged as f64 / l.seconds;
-        println!("| Thingsafe | {:.0} | (stored; no subscriber) | yes (SQLite WAL, synchronous=FULL) |", rate(&thingsafe));
+        let cost = |l: &Load| 1e6 * l.server_cpu / l.acknowledged.max(1) as f64;
+        let cores = |l: &Load| l.server_cpu / l.seconds;
+        println!("| Thingsafe | {:.0} | (stored; no subscriber) | {:.1} | {:.2} | yes (SQLite WAL, synchronous=FULL) |", rate(&thingsafe), cost(&thingsafe), cores(&thingsafe));
         match &mosquitto {
             Some(m) => {
                 let delivered = m.delivered.unwrap_or(0) as f64 / m.seconds;
-                println!("| mosquitto 2 (persistence off, 1 QoS 1 subscriber) | {:.0} | {delivered:.0} | no |", rate(m));
+                println!("| mosquitto 2 (persistence off, 1 QoS 1 subscriber) | {:.0} | {delivered:.0} | {:.1} | {:.2} | no |", rate(m), cost(m), cores(m));
                 println!("\nThingsafe / mosquitto, acknowledged = {:.2}; Thingsafe stored / mosquitto delivered = {:.2}", rate(&thingsafe) / rate(m), rate(&thingsafe) / delivered);
             }
-            None => println!("| mosquitto | SKIP: mosquitto not installed (apt-get install mosquitto) | |"),
+            None => println!("| mosquitto | SKIP: mosquitto not installed (apt-get install mosquitto) | | | | |"),
         }
     });
 }
@@ -65,6 +92,7 @@ async fn publish_load(
     duration: Duration,
     login: impl Fn(usize) -> (String, String),
     delivered: Option<Arc<AtomicU64>>,
+    server_pid: u32,
 ) -> Load {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -138,6 +166,7 @@ async fn publish_load(
     );
     counting.store(true, Ordering::Relaxed);
     let delivered_before = delivered.as_ref().map(|d| d.load(Ordering::Relaxed));
+    let cpu_before = cpu_seconds(server_pid);
     let started = Instant::now();
     let mut last = 0;
     while started.elapsed() < duration {
@@ -147,6 +176,7 @@ async fn publish_load(
         last = now;
     }
     counting.store(false, Ordering::Relaxed);
+    let server_cpu = cpu_seconds(server_pid) - cpu_before;
     let delivered = delivered
         .zip(delivered_before)
         .map(|(d, before)| d.load(Ordering::Relaxed) - before);
@@ -160,6 +190,7 @@ async fn publish_load(
         acknowledged: total,
         seconds,
         delivered,
+        server_cpu,
     }
 }
 
@@ -224,7 +255,7 @@ async fn thingsafe_run(devices: usize, duration: Duration) -> Load {
     }
     eprintln!("Thingsafe (MQTT on {}):", mqtt.unwrap());
     let login = |i: usize| (format!("bench{i}"), "v1/devices/me/telemetry".into());
-    let load = publish_load(mqtt.unwrap(), devices, duration, login, None).await;
+    let load = publish_load(mqtt.unwrap(), devices, duration, login, None, server.0.id()).await;
     drop(server);
     load
 }
@@ -279,7 +310,15 @@ async fn mosquitto_run(devices: usize, duration: Duration) -> Option<Load> {
     });
     eprintln!("mosquitto (port {port}, persistence off, one subscriber):");
     let login = |i: usize| (format!("bench{i}"), format!("bench/{i}"));
-    let load = publish_load(addr, devices, duration, login, Some(received.clone())).await;
+    let load = publish_load(
+        addr,
+        devices,
+        duration,
+        login,
+        Some(received.clone()),
+        server.0.id(),
+    )
+    .await;
     eprintln!(
         "  the subscriber received {} messages in all",
         received.load(Ordering::Relaxed)

@@ -31,7 +31,9 @@ impl Key {
 
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let cipher = XChaCha20Poly1305::new(self.0.as_ref().into());
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        // A CSPRNG seeded from the OS: no system call per seal (measured: four per
+        // telemetry message otherwise).
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut rand::thread_rng());
         let ct = cipher
             .encrypt(
                 &nonce,
