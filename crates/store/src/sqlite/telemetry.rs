@@ -3,7 +3,7 @@
 //! `attribute` row per (device, scope, key). Key names are sealed too: rows are found by
 //! keyed hashes of the names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
@@ -15,15 +15,24 @@ use super::rows::aad;
 use crate::codec::{decode_entry, decode_points, encode_entry, encode_points};
 use crate::{Change, Result, StoreError, TelemetryQuery};
 
+/// The keyed hash that finds a device's latest value of `key`.
+pub(super) fn telemetry_key_index(
+    vault: &thingsafe_vault::Vault,
+    device: thingsafe_core::DeviceId,
+    key: &str,
+) -> Vec<u8> {
+    let mut value = device.as_uuid().as_bytes().to_vec();
+    value.extend_from_slice(key.as_bytes());
+    vault.blind_index("telemetry.key", &value).to_vec()
+}
+
 fn owner_of(text: &str) -> Result<Owner> {
     text.parse().map_err(StoreError::Backend)
 }
 
 impl SqliteStore {
     fn telemetry_key_index(&self, device: &Device, key: &str) -> Vec<u8> {
-        let mut value = device.id.as_uuid().as_bytes().to_vec();
-        value.extend_from_slice(key.as_bytes());
-        self.vault.blind_index("telemetry.key", &value).to_vec()
+        telemetry_key_index(&self.vault, device.id, key)
     }
 
     fn attribute_key_index(&self, device: &Device, scope: AttributeScope, key: &str) -> Vec<u8> {
@@ -70,23 +79,6 @@ impl SqliteStore {
             aad("telemetry", &row).as_bytes(),
             &encode_points(&points),
         )?;
-        // The newest point of each key in this message updates the latest values.
-        let mut newest: HashMap<&str, &Point> = HashMap::new();
-        for p in &points {
-            let e = newest.entry(p.key.as_str()).or_insert(p);
-            if p.ts >= e.ts {
-                *e = p;
-            }
-        }
-        let mut latest = Vec::with_capacity(newest.len());
-        for (key, p) in newest {
-            let entry = self.vault.seal(
-                owner,
-                aad("telemetry_latest", &row).as_bytes(),
-                &encode_entry(key, &p.value),
-            )?;
-            latest.push((self.telemetry_key_index(device, key), p.ts, entry));
-        }
         let owner_name = owner.key_name();
         let device_row = row.clone();
         self.writer
@@ -96,15 +88,6 @@ impl SqliteStore {
                 )?
                 .execute(params![device_row, owner_name, ts_min, ts_max, sealed])
                 .map_err(missing_device)?;
-                let mut upsert = c.prepare_cached(
-                    "INSERT INTO telemetry_latest (device_id, key_index, owner, ts, entry) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (device_id, key_index) DO UPDATE
-                     SET owner = excluded.owner, ts = excluded.ts, entry = excluded.entry
-                     WHERE excluded.ts >= telemetry_latest.ts",
-                )?;
-                for (key_index, ts, entry) in latest {
-                    upsert.execute(params![device_row, key_index, owner_name, ts, entry])?;
-                }
                 Ok(())
             })
             .await?;
@@ -117,6 +100,8 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The newest point of each key: the persisted latest values (kept by the flush) and
+    /// the device's rows still in the log, read in one snapshot.
     pub(super) async fn read_latest(
         &self,
         device: &Device,
@@ -124,30 +109,45 @@ impl SqliteStore {
     ) -> Result<Vec<Point>> {
         let row = device.id.to_string();
         let device_row = row.clone();
-        let rows: Vec<(String, i64, Vec<u8>)> = self
+        type Rows = (Vec<(String, i64, Vec<u8>)>, Vec<(String, Vec<u8>)>);
+        let (persisted, unflushed): Rows = self
             .readers
             .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT owner, ts, entry FROM telemetry_latest WHERE device_id = ?1",
-                )?;
-                let rows = stmt
-                    .query_map([device_row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                let tx = c.unchecked_transaction()?;
+                let persisted = tx
+                    .prepare_cached(
+                        "SELECT owner, ts, entry FROM telemetry_latest WHERE device_id = ?1",
+                    )?
+                    .query_map([&device_row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
+                let unflushed = tx
+                    .prepare_cached("SELECT owner, points FROM telemetry_log WHERE device_id = ?1")?
+                    .query_map([&device_row], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.finish()?;
+                Ok((persisted, unflushed))
             })
             .await?;
-        let mut points = Vec::with_capacity(rows.len());
-        for (owner, ts, sealed) in rows {
-            let Some(bytes) = self.open_blob(&owner, "telemetry_latest", &row, &sealed)? else {
-                continue;
-            };
-            let (key, value) = decode_entry(&bytes)?;
-            if keys.as_ref().is_none_or(|k| k.contains(&key)) {
-                points.push(Point { ts, key, value });
+        let mut newest: BTreeMap<String, Point> = BTreeMap::new();
+        let mut offer = |p: Point| {
+            if keys.as_ref().is_none_or(|k| k.contains(&p.key))
+                && newest.get(&p.key).is_none_or(|n| p.ts >= n.ts)
+            {
+                newest.insert(p.key.clone(), p);
+            }
+        };
+        for (owner, ts, sealed) in persisted {
+            if let Some(bytes) = self.open_blob(&owner, "telemetry_latest", &row, &sealed)? {
+                let (key, value) = decode_entry(&bytes)?;
+                offer(Point { ts, key, value });
             }
         }
-        points.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(points)
+        for (owner, sealed) in unflushed {
+            if let Some(bytes) = self.open_blob(&owner, "telemetry", &row, &sealed)? {
+                decode_points(&bytes)?.into_iter().for_each(&mut offer);
+            }
+        }
+        Ok(newest.into_values().collect())
     }
 
     pub(super) async fn read_telemetry(

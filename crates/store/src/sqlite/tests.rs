@@ -492,7 +492,19 @@ mod telemetry {
             (rows(&f, "telemetry_log").await, rows(&f, "telemetry").await),
             (50, 0)
         );
+        let latest_before = f.store.latest_telemetry(&scope, d.id, None).await.unwrap();
+        assert_eq!(
+            latest_before,
+            vec![
+                point(49, "a", Value::Long(49)),
+                point(49, "b", Value::Bool(true))
+            ]
+        );
         assert_eq!(f.store.flusher.flush_once().await.unwrap(), 50);
+        assert_eq!(
+            f.store.latest_telemetry(&scope, d.id, None).await.unwrap(),
+            latest_before
+        );
         assert_eq!(
             (rows(&f, "telemetry_log").await, rows(&f, "telemetry").await),
             (0, 1),
