@@ -8,6 +8,11 @@
 //!   backend's queries filter by it. A row of another tenant (or another customer) is
 //!   indistinguishable from a row that does not exist: [`StoreError::NotFound`].
 //!
+//! - **One caller's writes commit in the order it made them.** A write started after
+//!   another one's future was created commits no earlier than it (the SQLite backend's
+//!   writer queue is first-in, first-out). The MQTT session relies on this: a later
+//!   attribute write wins, and an attribute request reads the writes sent before it.
+//!
 //! Which *roles* may call what is the API's business; which *rows* a caller can reach is
 //! decided here.
 
