@@ -24,6 +24,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::Framed;
 
+/// Bytes each connection's read and write buffers start with.
+const IO_BUFFER_START: usize = 1024;
+
 use crate::MqttSettings;
 use crate::codes::{self, ConnectRefusal, Protocol, PublishRefusal, Violation};
 use crate::error::SessionError;
@@ -43,7 +46,9 @@ pub async fn handle<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut io = Framed::new(stream, MqttCodec::Version(VersionCodec));
+    // Small buffers that grow with the traffic: most devices are idle most of the time
+    // (tokio-util's default is 8 KiB each way per connection).
+    let mut io = Framed::with_capacity(stream, MqttCodec::Version(VersionCodec), IO_BUFFER_START);
     let (proto, hello, device) = match timeout(
         settings.connect_timeout,
         connect(&mut io, &*store, &settings),
