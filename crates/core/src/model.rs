@@ -90,6 +90,11 @@ pub struct Device {
     pub device_type: String,
     pub label: Option<String>,
     pub created_ms: TimestampMs,
+    /// A gateway speaks for its sub-devices over ThingsBoard's gateway API
+    /// (`additionalInfo.gateway` in ThingsBoard's JSON).
+    pub gateway: bool,
+    /// The gateway that created this sub-device, the only one that may reach it.
+    pub gateway_id: Option<DeviceId>,
 }
 
 impl Device {

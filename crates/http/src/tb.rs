@@ -33,8 +33,18 @@ pub fn device(d: &Device) -> Value {
         "name": d.name,
         "type": d.device_type,
         "label": d.label,
-        "additionalInfo": null,
+        "additionalInfo": device_additional_info(d),
     })
+}
+
+/// ThingsBoard's `additionalInfo` of a device: `{"gateway": true}` for a gateway, the
+/// gateway a sub-device was created by (`lastConnectedGateway`), else nothing.
+fn device_additional_info(d: &Device) -> Value {
+    match (d.gateway, d.gateway_id) {
+        (true, _) => json!({ "gateway": true }),
+        (false, Some(gateway)) => json!({ "lastConnectedGateway": gateway.as_uuid() }),
+        (false, None) => Value::Null,
+    }
 }
 
 pub fn customer(c: &Customer) -> Value {

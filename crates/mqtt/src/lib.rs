@@ -3,8 +3,10 @@
 //! Devices written for ThingsBoard connect unchanged: the access token is the MQTT user
 //! name, and they publish to `v1/devices/me/telemetry` and `v1/devices/me/attributes`,
 //! ask for attributes on `v1/devices/me/attributes/request/$id` and subscribe to
-//! `v1/devices/me/attributes` for shared-attribute updates. The codec is `rmqtt-codec`;
-//! the session loop (one task per connection) is ours, with no broker behind it.
+//! `v1/devices/me/attributes` for shared-attribute updates. A device flagged as a gateway
+//! also speaks for its sub-devices on ThingsBoard's `v1/gateway/...` topics (gateway.rs).
+//! The codec is `rmqtt-codec`; the session loop (one task per connection) is ours, with no
+//! broker behind it.
 //!
 //! # Invariants
 //!
@@ -24,7 +26,9 @@
 //! - **A device reaches only itself.** Its identity is the token given at CONNECT; every
 //!   topic is `v1/devices/me/...`; anything else is refused (MQTT 5: PUBACK or
 //!   DISCONNECT 0x87, SUBACK 0x87; MQTT 3.1.1: the connection closes, SUBACK 0x80).
-//!   Attribute updates are filtered by the connection's device id.
+//!   Attribute updates are filtered by the connection's device id. A gateway also reaches
+//!   `v1/gateway/...`, and through it only its own sub-devices (created by it, in its
+//!   tenant); a device that is not a gateway is refused there like anywhere else.
 //! - **Writes of one connection are committed in the order received.** Each message's
 //!   store call starts in arrival order (the store's writer queue is FIFO); an attribute
 //!   request is answered only after the writes before it are committed, so it reads them.

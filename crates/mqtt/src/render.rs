@@ -12,6 +12,12 @@ use thingsafe_store::{Change, Store, StoreError};
 /// device gets: shared attributes of this device set (`{"key":value,...}`) or deleted
 /// (`{"deleted":["key",...]}`).
 pub fn attribute_update(change: &Change, me: DeviceId) -> Option<Bytes> {
+    attribute_update_json(change, me).map(|json| Bytes::from(json.to_string()))
+}
+
+/// The JSON of [`attribute_update`]; a gateway gets it as the `data` of its sub-device's
+/// update.
+pub fn attribute_update_json(change: &Change, me: DeviceId) -> Option<Json> {
     let json = match change {
         Change::Attributes {
             device,
@@ -34,7 +40,7 @@ pub fn attribute_update(change: &Change, me: DeviceId) -> Option<Bytes> {
         }
         _ => return None,
     };
-    Some(Bytes::from(json.to_string()))
+    Some(json)
 }
 
 fn object(attributes: &[(String, Value)]) -> Map<String, Json> {

@@ -33,6 +33,9 @@ use crate::error::SessionError;
 use crate::render;
 use crate::topic::{self, PublishTopic, Subscription, TopicError};
 
+#[path = "gateway.rs"]
+mod gateway;
+
 /// The longest parser message sent back in an MQTT 5 reason string.
 const MAX_REASON_CHARS: usize = 256;
 
@@ -87,6 +90,7 @@ where
             limit: out_limit,
         },
         awaiting_release: HashSet::new(),
+        gateway: Default::default(),
     };
     let device = session.device.id;
     let result = session.run(stop).await;
@@ -335,6 +339,9 @@ struct Subs {
     attribute_responses: Option<QoS>,
     rpc_requests: Option<QoS>,
     rpc_responses: Option<QoS>,
+    gateway_attributes: Option<QoS>,
+    gateway_attribute_responses: Option<QoS>,
+    gateway_rpc: Option<QoS>,
 }
 
 impl Subs {
@@ -344,7 +351,22 @@ impl Subs {
             Subscription::AttributeResponses => &mut self.attribute_responses,
             Subscription::RpcRequests => &mut self.rpc_requests,
             Subscription::RpcResponses => &mut self.rpc_responses,
+            Subscription::GatewayAttributes => &mut self.gateway_attributes,
+            Subscription::GatewayAttributeResponses => &mut self.gateway_attribute_responses,
+            Subscription::GatewayRpc => &mut self.gateway_rpc,
         }
+    }
+
+    /// Whether anything subscribed to needs the change feed.
+    fn live(&self) -> bool {
+        [
+            self.attributes,
+            self.rpc_requests,
+            self.gateway_attributes,
+            self.gateway_rpc,
+        ]
+        .iter()
+        .any(Option::is_some)
     }
 }
 
@@ -475,6 +497,8 @@ struct Session<S> {
     /// QoS 2 messages stored and PUBREC'd, waiting for their PUBREL: a retransmission is
     /// acknowledged again, not stored twice.
     awaiting_release: HashSet<NonZeroU16>,
+    /// A gateway's sub-devices connected through this session.
+    gateway: gateway::SubDevices,
 }
 
 enum Step {
@@ -543,7 +567,7 @@ where
 
     async fn on_packet(&mut self, packet: MqttPacket) -> Result<Step, SessionError> {
         match inbound(packet) {
-            Inbound::Publish(p) => self.on_publish(*p),
+            Inbound::Publish(p) => self.on_publish(*p).await?,
             Inbound::PubAck(id) => self.out.release(id.get()),
             Inbound::PubRel(id) => {
                 let known = self.awaiting_release.remove(&id);
@@ -588,7 +612,7 @@ where
         Ok(Step::Continue)
     }
 
-    fn on_publish(&mut self, p: Publish) {
+    async fn on_publish(&mut self, p: Publish) -> Result<(), SessionError> {
         let (packet_id, qos) = (p.packet_id, p.qos);
         let retransmitted = match (qos, packet_id) {
             (QoS::ExactlyOnce, Some(id)) => self.awaiting_release.contains(&id),
@@ -597,23 +621,26 @@ where
         if retransmitted {
             // A retransmission of a QoS 2 message we already stored.
             self.push(packet_id, qos, ready(Outcome::Stored));
-            return;
+            return Ok(());
         }
-        let kind = match topic::publish_topic(&p.topic) {
+        let parsed = topic::publish_topic_for(&p.topic, self.device.gateway);
+        let kind = match &parsed {
             Ok(PublishTopic::Telemetry) => "telemetry",
             Ok(PublishTopic::Attributes) => "attributes",
             Ok(PublishTopic::AttributeRequest(_)) => "attribute_request",
             Ok(PublishTopic::RpcCall(_)) => "rpc_call",
             Ok(PublishTopic::RpcReply(_)) => "rpc_reply",
+            Ok(PublishTopic::Gateway(t)) => t.label(),
             Err(_) => "refused",
         };
         metrics::counter!("thingsafe_mqtt_messages_in_total", "topic" => kind).increment(1);
         let store = self.store.clone();
         let device = self.device.clone();
-        match topic::publish_topic(&p.topic) {
-            Err(e @ TopicError::NotAllowed(_)) => {
+        match parsed {
+            Err(e @ (TopicError::NotAllowed(_) | TopicError::NotAGateway(_))) => {
                 self.refuse(&p, PublishRefusal::NotAuthorized, e.to_string())
             }
+            Ok(PublishTopic::Gateway(t)) => return self.on_gateway_publish(t, p).await,
             Err(e @ TopicError::BadRequestId(_)) => {
                 self.refuse(&p, PublishRefusal::PayloadFormatInvalid, e.to_string())
             }
@@ -678,6 +705,7 @@ where
                 }
             }
         }
+        Ok(())
     }
 
     /// Hands the device the commands waiting in its mailbox, if it subscribed to them.
@@ -701,11 +729,23 @@ where
     /// Refuses a message: MQTT 5 acknowledges it with the reason when it can (QoS 1 or
     /// 2); otherwise the session ends, after the messages before it are acknowledged.
     fn refuse(&mut self, p: &Publish, refusal: PublishRefusal, message: String) {
+        let logged = message.clone();
+        self.refuse_logged(p, refusal, message, &logged);
+    }
+
+    /// [`Self::refuse`], logging `logged` instead of the message the client gets.
+    fn refuse_logged(
+        &mut self,
+        p: &Publish,
+        refusal: PublishRefusal,
+        message: String,
+        logged: &str,
+    ) {
         refused(refusal.label());
         tracing::info!(
             device = %self.device.id,
             topic = %p.topic,
-            error = %message,
+            error = %logged,
             "refused an MQTT message"
         );
         let outcome = if self.proto == Protocol::V5 && p.qos != QoS::AtMostOnce {
@@ -804,19 +844,21 @@ where
         filters: Vec<(ByteString, QoS)>,
     ) -> Result<(), SessionError> {
         let mut granted = Vec::with_capacity(filters.len());
-        let mut commands = false;
+        let (mut commands, mut sub_commands) = (false, false);
         for (filter, requested) in filters {
-            match topic::subscription(&filter) {
+            // The gateway topics are a gateway's only.
+            let gateway = self.device.gateway;
+            match topic::subscription(&filter).filter(|s| gateway || !s.is_gateway()) {
                 Some(sub) => {
                     let qos = topic::granted_qos(requested);
                     *self.subs.slot(sub) = Some(qos);
-                    let live = matches!(sub, Subscription::Attributes | Subscription::RpcRequests);
-                    if live && self.changes.is_none() {
+                    if sub.is_live() && self.changes.is_none() {
                         // Before the SUBACK: every change committed after it is seen.
                         self.changes = Some(self.store.changes());
                     }
                     granted.push(Some(qos));
                     commands |= sub == Subscription::RpcRequests;
+                    sub_commands |= sub == Subscription::GatewayRpc;
                 }
                 None => {
                     refused("subscription");
@@ -858,6 +900,9 @@ where
             // Commands sent while the device was away wait in its mailbox.
             self.deliver_commands().await?;
         }
+        if sub_commands {
+            self.deliver_all_sub_commands().await?;
+        }
         Ok(())
     }
 
@@ -878,7 +923,7 @@ where
                 v5::UnsubscribeAckReason::NoSubscriptionExisted
             });
         }
-        if self.subs.attributes.is_none() && self.subs.rpc_requests.is_none() {
+        if !self.subs.live() {
             self.changes = None;
         }
         let packet = match self.proto {
@@ -902,8 +947,14 @@ where
                 if matches!(&*change, Change::RpcWaiting { device } if *device == self.device.id) {
                     return self.deliver_commands().await;
                 }
-                if let Some(body) = render::attribute_update(&change, self.device.id) {
-                    let qos = self.subs.attributes.unwrap_or(QoS::AtMostOnce);
+                if self.device.gateway {
+                    self.on_gateway_change(&change).await?;
+                }
+                // Only to a device that subscribed: the feed is also open for RPC or
+                // gateway subscriptions.
+                if let Some(qos) = self.subs.attributes
+                    && let Some(body) = render::attribute_update(&change, self.device.id)
+                {
                     self.publish(topic::ATTRIBUTES, body, qos).await?;
                     self.flush().await?;
                 }
@@ -914,6 +965,10 @@ where
                     missed,
                     "an MQTT session fell behind the change feed; some attribute updates were not delivered"
                 );
+                if self.device.gateway {
+                    // Commands wait in mailboxes: none is lost, only its announcement.
+                    self.deliver_all_sub_commands().await?;
+                }
             }
             Err(broadcast::error::RecvError::Closed) => self.changes = None,
         }

@@ -28,6 +28,20 @@ pub const RPC_REQUEST_FILTER: &str = "v1/devices/me/rpc/request/+";
 /// Answers to the device's own RPC requests.
 pub const RPC_RESPONSE_FILTER: &str = "v1/devices/me/rpc/response/+";
 
+/// ThingsBoard's gateway topics (`MqttTopics.GATEWAY_*`), for a device flagged as a
+/// gateway only: it speaks for its sub-devices, naming them in the payload.
+pub const GATEWAY_CONNECT: &str = "v1/gateway/connect";
+pub const GATEWAY_DISCONNECT: &str = "v1/gateway/disconnect";
+pub const GATEWAY_TELEMETRY: &str = "v1/gateway/telemetry";
+/// Client attributes of sub-devices; subscribing to it delivers their shared-attribute
+/// updates.
+pub const GATEWAY_ATTRIBUTES: &str = "v1/gateway/attributes";
+pub const GATEWAY_ATTRIBUTES_REQUEST: &str = "v1/gateway/attributes/request";
+pub const GATEWAY_ATTRIBUTES_RESPONSE: &str = "v1/gateway/attributes/response";
+/// Commands to sub-devices (we publish) and their answers (the gateway publishes).
+pub const GATEWAY_RPC: &str = "v1/gateway/rpc";
+pub const GATEWAY_CLAIM: &str = "v1/gateway/claim";
+
 /// What a PUBLISH from the device asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishTopic {
@@ -41,6 +55,37 @@ pub enum PublishTopic {
     RpcCall(i32),
     /// The device answers our command `$id`.
     RpcReply(u32),
+    /// A gateway speaks for its sub-devices.
+    Gateway(GatewayTopic),
+}
+
+/// The gateway topics a gateway publishes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayTopic {
+    Connect,
+    Disconnect,
+    Telemetry,
+    Attributes,
+    AttributeRequest,
+    /// A sub-device's answer to a command.
+    RpcReply,
+    /// Device claiming, which this server does not offer.
+    Claim,
+}
+
+impl GatewayTopic {
+    /// The label of the topic in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            GatewayTopic::Connect => "gateway_connect",
+            GatewayTopic::Disconnect => "gateway_disconnect",
+            GatewayTopic::Telemetry => "gateway_telemetry",
+            GatewayTopic::Attributes => "gateway_attributes",
+            GatewayTopic::AttributeRequest => "gateway_attribute_request",
+            GatewayTopic::RpcReply => "gateway_rpc_reply",
+            GatewayTopic::Claim => "gateway_claim",
+        }
+    }
 }
 
 /// Why a PUBLISH topic was refused.
@@ -51,6 +96,11 @@ pub enum TopicError {
         "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES}, {ATTRIBUTES_REQUEST_PREFIX}$id, {RPC_REQUEST_PREFIX}$id or {RPC_RESPONSE_PREFIX}$id"
     )]
     NotAllowed(String),
+    /// A gateway topic, from a device that is not flagged as a gateway.
+    #[error(
+        "publishing to {0:?} is not allowed: only a device flagged as a gateway (additionalInfo.gateway) uses the v1/gateway/ topics"
+    )]
+    NotAGateway(String),
     /// A request id that is not a 32-bit whole number (ThingsBoard refuses it as a
     /// malformed request).
     #[error("the request id {0:?} is not a whole number")]
@@ -83,6 +133,26 @@ pub fn publish_topic(topic: &str) -> Result<PublishTopic, TopicError> {
     }
 }
 
+/// Reads a PUBLISH topic name from a device that is a gateway (`gateway`) or not: a
+/// gateway also publishes to the `v1/gateway/` topics.
+pub fn publish_topic_for(topic: &str, gateway: bool) -> Result<PublishTopic, TopicError> {
+    let gateway_topic = match topic {
+        GATEWAY_CONNECT => GatewayTopic::Connect,
+        GATEWAY_DISCONNECT => GatewayTopic::Disconnect,
+        GATEWAY_TELEMETRY => GatewayTopic::Telemetry,
+        GATEWAY_ATTRIBUTES => GatewayTopic::Attributes,
+        GATEWAY_ATTRIBUTES_REQUEST => GatewayTopic::AttributeRequest,
+        GATEWAY_RPC => GatewayTopic::RpcReply,
+        GATEWAY_CLAIM => GatewayTopic::Claim,
+        _ => return publish_topic(topic),
+    };
+    if gateway {
+        Ok(PublishTopic::Gateway(gateway_topic))
+    } else {
+        Err(TopicError::NotAGateway(topic.to_string()))
+    }
+}
+
 /// Java's `Integer.parseInt`: an optional sign and ASCII digits, within 32 bits.
 fn java_parse_int(s: &str) -> Option<i32> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -103,6 +173,35 @@ pub enum Subscription {
     RpcRequests,
     /// `v1/devices/me/rpc/response/+`.
     RpcResponses,
+    /// `v1/gateway/attributes`: shared-attribute updates of the gateway's sub-devices.
+    GatewayAttributes,
+    /// `v1/gateway/attributes/response`.
+    GatewayAttributeResponses,
+    /// `v1/gateway/rpc`: commands to the gateway's sub-devices.
+    GatewayRpc,
+}
+
+impl Subscription {
+    /// Only a gateway may subscribe to it.
+    pub fn is_gateway(self) -> bool {
+        matches!(
+            self,
+            Subscription::GatewayAttributes
+                | Subscription::GatewayAttributeResponses
+                | Subscription::GatewayRpc
+        )
+    }
+
+    /// It delivers what happens elsewhere (from the store's change feed), not answers.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            Subscription::Attributes
+                | Subscription::RpcRequests
+                | Subscription::GatewayAttributes
+                | Subscription::GatewayRpc
+        )
+    }
 }
 
 /// Reads a SUBSCRIBE topic filter; `None` for anything a device may not subscribe to.
@@ -113,6 +212,9 @@ pub fn subscription(filter: &str) -> Option<Subscription> {
         ATTRIBUTES_RESPONSE_FILTER => Some(Subscription::AttributeResponses),
         RPC_REQUEST_FILTER => Some(Subscription::RpcRequests),
         RPC_RESPONSE_FILTER => Some(Subscription::RpcResponses),
+        GATEWAY_ATTRIBUTES => Some(Subscription::GatewayAttributes),
+        GATEWAY_ATTRIBUTES_RESPONSE => Some(Subscription::GatewayAttributeResponses),
+        GATEWAY_RPC => Some(Subscription::GatewayRpc),
         _ => None,
     }
 }
@@ -229,6 +331,88 @@ mod tests {
         ] {
             assert_eq!(subscription(refused), None, "{refused}");
         }
+    }
+
+    #[test]
+    fn gateway_topics_are_for_gateways_only() {
+        for (topic, expected) in [
+            (GATEWAY_CONNECT, GatewayTopic::Connect),
+            (GATEWAY_DISCONNECT, GatewayTopic::Disconnect),
+            (GATEWAY_TELEMETRY, GatewayTopic::Telemetry),
+            (GATEWAY_ATTRIBUTES, GatewayTopic::Attributes),
+            (GATEWAY_ATTRIBUTES_REQUEST, GatewayTopic::AttributeRequest),
+            (GATEWAY_RPC, GatewayTopic::RpcReply),
+            (GATEWAY_CLAIM, GatewayTopic::Claim),
+        ] {
+            assert_eq!(
+                publish_topic_for(topic, true),
+                Ok(PublishTopic::Gateway(expected))
+            );
+            assert_eq!(
+                publish_topic_for(topic, false),
+                Err(TopicError::NotAGateway(topic.into()))
+            );
+            assert_eq!(
+                publish_topic(topic),
+                Err(TopicError::NotAllowed(topic.into()))
+            );
+        }
+        // A gateway is a device too.
+        for gateway in [true, false] {
+            assert_eq!(
+                publish_topic_for(TELEMETRY, gateway),
+                Ok(PublishTopic::Telemetry)
+            );
+            assert_eq!(
+                publish_topic_for("v1/devices/me/rpc/response/3", gateway),
+                Ok(PublishTopic::RpcReply(3))
+            );
+        }
+        for foreign in [
+            "v1/gateway/",
+            "v1/gateway/telemetry/",
+            "v1/gateway/attributes/response",
+            "v1/gateway/rpc/1",
+            "v1/gateway/#",
+            "v1/gateway/+",
+            "V1/gateway/telemetry",
+            "v2/gateway/telemetry",
+        ] {
+            assert_eq!(
+                publish_topic_for(foreign, true),
+                Err(TopicError::NotAllowed(foreign.into())),
+                "{foreign}"
+            );
+        }
+        assert_eq!(
+            subscription(GATEWAY_ATTRIBUTES),
+            Some(Subscription::GatewayAttributes)
+        );
+        assert_eq!(
+            subscription(GATEWAY_ATTRIBUTES_RESPONSE),
+            Some(Subscription::GatewayAttributeResponses)
+        );
+        assert_eq!(subscription(GATEWAY_RPC), Some(Subscription::GatewayRpc));
+        for refused in [
+            "v1/gateway/#",
+            "v1/gateway/+",
+            "v1/gateway/telemetry",
+            "v1/gateway/connect",
+            "v1/gateway/attributes/response/+",
+            "v1/gateway/rpc/+",
+        ] {
+            assert_eq!(subscription(refused), None, "{refused}");
+        }
+        for sub in [
+            Subscription::GatewayAttributes,
+            Subscription::GatewayAttributeResponses,
+            Subscription::GatewayRpc,
+        ] {
+            assert!(sub.is_gateway());
+        }
+        assert!(!Subscription::Attributes.is_gateway());
+        assert!(Subscription::GatewayRpc.is_live() && Subscription::RpcRequests.is_live());
+        assert!(!Subscription::GatewayAttributeResponses.is_live());
     }
 
     #[test]

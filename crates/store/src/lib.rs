@@ -384,4 +384,21 @@ pub trait Store: Send + Sync + 'static {
         let device = self.device(scope, device).await?;
         self.device_attributes(&device, attribute_scope, keys).await
     }
+
+    // --- gateways ---
+
+    /// Creates a device flagged as a gateway (ThingsBoard's `additionalInfo.gateway`): it
+    /// may speak for sub-devices over the gateway API.
+    async fn create_gateway(&self, scope: &Scope, device: NewDevice) -> Result<Device>;
+    /// The sub-device of `gateway` named `name`, created on first sight in the gateway's
+    /// tenant, assigned to the gateway's customer (if any), with a random access token and
+    /// the type `device_type`. Refused (`Conflict`) when the name belongs to a device of the
+    /// tenant that is not this gateway's sub-device, and (`Forbidden`) when `gateway` is no
+    /// longer a gateway.
+    async fn gateway_child(
+        &self,
+        gateway: &Device,
+        name: &str,
+        device_type: &str,
+    ) -> Result<Device>;
 }

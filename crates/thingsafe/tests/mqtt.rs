@@ -779,6 +779,18 @@ async fn rpc_both_ways_over_mqtt() {
         (StatusCode::OK, json!({"on": true, "level": 70}))
     );
 
+    // Subscribed to commands only: a shared-attribute change is not pushed to it.
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/attributes/SHARED_SCOPE"),
+            &user,
+            json!({"color": "red"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let stray = tokio::time::timeout(Duration::from_millis(500), c.message()).await;
+    assert!(stray.is_err(), "pushed without a subscription: {stray:?}");
+
     // Device to server: getSessionLimits, as ThingsBoard's SDKs ask on connecting.
     c.subscribe("v1/devices/me/rpc/response/+", v3::QoS::AtLeastOnce)
         .await;

@@ -23,6 +23,9 @@ pub(super) struct CreateDevice {
     #[serde(rename = "type")]
     device_type: Option<String>,
     label: Option<String>,
+    /// ThingsBoard's `{"gateway": true}` makes the new device a gateway.
+    #[serde(rename = "additionalInfo")]
+    additional_info: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -76,19 +79,24 @@ pub(super) async fn create(
         Some(t) => validate::access_token(&t)?,
         None => thingsafe_vault::random_alphanumeric(GENERATED_TOKEN_LEN),
     };
-    let device = state
-        .store
-        .create_device(
-            &principal.scope(),
-            NewDevice {
-                name,
-                device_type,
-                label,
-                credentials: DeviceCredentials::AccessToken(token),
-            },
-        )
-        .await?;
-    tracing::info!(device = %device.id, tenant = %device.tenant_id, "device created");
+    let new = NewDevice {
+        name,
+        device_type,
+        label,
+        credentials: DeviceCredentials::AccessToken(token),
+    };
+    let gateway = req
+        .additional_info
+        .as_ref()
+        .and_then(|info| info.get("gateway"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let device = if gateway {
+        state.store.create_gateway(&principal.scope(), new).await?
+    } else {
+        state.store.create_device(&principal.scope(), new).await?
+    };
+    tracing::info!(device = %device.id, tenant = %device.tenant_id, gateway, "device created");
     Ok(axum::Json(tb::device(&device)))
 }
 

@@ -28,7 +28,10 @@ use thingsafe_core::{Attribute, AttributeScope};
 /// File name of the database inside the data directory.
 pub const DATA_FILE: &str = "thingsafe.db";
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_gateways.sql"),
+];
 
 pub struct SqliteStore {
     writer: Writer,
@@ -48,6 +51,9 @@ impl Drop for SqliteStore {
         }
     }
 }
+
+/// Length of the access tokens of sub-devices created by gateways (ThingsBoard's 20).
+const GENERATED_TOKEN_LEN: usize = 20;
 
 /// Changes buffered for slow live subscribers before they are told they lagged.
 const CHANGE_BUFFER: usize = 4096;
@@ -189,6 +195,111 @@ impl SqliteStore {
         }
         Ok(())
     }
+
+    /// Seals a new device's fields (with its tenant's key) for [`insert_device`].
+    fn sealed_device(&self, tenant: TenantId, device: &NewDevice) -> Result<SealedDevice> {
+        let id = DeviceId::random();
+        let owner = Owner::Tenant(tenant);
+        let row = id.to_string();
+        let DeviceCredentials::AccessToken(token) = &device.credentials;
+        Ok(SealedDevice {
+            id,
+            tenant,
+            name_index: self.device_name_index(tenant, &device.name),
+            name: self.seal(owner, "device.name", &row, &device.name)?,
+            device_type: device.device_type.clone(),
+            label: self.seal_opt(owner, "device.label", &row, device.label.as_deref())?,
+            token_index: self.token_index(token),
+            credentials: self.seal(owner, "device.credentials", &row, token)?,
+            created_ms: now_ms(),
+        })
+    }
+
+    /// Creates a device of `tenant`, flagged as a gateway or not.
+    async fn new_device(
+        &self,
+        tenant: TenantId,
+        device: NewDevice,
+        gateway: bool,
+    ) -> Result<Device> {
+        let sealed = self.sealed_device(tenant, &device)?;
+        let (id, created) = (sealed.id, sealed.created_ms);
+        self.writer
+            .write(move |c| insert_device(c, &sealed, None, gateway, None))
+            .await?;
+        Ok(Device {
+            id,
+            tenant_id: tenant,
+            customer_id: None,
+            name: device.name,
+            device_type: device.device_type,
+            label: device.label,
+            created_ms: created,
+            gateway,
+            gateway_id: None,
+        })
+    }
+
+    /// A device found by name for `gateway`: its sub-device, or a refusal.
+    fn open_child(&self, gateway: &Device, row: DeviceRow) -> Result<Device> {
+        let device =
+            skip_shredded(row.open(&self.vault)).unwrap_or(Err(StoreError::NotFound("device")))?;
+        if device.gateway_id != Some(gateway.id) {
+            return Err(StoreError::Conflict(
+                "a device with this name already exists in the tenant and is not a sub-device of this gateway"
+                    .into(),
+            ));
+        }
+        Ok(device)
+    }
+}
+
+/// A new device's row, its personal fields sealed.
+struct SealedDevice {
+    id: DeviceId,
+    tenant: TenantId,
+    name_index: Vec<u8>,
+    name: Vec<u8>,
+    device_type: String,
+    label: Option<Vec<u8>>,
+    token_index: Vec<u8>,
+    credentials: Vec<u8>,
+    created_ms: TimestampMs,
+}
+
+fn insert_device(
+    c: &Connection,
+    s: &SealedDevice,
+    customer: Option<CustomerId>,
+    gateway: bool,
+    gateway_id: Option<DeviceId>,
+) -> Result<()> {
+    let row = s.id.to_string();
+    c.execute(
+        "INSERT INTO device (id, tenant_id, customer_id, name_index, name, device_type, label,
+             created_ms, gateway, gateway_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            row,
+            s.tenant.to_string(),
+            id_text(customer),
+            s.name_index,
+            s.name,
+            s.device_type,
+            s.label,
+            s.created_ms,
+            gateway,
+            id_text(gateway_id)
+        ],
+    )
+    .map_err(|e| conflict(e, "a device with this name already exists"))?;
+    c.execute(
+        "INSERT INTO device_credentials (device_id, credentials_type, token_index, credentials)
+         VALUES (?1, 'ACCESS_TOKEN', ?2, ?3)",
+        params![row, s.token_index, s.credentials],
+    )
+    .map_err(|e| conflict(e, "this access token is already used by another device"))?;
+    Ok(())
 }
 
 struct SealedUser {
@@ -922,44 +1033,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_device(&self, scope: &Scope, device: NewDevice) -> Result<Device> {
-        let tenant = whole_tenant(scope)?;
-        let id = DeviceId::random();
-        let owner = Owner::Tenant(tenant);
-        let row = id.to_string();
-        let name_index = self.device_name_index(tenant, &device.name);
-        let name = self.seal(owner, "device.name", &row, &device.name)?;
-        let label = self.seal_opt(owner, "device.label", &row, device.label.as_deref())?;
-        let DeviceCredentials::AccessToken(token) = &device.credentials;
-        let token_index = self.token_index(token);
-        let credentials = self.seal(owner, "device.credentials", &row, token)?;
-        let created = now_ms();
-        let device_type = device.device_type.clone();
-        self.writer
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO device (id, tenant_id, name_index, name, device_type, label, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![row, tenant.to_string(), name_index, name, device_type, label, created],
-                )
-                .map_err(|e| conflict(e, "a device with this name already exists"))?;
-                c.execute(
-                    "INSERT INTO device_credentials (device_id, credentials_type, token_index, credentials)
-                     VALUES (?1, 'ACCESS_TOKEN', ?2, ?3)",
-                    params![row, token_index, credentials],
-                )
-                .map_err(|e| conflict(e, "this access token is already used by another device"))?;
-                Ok(())
-            })
-            .await?;
-        Ok(Device {
-            id,
-            tenant_id: tenant,
-            customer_id: None,
-            name: device.name,
-            device_type: device.device_type,
-            label: device.label,
-            created_ms: created,
-        })
+        self.new_device(whole_tenant(scope)?, device, false).await
     }
 
     async fn device(&self, scope: &Scope, id: DeviceId) -> Result<Device> {
@@ -1282,7 +1356,245 @@ impl Store for SqliteStore {
             response,
         }));
     }
+
+    // --- gateways ---
+
+    async fn create_gateway(&self, scope: &Scope, device: NewDevice) -> Result<Device> {
+        self.new_device(whole_tenant(scope)?, device, true).await
+    }
+
+    async fn gateway_child(
+        &self,
+        gateway: &Device,
+        name: &str,
+        device_type: &str,
+    ) -> Result<Device> {
+        let tenant = gateway.tenant_id;
+        let name_index = self.device_name_index(tenant, name);
+        let by_name = format!(
+            "SELECT {} FROM device WHERE tenant_id = ?1 AND name_index = ?2",
+            DeviceRow::COLUMNS
+        );
+        // Most of the time the sub-device is there already: one read.
+        let (query, index) = (by_name.clone(), name_index.clone());
+        let found = self
+            .readers
+            .read(move |c| {
+                Ok(
+                    c.query_row(&query, params![tenant.to_string(), index], DeviceRow::read)
+                        .optional()?,
+                )
+            })
+            .await?;
+        if let Some(row) = found {
+            return self.open_child(gateway, row);
+        }
+        let new = NewDevice {
+            name: name.to_string(),
+            device_type: device_type.to_string(),
+            label: None,
+            credentials: DeviceCredentials::AccessToken(thingsafe_vault::random_alphanumeric(
+                GENERATED_TOKEN_LEN,
+            )),
+        };
+        let sealed = self.sealed_device(tenant, &new)?;
+        let (id, created, gateway_id) = (sealed.id, sealed.created_ms, gateway.id);
+        // Looked up again in the writer: another message may have created it meanwhile.
+        let outcome = self
+            .writer
+            .write(move |c| {
+                let current: Option<(bool, Option<String>)> = c
+                    .query_row(
+                        "SELECT gateway, customer_id FROM device WHERE id = ?1 AND tenant_id = ?2",
+                        params![gateway_id.to_string(), tenant.to_string()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let customer: Option<CustomerId> = match current {
+                    Some((true, customer)) => {
+                        customer.as_deref().map(rows::parse_id).transpose()?
+                    }
+                    _ => {
+                        return Err(StoreError::Forbidden(
+                            "only a device flagged as a gateway may create sub-devices".into(),
+                        ));
+                    }
+                };
+                let existing = c
+                    .query_row(
+                        &by_name,
+                        params![tenant.to_string(), sealed.name_index],
+                        DeviceRow::read,
+                    )
+                    .optional()?;
+                if existing.is_none() {
+                    insert_device(c, &sealed, customer, false, Some(gateway_id))?;
+                }
+                Ok((existing, customer))
+            })
+            .await?;
+        match outcome {
+            (Some(row), _) => self.open_child(gateway, row),
+            (None, customer) => {
+                tracing::info!(device = %id, gateway = %gateway_id, tenant = %tenant, "sub-device created by its gateway");
+                Ok(Device {
+                    id,
+                    tenant_id: tenant,
+                    customer_id: customer,
+                    name: new.name,
+                    device_type: new.device_type,
+                    label: None,
+                    created_ms: created,
+                    gateway: false,
+                    gateway_id: Some(gateway_id),
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod gateway_tests {
+    use super::*;
+    use thingsafe_vault::MasterKey;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
+        let vault = Arc::new(Vault::open(dir.path(), master).unwrap());
+        let store = SqliteStore::open(dir.path(), vault).unwrap();
+        (dir, store)
+    }
+
+    async fn tenant(store: &SqliteStore, email: &str) -> Scope {
+        let admin = NewUser {
+            email: email.into(),
+            password_hash: None,
+            authority: Authority::TenantAdmin,
+            customer_id: None,
+            first_name: None,
+            last_name: None,
+            birth_date: None,
+        };
+        Scope::Tenant(store.sign_up("Acme", admin).await.unwrap().0.id)
+    }
+
+    fn device(name: &str, token: &str) -> NewDevice {
+        NewDevice {
+            name: name.into(),
+            device_type: "gateway".into(),
+            label: None,
+            credentials: DeviceCredentials::AccessToken(token.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn gateways_create_their_sub_devices_once_in_their_tenant_and_customer() {
+        let (_dir, store) = store();
+        let a = tenant(&store, "a@acme.test").await;
+        let gw = store
+            .create_gateway(&a, device("GW", "GWTOKEN"))
+            .await
+            .unwrap();
+        assert!(gw.gateway);
+        assert_eq!(store.device(&a, gw.id).await.unwrap(), gw);
+        let customer = store.create_customer(&a, "Home").await.unwrap();
+        let gw = store
+            .assign_device(&a, gw.id, Some(customer.id))
+            .await
+            .unwrap();
+
+        let child = store
+            .gateway_child(&gw, "Device A", "sensor")
+            .await
+            .unwrap();
+        assert_eq!(
+            (child.tenant_id, child.customer_id, child.gateway_id),
+            (gw.tenant_id, Some(customer.id), Some(gw.id))
+        );
+        assert_eq!(
+            (child.name.as_str(), child.device_type.as_str()),
+            ("Device A", "sensor")
+        );
+        assert!(!child.gateway);
+        assert_eq!(store.device(&a, child.id).await.unwrap(), child);
+        let DeviceCredentials::AccessToken(token) =
+            store.device_credentials(&a, child.id).await.unwrap();
+        assert_eq!(token.len(), GENERATED_TOKEN_LEN);
+        assert_eq!(
+            store.device_by_token(&token).await.unwrap(),
+            Some(child.clone())
+        );
+
+        // Found again, however many ask at once; the type of the first sight stays.
+        let again = futures_join(&store, &gw, "Device A").await;
+        assert!(
+            again
+                .iter()
+                .all(|d| d.id == child.id && d.device_type == "sensor")
+        );
+        let b = futures_join(&store, &gw, "Device B").await;
+        assert!(b.iter().all(|d| d.id == b[0].id && d.id != child.id));
+    }
+
+    async fn futures_join(store: &SqliteStore, gw: &Device, name: &str) -> Vec<Device> {
+        let (x, y, z) = tokio::join!(
+            store.gateway_child(gw, name, "default"),
+            store.gateway_child(gw, name, "other"),
+            store.gateway_child(gw, name, "default"),
+        );
+        vec![x.unwrap(), y.unwrap(), z.unwrap()]
+    }
+
+    #[tokio::test]
+    async fn a_gateway_reaches_only_its_own_sub_devices() {
+        let (_dir, store) = store();
+        let a = tenant(&store, "a@acme.test").await;
+        let b = tenant(&store, "b@bravo.test").await;
+        let gw = store.create_gateway(&a, device("GW", "GW1")).await.unwrap();
+        let gw2 = store
+            .create_gateway(&a, device("GW2", "GW2"))
+            .await
+            .unwrap();
+        let plain = store
+            .create_device(&a, device("Pump", "PUMP"))
+            .await
+            .unwrap();
+        assert!(!plain.gateway);
+        let theirs = store
+            .create_device(&b, device("Device A", "THEIRS"))
+            .await
+            .unwrap();
+
+        // Another tenant's device of the same name is another device.
+        let child = store
+            .gateway_child(&gw, "Device A", "default")
+            .await
+            .unwrap();
+        assert_ne!(child.id, theirs.id);
+        assert_eq!(store.device(&b, theirs.id).await.unwrap(), theirs);
+        // A device of the tenant that is not its child, the gateway itself, another
+        // gateway's child: refused.
+        for (gateway, name) in [(&gw, "Pump"), (&gw, "GW"), (&gw, "GW2"), (&gw2, "Device A")] {
+            match store.gateway_child(gateway, name, "default").await {
+                Err(StoreError::Conflict(m)) => assert!(!m.contains(name), "{m}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // A device that is not a gateway creates nothing.
+        assert!(matches!(
+            store.gateway_child(&plain, "Device Z", "default").await,
+            Err(StoreError::Forbidden(_))
+        ));
+        // Deleting the gateway keeps its sub-devices, orphaned.
+        store.delete_device(&a, gw.id).await.unwrap();
+        assert_eq!(store.device(&a, child.id).await.unwrap().gateway_id, None);
+        assert!(matches!(
+            store.gateway_child(&gw, "Device Q", "default").await,
+            Err(StoreError::Forbidden(_))
+        ));
+    }
+}

@@ -156,11 +156,13 @@ pub(crate) struct DeviceRow {
     device_type: String,
     label: Option<Vec<u8>>,
     created_ms: i64,
+    gateway: bool,
+    gateway_id: Option<String>,
 }
 
 impl DeviceRow {
     pub(crate) const COLUMNS: &'static str =
-        "id, tenant_id, customer_id, name, device_type, label, created_ms";
+        "id, tenant_id, customer_id, name, device_type, label, created_ms, gateway, gateway_id";
 
     pub(crate) fn qualified(alias: &str) -> String {
         qualify(Self::COLUMNS, alias)
@@ -175,6 +177,8 @@ impl DeviceRow {
             device_type: r.get(4)?,
             label: r.get(5)?,
             created_ms: r.get(6)?,
+            gateway: r.get(7)?,
+            gateway_id: r.get(8)?,
         })
     }
 
@@ -195,6 +199,8 @@ impl DeviceRow {
                 self.label.as_deref(),
             )?,
             created_ms: self.created_ms,
+            gateway: self.gateway,
+            gateway_id: parse_opt_id(self.gateway_id.as_deref())?,
         })
     }
 }

@@ -1,0 +1,640 @@
+//! ThingsBoard's gateway MQTT API (`v1/gateway/*`) through the real binary, with rumqttc
+//! (MQTT 3.1.1 and 5): a device flagged as a gateway speaks for its sub-devices.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Sub-device names: personal (sealed at rest), so never in logs or in plaintext on disk.
+const SUB_A: &str = "Greenhouse Quokka A";
+const SUB_B: &str = "Greenhouse Quokka B";
+
+/// Creates a device with `token`, a gateway or not; returns its JSON.
+async fn device(s: &Server, user: &str, name: &str, token: &str, gateway: bool) -> Value {
+    let mut body = json!({ "name": name, "type": "default" });
+    if gateway {
+        body["additionalInfo"] = json!({ "gateway": true });
+    }
+    let (status, dev) = s
+        .call(
+            Method::POST,
+            &format!("/api/device?accessToken={token}"),
+            Some(user),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dev}");
+    dev
+}
+
+fn id(device: &Value) -> String {
+    device["id"]["id"].as_str().unwrap().to_string()
+}
+
+/// The tenant's devices by name.
+async fn devices(s: &Server, user: &str) -> serde_json::Map<String, Value> {
+    let (status, page) = s.get("/api/tenant/devices?pageSize=100&page=0", user).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap().to_string(), d.clone()))
+        .collect()
+}
+
+async fn timeseries(s: &Server, user: &str, id: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!(
+                "/api/plugins/telemetry/DEVICE/{id}/values/timeseries?startTs=0&endTs=9999999999999"
+            ),
+            user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn attributes(s: &Server, user: &str, id: &str, scope: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!("/api/plugins/telemetry/DEVICE/{id}/values/attributes/{scope}"),
+            user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut out = serde_json::Map::new();
+    for a in body.as_array().unwrap() {
+        out.insert(a["key"].as_str().unwrap().into(), a["value"].clone());
+    }
+    Value::Object(out)
+}
+
+/// What the server logged so far.
+async fn log(s: &Server) -> String {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.drain_output().join("\n")
+}
+
+/// MQTT 3.1.1 with rumqttc.
+mod v3 {
+    use super::*;
+    pub use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+
+    pub struct Client {
+        pub client: AsyncClient,
+        pub events: EventLoop,
+    }
+
+    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
+        let mut options = MqttOptions::new(id, "127.0.0.1", s.mqtt_addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_credentials(token, "");
+        let (client, mut events) = AsyncClient::new(options, 16);
+        match tokio::time::timeout(WAIT, events.poll())
+            .await
+            .expect("a CONNACK")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Client { client, events },
+            other => panic!("expected a CONNACK, got {other:?}"),
+        }
+    }
+
+    impl Client {
+        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
+            loop {
+                match tokio::time::timeout(WAIT, self.events.poll())
+                    .await
+                    .expect("an answer within 10 s")
+                {
+                    Ok(Event::Incoming(p)) => {
+                        if let Some(t) = f(&p) {
+                            return t;
+                        }
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(e) => panic!("connection failed: {e}"),
+                }
+            }
+        }
+
+        /// Publishes at QoS 1 and waits for the PUBACK.
+        pub async fn publish(&mut self, topic: &str, payload: &str) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            self.until(|p| matches!(p, Packet::PubAck(_)).then_some(()))
+                .await;
+        }
+
+        /// Publishes at QoS 1 and expects the server to close the connection.
+        pub async fn publish_refused(&mut self, topic: &str, payload: &str) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            loop {
+                match tokio::time::timeout(WAIT, self.events.poll())
+                    .await
+                    .expect("the server closes within 10 s")
+                {
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        panic!("{topic} {payload}: acknowledged as {a:?}")
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }
+
+        pub async fn subscribe(&mut self, filter: &str) -> rumqttc::SubscribeReasonCode {
+            self.client
+                .subscribe(filter, QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            self.until(|p| match p {
+                Packet::SubAck(a) => Some(a.return_codes[0]),
+                _ => None,
+            })
+            .await
+        }
+
+        pub async fn message(&mut self) -> (String, Value) {
+            self.until(|p| match p {
+                Packet::Publish(m) => Some((
+                    m.topic.clone(),
+                    serde_json::from_slice(&m.payload).expect("JSON"),
+                )),
+                _ => None,
+            })
+            .await
+        }
+    }
+}
+
+/// MQTT 5 with rumqttc.
+mod v5 {
+    use super::*;
+    pub use rumqttc::v5::mqttbytes::QoS;
+    pub use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
+    pub use rumqttc::v5::{
+        AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError,
+    };
+
+    pub struct Client {
+        pub client: AsyncClient,
+        pub events: EventLoop,
+    }
+
+    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
+        let mut options = MqttOptions::new(id, "127.0.0.1", s.mqtt_addr.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_credentials(token, "");
+        let (client, mut events) = AsyncClient::new(options, 16);
+        match tokio::time::timeout(WAIT, events.poll())
+            .await
+            .expect("a CONNACK")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => Client { client, events },
+            other => panic!("expected a CONNACK, got {other:?}"),
+        }
+    }
+
+    impl Client {
+        async fn next(&mut self) -> Result<Event, ConnectionError> {
+            tokio::time::timeout(WAIT, self.events.poll())
+                .await
+                .expect("an answer within 10 s")
+        }
+
+        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
+            loop {
+                match self.next().await {
+                    Ok(Event::Incoming(p)) => {
+                        if let Some(t) = f(&p) {
+                            return t;
+                        }
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(e) => panic!("connection failed: {e}"),
+                }
+            }
+        }
+
+        pub async fn publish(&mut self, topic: &str, payload: &str) {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+                .await
+                .unwrap();
+            self.until(|p| match p {
+                Packet::PubAck(a) => {
+                    assert_eq!(a.reason, PubAckReason::Success, "{topic} {payload}");
+                    Some(())
+                }
+                _ => None,
+            })
+            .await;
+        }
+
+        /// Publishes at QoS 1; the PUBACK's failure reason (rumqttc reports it as an error,
+        /// after which the client reconnects).
+        pub async fn publish_refused(&mut self, topic: &str, payload: &str) -> PubAckReason {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
+                .await
+                .unwrap();
+            loop {
+                match self.next().await {
+                    Ok(Event::Incoming(Packet::PubAck(a))) => {
+                        panic!("{topic} {payload}: acknowledged as {a:?}")
+                    }
+                    Ok(_) => {}
+                    Err(ConnectionError::MqttState(StateError::PubAckFail { reason })) => {
+                        return reason;
+                    }
+                    Err(e) => panic!("expected a refusing PUBACK, got {e}"),
+                }
+            }
+        }
+
+        pub async fn subscribe(&mut self, filter: &str) -> Result<QoS, SubscribeReasonCode> {
+            self.client
+                .subscribe(filter, QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            loop {
+                match self.next().await {
+                    Ok(Event::Incoming(Packet::SubAck(a))) => {
+                        return match a.return_codes[0] {
+                            SubscribeReasonCode::Success(qos) => Ok(qos),
+                            other => Err(other),
+                        };
+                    }
+                    Ok(_) => {}
+                    Err(ConnectionError::MqttState(StateError::SubFail { reason })) => {
+                        return Err(reason);
+                    }
+                    Err(e) => panic!("expected a SUBACK, got {e}"),
+                }
+            }
+        }
+
+        pub async fn message(&mut self) -> (String, Value) {
+            self.until(|p| match p {
+                Packet::Publish(m) => Some((
+                    String::from_utf8(m.topic.to_vec()).unwrap(),
+                    serde_json::from_slice(&m.payload).expect("JSON"),
+                )),
+                _ => None,
+            })
+            .await
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_speaks_for_its_sub_devices_over_mqtt_3() {
+    let s = Server::start();
+    let user = s.sign_up("gateway3@example.com").await;
+    let gateway = device(&s, &user, "Gateway", "GW3TOKEN", true).await;
+    assert_eq!(gateway["additionalInfo"], json!({"gateway": true}));
+    let (_, fetched) = s.get(&format!("/api/device/{}", id(&gateway)), &user).await;
+    assert_eq!(fetched["additionalInfo"], json!({"gateway": true}));
+    let plain = device(&s, &user, "Plain", "PLAIN3", false).await;
+    assert_eq!(plain["additionalInfo"], Value::Null);
+    // Sub-devices go to the gateway's customer.
+    let (status, customer) = s
+        .post("/api/customer", &user, json!({"title": "Farm"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{customer}");
+    let customer = id(&customer);
+    let (status, _) = s
+        .post(
+            &format!("/api/customer/{customer}/device/{}", id(&gateway)),
+            &user,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut c = v3::connected(&s, "gw3", "GW3TOKEN").await;
+    c.publish(
+        "v1/gateway/connect",
+        &json!({"device": SUB_A, "type": "thermometer"}).to_string(),
+    )
+    .await;
+    c.publish(
+        "v1/gateway/telemetry",
+        &json!({
+            SUB_A: [{"ts": 1000, "values": {"temperature": 21.5, "humidity": 60}},
+                    {"ts": 2000, "values": {"temperature": 22}}],
+            SUB_B: [{"ts": 1500, "values": {"co2": 400}}],
+        })
+        .to_string(),
+    )
+    .await;
+    c.publish(
+        "v1/gateway/attributes",
+        &json!({SUB_A: {"fw": "v1.0", "serial": 7}, SUB_B: {"fw": "v2.0"}}).to_string(),
+    )
+    .await;
+
+    // Both appear in the tenant, created by the gateway, assigned to its customer.
+    let all = devices(&s, &user).await;
+    let (a, b) = (&all[SUB_A], &all[SUB_B]);
+    assert_eq!(a["type"], "thermometer");
+    assert_eq!(b["type"], "default");
+    for sub in [a, b] {
+        assert_eq!(sub["customerId"]["id"], customer.as_str(), "{sub}");
+        assert_eq!(
+            sub["additionalInfo"]["lastConnectedGateway"],
+            id(&gateway).as_str()
+        );
+    }
+    let (a, b) = (id(a), id(b));
+    assert_eq!(
+        timeseries(&s, &user, &a).await,
+        json!({
+            "temperature": [{"ts": 2000, "value": "22"}, {"ts": 1000, "value": "21.5"}],
+            "humidity": [{"ts": 1000, "value": "60"}],
+        })
+    );
+    assert_eq!(
+        timeseries(&s, &user, &b).await,
+        json!({"co2": [{"ts": 1500, "value": "400"}]})
+    );
+    assert_eq!(
+        attributes(&s, &user, &a, "CLIENT_SCOPE").await,
+        json!({"fw": "v1.0", "serial": 7})
+    );
+    assert_eq!(
+        attributes(&s, &user, &b, "CLIENT_SCOPE").await,
+        json!({"fw": "v2.0"})
+    );
+    // Sub-devices have their own random access token.
+    let (status, creds) = s.get(&format!("/api/device/{a}/credentials"), &user).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(creds["credentialsId"].as_str().unwrap().len(), 20);
+
+    // Attribute requests: one name gets "value", several get "values".
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{a}/attributes/SHARED_SCOPE"),
+            &user,
+            json!({"target": 20, "mode": "eco"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        c.subscribe("v1/gateway/attributes/response").await,
+        rumqttc::SubscribeReasonCode::Success(v3::QoS::AtLeastOnce)
+    );
+    c.publish(
+        "v1/gateway/attributes/request",
+        &json!({"id": 1, "device": SUB_A, "client": true, "key": "fw"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        c.message().await,
+        (
+            "v1/gateway/attributes/response".into(),
+            json!({"id": 1, "device": SUB_A, "value": "v1.0"})
+        )
+    );
+    c.publish(
+        "v1/gateway/attributes/request",
+        &json!({"id": 2, "device": SUB_A, "client": false, "keys": ["target", "mode", "nope"]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(
+        c.message().await.1,
+        json!({"id": 2, "device": SUB_A, "values": {"target": 20, "mode": "eco"}})
+    );
+    // The request reads the writes before it.
+    c.client
+        .publish(
+            "v1/gateway/attributes",
+            v3::QoS::AtLeastOnce,
+            false,
+            json!({SUB_B: {"fw": "v2.1"}}).to_string(),
+        )
+        .await
+        .unwrap();
+    c.publish(
+        "v1/gateway/attributes/request",
+        &json!({"id": 3, "device": SUB_B, "client": true, "key": "fw"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        c.message().await.1,
+        json!({"id": 3, "device": SUB_B, "value": "v2.1"})
+    );
+
+    // A malformed payload closes an MQTT 3.1.1 connection, as ThingsBoard does; nothing
+    // accepted before is lost.
+    c.publish_refused("v1/gateway/telemetry", r#"{"x":{"a":1}}"#)
+        .await;
+    assert_eq!(
+        attributes(&s, &user, &b, "CLIENT_SCOPE").await,
+        json!({"fw": "v2.1"})
+    );
+
+    // Sub-device names are sealed: never logged, never in plaintext on disk.
+    let log = log(&s).await;
+    assert!(log.contains("refused an MQTT message"), "{log}");
+    assert!(
+        !log.contains("Quokka"),
+        "a sub-device name was logged: {log}"
+    );
+    common::assert_absent_from_files(&s.data_dir, &[SUB_A, SUB_B, "Quokka"]);
+}
+
+#[tokio::test]
+async fn shared_attributes_and_commands_reach_sub_devices_over_mqtt_5() {
+    let s = Server::start();
+    let user = s.sign_up("gateway5@example.com").await;
+    device(&s, &user, "Gateway", "GW5TOKEN", true).await;
+    let mut c = v5::connected(&s, "gw5", "GW5TOKEN").await;
+    for filter in ["v1/gateway/attributes", "v1/gateway/rpc"] {
+        assert_eq!(
+            c.subscribe(filter).await,
+            Ok(v5::QoS::AtLeastOnce),
+            "{filter}"
+        );
+    }
+    c.publish("v1/gateway/connect", &json!({"device": SUB_A}).to_string())
+        .await;
+    let a = id(&devices(&s, &user).await[SUB_A]);
+
+    // A shared attribute set by a user reaches the gateway, naming the sub-device.
+    let (status, _) = s
+        .post(
+            &format!("/api/plugins/telemetry/DEVICE/{a}/attributes/SHARED_SCOPE"),
+            &user,
+            json!({"interval": 30}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        c.message().await,
+        (
+            "v1/gateway/attributes".into(),
+            json!({"device": SUB_A, "data": {"interval": 30}})
+        )
+    );
+    let (status, _) = s
+        .delete(
+            &format!("/api/plugins/telemetry/DEVICE/{a}/SHARED_SCOPE?keys=interval"),
+            &user,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        c.message().await.1,
+        json!({"device": SUB_A, "data": {"deleted": ["interval"]}})
+    );
+
+    // Two-way RPC: the user's call returns the sub-device's answer, through the gateway.
+    let (http, url, token) = (
+        s.http.clone(),
+        s.url(&format!("/api/rpc/twoway/{a}")),
+        user.clone(),
+    );
+    let call = tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .header("X-Authorization", format!("Bearer {token}"))
+            .json(&json!({"method": "toggle_gpio", "params": {"pin": 1}, "timeout": 10000}))
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status(),
+            resp.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    });
+    let (topic, command) = c.message().await;
+    assert_eq!(topic, "v1/gateway/rpc");
+    assert_eq!(command["device"], SUB_A);
+    assert_eq!(command["data"]["method"], "toggle_gpio");
+    assert_eq!(command["data"]["params"], json!({"pin": 1}));
+    let request_id = command["data"]["id"].as_u64().unwrap();
+    c.publish(
+        "v1/gateway/rpc",
+        &json!({"device": SUB_A, "id": request_id, "data": {"success": true}}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        call.await.unwrap(),
+        (StatusCode::OK, json!({"success": true}))
+    );
+
+    // Disconnected, the sub-device gets nothing through this gateway.
+    c.publish(
+        "v1/gateway/disconnect",
+        &json!({"device": SUB_A}).to_string(),
+    )
+    .await;
+    let (status, _) = s
+        .post(
+            &format!("/api/rpc/oneway/{a}"),
+            &user,
+            json!({"method": "blink", "timeout": 500}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+
+    // Claiming is not offered: refused with a reason.
+    assert_eq!(
+        c.publish_refused(
+            "v1/gateway/claim",
+            &json!({SUB_A: {"secretKey": "s"}}).to_string()
+        )
+        .await,
+        v5::PubAckReason::NotAuthorized
+    );
+}
+
+#[tokio::test]
+async fn only_gateways_reach_sub_devices_and_only_their_own() {
+    let s = Server::start();
+    let user = s.sign_up("gateway-scope@example.com").await;
+    let other = s.sign_up("other-tenant@example.com").await;
+    device(&s, &user, "Gateway", "GWSCOPE", true).await;
+    let plain = id(&device(&s, &user, "Plain Pump", "PLAINSCOPE", false).await);
+    // Another tenant's device with the name the gateway will use.
+    let theirs = id(&device(&s, &other, SUB_A, "THEIRS", false).await);
+
+    // A device that is not a gateway is refused on every gateway topic.
+    let mut p = v5::connected(&s, "plain5", "PLAINSCOPE").await;
+    for filter in [
+        "v1/gateway/attributes",
+        "v1/gateway/rpc",
+        "v1/gateway/attributes/response",
+    ] {
+        assert_eq!(
+            p.subscribe(filter).await,
+            Err(v5::SubscribeReasonCode::NotAuthorized),
+            "{filter}"
+        );
+    }
+    let mut p = v5::connected(&s, "plain5b", "PLAINSCOPE").await;
+    assert_eq!(
+        p.publish_refused(
+            "v1/gateway/telemetry",
+            &json!({SUB_A: [{"x": 1}]}).to_string()
+        )
+        .await,
+        v5::PubAckReason::NotAuthorized
+    );
+    let mut p3 = v3::connected(&s, "plain3", "PLAINSCOPE").await;
+    p3.publish_refused("v1/gateway/connect", &json!({"device": SUB_A}).to_string())
+        .await;
+
+    // The gateway cannot reach a device of its tenant that is not its sub-device.
+    let mut c = v5::connected(&s, "gwscope", "GWSCOPE").await;
+    assert_eq!(
+        c.publish_refused(
+            "v1/gateway/attributes",
+            &json!({"Plain Pump": {"hijacked": true}}).to_string()
+        )
+        .await,
+        v5::PubAckReason::NotAuthorized
+    );
+    assert_eq!(
+        attributes(&s, &user, &plain, "CLIENT_SCOPE").await,
+        json!({})
+    );
+
+    // Its own sub-device of that name is another device than the other tenant's.
+    let mut c = v5::connected(&s, "gwscope2", "GWSCOPE").await;
+    c.publish(
+        "v1/gateway/telemetry",
+        &json!({SUB_A: [{"ts": 5, "values": {"level": 3}}]}).to_string(),
+    )
+    .await;
+    let mine = devices(&s, &user).await;
+    let a = id(&mine[SUB_A]);
+    assert_ne!(a, theirs);
+    assert_eq!(
+        timeseries(&s, &user, &a).await,
+        json!({"level": [{"ts": 5, "value": "3"}]})
+    );
+    assert_eq!(timeseries(&s, &other, &theirs).await, json!({}));
+    let theirs_now = devices(&s, &other).await;
+    assert_eq!(theirs_now.len(), 1);
+    assert_eq!(id(&theirs_now[SUB_A]), theirs);
+    assert_eq!(theirs_now[SUB_A]["additionalInfo"], Value::Null);
+    // And the other tenant cannot read the gateway's sub-device.
+    let (status, _) = s.get(&format!("/api/device/{a}"), &other).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
