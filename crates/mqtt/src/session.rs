@@ -511,6 +511,9 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    /// Rare paths (subscriptions, change delivery, shutdown, protocol violations) are
+    /// boxed: their state lives on the heap while they run, not in every idle session's
+    /// future (measured: idle connections took 5 KiB of task memory each).
     async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SessionError> {
         let mut last_seen = Instant::now();
         let window = usize::from(self.settings.receive_maximum.max(1));
@@ -527,7 +530,7 @@ where
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => {
-                    return self.shut_down().await;
+                    return Box::pin(self.shut_down()).await;
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
                     // While the window was full nothing was read: the client is not idle.
@@ -542,22 +545,22 @@ where
                     last_seen = Instant::now();
                     let packet = match frame {
                         None => return Err(SessionError::Closed),
-                        Some(Err(e)) => return self.violation(e.into()).await,
+                        Some(Err(e)) => return Box::pin(self.violation(e.into())).await,
                         Some(Ok((packet, _))) => packet,
                     };
                     match self.on_packet(packet).await? {
                         Step::Continue => self.flush().await?,
                         Step::Disconnect => {
-                            self.drain().await?;
+                            Box::pin(self.drain()).await?;
                             return Ok(());
                         }
                     }
                 }
                 change = next_change(&mut self.changes), if self.changes.is_some() => {
-                    self.on_change(change).await?;
+                    Box::pin(self.on_change(change)).await?;
                 }
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {
-                    self.drain().await?;
+                    Box::pin(self.drain()).await?;
                     self.disconnect(v5::DisconnectReasonCode::KeepAliveTimeout, None).await;
                     return Err(SessionError::KeepAlive(self.keep_alive));
                 }
@@ -587,10 +590,10 @@ where
                 self.feed(packet).await?;
             }
             Inbound::Subscribe { packet_id, filters } => {
-                self.on_subscribe(packet_id, filters).await?
+                Box::pin(self.on_subscribe(packet_id, filters)).await?
             }
             Inbound::Unsubscribe { packet_id, filters } => {
-                self.on_unsubscribe(packet_id, filters).await?
+                Box::pin(self.on_unsubscribe(packet_id, filters)).await?
             }
             Inbound::Ping => {
                 let packet = match self.proto {
@@ -603,7 +606,7 @@ where
             Inbound::Ignored => {}
             Inbound::NotAllowed(what) => {
                 refused("protocol");
-                self.drain().await?;
+                Box::pin(self.drain()).await?;
                 self.disconnect(v5::DisconnectReasonCode::ProtocolError, Some(what))
                     .await;
                 return Err(SessionError::Protocol(what));
@@ -640,7 +643,7 @@ where
             Err(e @ (TopicError::NotAllowed(_) | TopicError::NotAGateway(_))) => {
                 self.refuse(&p, PublishRefusal::NotAuthorized, e.to_string())
             }
-            Ok(PublishTopic::Gateway(t)) => return self.on_gateway_publish(t, p).await,
+            Ok(PublishTopic::Gateway(t)) => return Box::pin(self.on_gateway_publish(t, p)).await,
             Err(e @ TopicError::BadRequestId(_)) => {
                 self.refuse(&p, PublishRefusal::PayloadFormatInvalid, e.to_string())
             }
@@ -1012,7 +1015,7 @@ where
         if let SessionError::Decode { violation, source } = &error {
             refused(violation.label());
             tracing::info!(device = %self.device.id, error = %source, "malformed MQTT packet");
-            self.drain().await?;
+            Box::pin(self.drain()).await?;
             self.disconnect(violation.disconnect(), None).await;
         }
         Err(error)
@@ -1021,7 +1024,7 @@ where
     /// Stops reading, acknowledges what is in flight, says goodbye.
     async fn shut_down(&mut self) -> Result<(), SessionError> {
         self.closing = true;
-        self.drain().await?;
+        Box::pin(self.drain()).await?;
         self.disconnect(v5::DisconnectReasonCode::ServerShuttingDown, None)
             .await;
         Err(SessionError::Shutdown)
