@@ -6,6 +6,7 @@ pub mod ids;
 pub mod model;
 pub mod owner;
 pub mod payload;
+pub mod policy;
 pub mod validate;
 
 pub use ids::{CustomerId, DeviceId, SessionId, TenantId, UserId};

@@ -4,7 +4,8 @@
 //!   `/api/device*`, `/api/customer*`, `/api/user*`), so ThingsBoard scripts and clients
 //!   work unchanged; errors in ThingsBoard's body `{status, message, errorCode, timestamp}`.
 //! - Our own additions: self-service sign-up and first-start setup under `/api/noauth/*`,
-//!   `/healthz`, `/metrics`.
+//!   `/healthz`, `/metrics`; the privacy policy rendered from `privacy.toml` (`/privacy`,
+//!   `/api/privacy/policy*`).
 //!
 //! Handlers decide which *roles* may call what; which *rows* a caller reaches is decided by
 //! the store from the caller's scope.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     pub settings: Arc<HttpSettings>,
     pub metrics: PrometheusHandle,
+    /// The privacy policy in force (`privacy.toml`, published at start).
+    pub policy: Arc<thingsafe_core::policy::PublishedPolicy>,
 }
 
 /// The whole HTTP API as one router.

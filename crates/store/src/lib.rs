@@ -401,4 +401,29 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         device_type: &str,
     ) -> Result<Device>;
+
+    // --- privacy policy ---
+
+    /// Publishes the policy as the next version, unless the latest version has the same
+    /// content (`sha256`); returns the version in force and whether it was published now.
+    /// A new version is material when its `material_sha256` differs from the previous
+    /// version's; the first version is material. Versions are never changed or removed.
+    async fn publish_policy(
+        &self,
+        policy: &thingsafe_core::policy::Canonical,
+    ) -> Result<(thingsafe_core::policy::PolicyVersion, bool)>;
+    /// Every published version, oldest first.
+    async fn policy_versions(&self) -> Result<Vec<thingsafe_core::policy::PolicyVersion>>;
+    /// The canonical JSON of a published version.
+    async fn policy_content(&self, version: u32) -> Result<Option<String>>;
+    /// [`Store::sign_up`], recording on the new administrator's account the policy version
+    /// they accepted, in the same transaction; a version never published is `Invalid`.
+    async fn sign_up_accepting_policy(
+        &self,
+        tenant_title: &str,
+        admin: NewUser,
+        policy_version: u32,
+    ) -> Result<(Tenant, User)>;
+    /// The policy version the user accepted at sign-up (`None` for accounts made otherwise).
+    async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>>;
 }

@@ -21,6 +21,7 @@ pub struct Config {
     pub signup: SignupConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub privacy: PrivacyConfig,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -64,6 +65,13 @@ pub struct AuthConfig {
     pub lockout_secs: u32,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The privacy policy (`privacy.toml`); empty: the built-in default.
+    pub policy_file: PathBuf,
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -88,6 +96,7 @@ impl Default for Config {
             signup: SignupConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }
@@ -351,6 +360,10 @@ mod tests {
                 ("THINGSAFE_DATA_DIR", "/tmp/x"),
                 ("THINGSAFE_LOG_FORMAT", "json"),
                 ("THINGSAFE_HTTP_PUBLIC_URL", "https://iot.example.com"),
+                (
+                    "THINGSAFE_PRIVACY_POLICY_FILE",
+                    "/etc/thingsafe/privacy.toml",
+                ),
                 ("UNRELATED", "1"),
             ]),
         )
@@ -361,6 +374,10 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.public_url_for(c.http.addr), "https://iot.example.com");
+        assert_eq!(
+            c.privacy.policy_file,
+            PathBuf::from("/etc/thingsafe/privacy.toml")
+        );
         // Every leaf key maps to one variable name.
         let table = toml::Table::try_from(Config::default()).unwrap();
         for (key, _) in leaf_keys(&table) {

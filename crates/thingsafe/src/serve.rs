@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use thingsafe_core::policy::{self, Policy, PublishedPolicy};
 use thingsafe_core::{Authority, validate};
 use thingsafe_http::{AppState, AuthSettings, HttpSettings, SETUP_TOKEN_META};
 use thingsafe_store::{NewUser, Store, sqlite::SqliteStore};
 use thingsafe_vault::{MasterKey, Vault};
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, PrivacyConfig};
 
 /// The opened data directory: key store and database.
 pub struct DataDir {
@@ -67,8 +68,55 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
+/// The privacy policy: the operator's file, or the built-in default; checked, so that an
+/// invalid policy stops start-up before anything is opened.
+pub fn load_policy(config: &PrivacyConfig) -> anyhow::Result<Policy> {
+    let path = &config.policy_file;
+    if path.as_os_str().is_empty() {
+        tracing::warn!(
+            "using the built-in privacy policy: its controller and DPO contacts are placeholders; write your own and set privacy.policy_file (see docs/privacy.md)"
+        );
+        return Ok(Policy::builtin());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the privacy policy {} (config key privacy.policy_file)",
+            path.display()
+        )
+    })?;
+    policy::parse(&text).map_err(|e| {
+        let line = text.lines().nth(e.line.saturating_sub(1)).unwrap_or("");
+        anyhow::anyhow!(
+            "invalid privacy policy {}: {e}\n  {} | {line}",
+            path.display(),
+            e.line
+        )
+    })
+}
+
+/// Publishes the policy as a new version if its content changed since the last one.
+pub async fn publish_policy(data: &DataDir, policy: Policy) -> anyhow::Result<PublishedPolicy> {
+    let (version, new) = data
+        .store
+        .publish_policy(&policy.canonical())
+        .await
+        .context("cannot record the privacy policy's version")?;
+    if new {
+        tracing::info!(
+            version = version.version,
+            material = version.material,
+            sha256 = %version.sha256,
+            "published a new version of the privacy policy"
+        );
+    }
+    tracing::info!(version = version.version, "privacy policy in force");
+    Ok(PublishedPolicy { policy, version })
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let policy = load_policy(&config.privacy)?;
     let data = open_data_dir(&config.data_dir)?;
+    let policy = Arc::new(publish_policy(&data, policy).await?);
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
 
     let listener = tokio::net::TcpListener::bind(config.http.addr)
@@ -97,6 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             public_url: config.public_url_for(addr),
         }),
         metrics,
+        policy,
     };
     tracing::info!(data_dir = %data_dir.display(), "data directory");
     tracing::info!("HTTP API listening on http://{addr}");

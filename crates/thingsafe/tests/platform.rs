@@ -515,6 +515,7 @@ async fn no_email_name_or_token_is_stored_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let s = Server::start_in(&data, &[]);
+    let version = s.policy_version().await;
     let (status, body) = s
         .call(
             Method::POST,
@@ -523,7 +524,7 @@ async fn no_email_name_or_token_is_stored_in_plaintext() {
             Some(json!({
                 "email": "Quentin.Zebulon@plaintext-check.example", "password": PASSWORD,
                 "firstName": "Quentinus", "lastName": "Zebulonski", "birthDate": "1987-06-05",
-                "organization": "Zebulonski Widgets"
+                "organization": "Zebulonski Widgets", "acceptedPolicyVersion": version
             })),
         )
         .await;
@@ -643,29 +644,30 @@ async fn bad_requests_say_what_is_wrong() {
     let (status, _) = s.get("/api/auth/user", &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Sign-up validation names the field.
+    let version = s.policy_version().await;
     for (body, needle) in [
         (
-            json!({"email": "nope", "password": PASSWORD, "birthDate": "1990-01-01"}),
+            json!({"email": "nope", "password": PASSWORD, "birthDate": "1990-01-01", "acceptedPolicyVersion": version}),
             "email",
         ),
         (
-            json!({"email": "x@example.com", "password": "x@example.com", "birthDate": "1990-01-01"}),
+            json!({"email": "x@example.com", "password": "x@example.com", "birthDate": "1990-01-01", "acceptedPolicyVersion": version}),
             "must not be the email",
         ),
         (
-            json!({"email": "x@example.com", "password": "short", "birthDate": "1990-01-01"}),
+            json!({"email": "x@example.com", "password": "short", "birthDate": "1990-01-01", "acceptedPolicyVersion": version}),
             "at least 10",
         ),
         (
-            json!({"email": "x@example.com", "password": PASSWORD, "birthDate": "01/01/1990"}),
+            json!({"email": "x@example.com", "password": PASSWORD, "birthDate": "01/01/1990", "acceptedPolicyVersion": version}),
             "YYYY-MM-DD",
         ),
         (
-            json!({"email": "x@example.com", "password": PASSWORD}),
+            json!({"email": "x@example.com", "password": PASSWORD, "acceptedPolicyVersion": version}),
             "birth date",
         ),
         (
-            json!({"email": "errors@example.com", "password": PASSWORD, "birthDate": "1990-01-01"}),
+            json!({"email": "errors@example.com", "password": PASSWORD, "birthDate": "1990-01-01", "acceptedPolicyVersion": version}),
             "already exists",
         ),
     ] {
@@ -823,7 +825,7 @@ async fn health_metrics_and_signup_switch() {
             Method::POST,
             "/api/noauth/signup",
             None,
-            Some(json!({"email": "a@b.example", "password": PASSWORD, "birthDate": "1990-01-01"})),
+            Some(json!({"email": "a@b.example", "password": PASSWORD, "birthDate": "1990-01-01", "acceptedPolicyVersion": 1})),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);

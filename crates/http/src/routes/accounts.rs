@@ -141,6 +141,8 @@ pub(super) struct SignUpRequest {
     birth_date: Option<String>,
     /// The organisation's name; the tenant's title. Defaults to the person's name.
     organization: Option<String>,
+    /// The version of the privacy policy the person read and accepted: the current one.
+    accepted_policy_version: Option<u32>,
 }
 
 fn optional_name(field: &'static str, raw: Option<String>) -> ApiResult<Option<String>> {
@@ -174,6 +176,9 @@ pub(super) async fn sign_up(
         ))
     })?;
     let birth_date = validate::birth_date(&birth_raw, today())?;
+    // The privacy policy's gates, before anything about the person is stored.
+    super::privacy::check_age(&state, birth_date, today())?;
+    let policy_version = super::privacy::check_acceptance(&state, req.accepted_policy_version)?;
     let title = match optional_name("organization", req.organization)? {
         Some(org) => org,
         None => [first_name.as_deref(), last_name.as_deref()]
@@ -190,7 +195,7 @@ pub(super) async fn sign_up(
     let password_hash = hash_password(req.password).await?;
     let (tenant, user) = state
         .store
-        .sign_up(
+        .sign_up_accepting_policy(
             &title,
             NewUser {
                 email,
@@ -201,9 +206,10 @@ pub(super) async fn sign_up(
                 last_name,
                 birth_date: Some(birth_date),
             },
+            policy_version,
         )
         .await?;
-    tracing::info!(tenant = %tenant.id, user = %user.id, "new tenant signed up");
+    tracing::info!(tenant = %tenant.id, user = %user.id, policy_version, "new tenant signed up");
     let pair = auth::start_session(&state, &user).await?;
     Ok((
         StatusCode::CREATED,

@@ -2,6 +2,7 @@ mod accounts;
 mod customers;
 mod device_api;
 mod devices;
+mod privacy;
 mod rpc;
 mod system;
 mod telemetry;
@@ -29,6 +30,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/noauth/signup", post(accounts::sign_up))
         .route("/api/noauth/setup", post(accounts::setup))
         .route("/api/noauth/activate", post(accounts::activate))
+        .route("/privacy", get(privacy::page))
+        .route("/api/privacy/policy", get(privacy::current))
+        .route("/api/privacy/policy/versions", get(privacy::versions))
+        .route(
+            "/api/privacy/policy/versions/{version}",
+            get(privacy::version),
+        )
         // Signed in.
         .route("/api/auth/logout", post(accounts::logout))
         .route("/api/auth/user", get(accounts::current_user))

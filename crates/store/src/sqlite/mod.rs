@@ -2,6 +2,7 @@
 
 mod flush;
 mod pool;
+mod privacy;
 mod rows;
 mod telemetry;
 
@@ -31,6 +32,7 @@ pub const DATA_FILE: &str = "thingsafe.db";
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_gateways.sql"),
+    include_str!("../../migrations/sqlite/0003_privacy.sql"),
 ];
 
 pub struct SqliteStore {
@@ -1450,6 +1452,36 @@ impl Store for SqliteStore {
                 })
             }
         }
+    }
+
+    // --- privacy policy ---
+
+    async fn publish_policy(
+        &self,
+        policy: &thingsafe_core::policy::Canonical,
+    ) -> Result<(thingsafe_core::policy::PolicyVersion, bool)> {
+        privacy::publish(self, policy).await
+    }
+
+    async fn policy_versions(&self) -> Result<Vec<thingsafe_core::policy::PolicyVersion>> {
+        privacy::versions(self).await
+    }
+
+    async fn policy_content(&self, version: u32) -> Result<Option<String>> {
+        privacy::content(self, version).await
+    }
+
+    async fn sign_up_accepting_policy(
+        &self,
+        tenant_title: &str,
+        admin: NewUser,
+        policy_version: u32,
+    ) -> Result<(Tenant, User)> {
+        privacy::sign_up_accepting(self, tenant_title, admin, policy_version).await
+    }
+
+    async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>> {
+        privacy::accepted_version(self, user).await
     }
 }
 

@@ -155,8 +155,19 @@ impl Server {
             .await
     }
 
-    /// Signs up a new tenant; returns its admin's access token.
+    /// The version of the privacy policy in force (sign-up must accept it).
+    pub async fn policy_version(&self) -> u64 {
+        let (status, body) = self
+            .call(reqwest::Method::GET, "/api/privacy/policy", None, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["version"].as_u64().expect("the policy's version")
+    }
+
+    /// Signs up a new tenant, accepting the privacy policy in force; returns its admin's
+    /// access token.
     pub async fn sign_up(&self, email: &str) -> String {
+        let version = self.policy_version().await;
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
@@ -164,7 +175,7 @@ impl Server {
                 None,
                 Some(json!({
                     "email": email, "password": PASSWORD, "firstName": "Ada", "lastName": "Lovelace",
-                    "birthDate": "1990-12-10"
+                    "birthDate": "1990-12-10", "acceptedPolicyVersion": version
                 })),
             )
             .await;
