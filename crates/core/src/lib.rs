@@ -2,6 +2,7 @@
 //! rules for what people and devices send us. This crate does no I/O; everything here is
 //! a pure function of its input.
 
+pub mod device_rpc;
 pub mod ids;
 pub mod model;
 pub mod owner;

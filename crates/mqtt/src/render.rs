@@ -101,28 +101,16 @@ pub fn rpc_reply(payload: &[u8]) -> Json {
         .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(payload).into_owned()))
 }
 
-/// The server's answer to a device's own call (client-side RPC, `{"method", "params"}`).
-/// `getSessionLimits` reports this session's limits, as ThingsBoard does, and is what
-/// ThingsBoard's SDKs ask on connecting; other methods have no handler here and get an
-/// error answer rather than silence.
+/// The server's answer to a device's own call, as the payload of
+/// `v1/devices/me/rpc/response/$id` (the answers themselves are transport-independent:
+/// `thingsafe_core::device_rpc`).
 pub fn rpc_call_answer(payload: &[u8], limits: &crate::MqttSettings) -> Result<Bytes, String> {
-    let call: Json =
-        serde_json::from_slice(payload).map_err(|e| format!("the RPC call is not JSON: {e}"))?;
-    let method = call
-        .get("method")
-        .and_then(Json::as_str)
-        .ok_or("the RPC call has no \"method\" string")?;
-    let answer = match method {
-        "getSessionLimits" => serde_json::json!({
-            "maxPayloadSize": limits.max_packet_size,
-            "maxInflightMessages": limits.receive_maximum,
-            // No rate limits are configured: empty means none to the SDKs.
-            "rateLimits": { "messages": "", "telemetryMessages": "", "telemetryDataPoints": "" },
-        }),
-        "getCurrentTime" => serde_json::json!({ "time": thingsafe_core::now_ms() }),
-        other => serde_json::json!({ "error": format!("no handler for the RPC method {other:?}") }),
+    let limits = thingsafe_core::device_rpc::SessionLimits {
+        max_payload_size: limits.max_packet_size,
+        max_inflight_messages: limits.receive_maximum,
     };
-    Ok(Bytes::from(answer.to_string()))
+    thingsafe_core::device_rpc::answer(payload, limits)
+        .map(|answer| Bytes::from(answer.to_string()))
 }
 
 #[cfg(test)]

@@ -162,6 +162,25 @@ async fn commands_time_out_clearly_and_stay_within_the_tenant() {
 }
 
 #[tokio::test]
+async fn a_device_calls_the_server_over_http() {
+    let s = Server::start();
+    setup(&s, "RPCTOKEN4").await;
+    let call = |body: &'static str| {
+        let (http, url) = (s.http.clone(), s.url("/api/v1/RPCTOKEN4/rpc"));
+        async move { http.post(url).body(body).send().await.unwrap() }
+    };
+    let resp = call(r#"{"method":"getCurrentTime","params":{}}"#).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.json::<Value>().await.unwrap()["time"].as_i64().unwrap() > 0);
+    let resp = call(r#"{"method":"getSessionLimits"}"#).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["maxPayloadSize"], 65536);
+    let resp = call(r#"{"params":{}}"#).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = s.http.post(s.url("/api/v1/NOSUCHTOKEN/rpc")).body(r#"{"method":"getCurrentTime"}"#).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn a_device_long_polls_for_shared_attribute_updates() {
     let s = Server::start();
     let (user, id) = setup(&s, "RPCTOKEN3").await;

@@ -192,6 +192,22 @@ pub(super) async fn device_reply(
     Ok(StatusCode::OK)
 }
 
+/// The device calls the server (client-side RPC): `{"method", "params"}` → the answer.
+pub(super) async fn device_call(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<Json>> {
+    device_api::device(&state, &token).await?;
+    let limits = thingsafe_core::device_rpc::SessionLimits {
+        max_payload_size: device_api::MAX_PAYLOAD_BYTES as u32,
+        max_inflight_messages: 1,
+    };
+    thingsafe_core::device_rpc::answer(&body, limits)
+        .map(axum::Json)
+        .map_err(|e| ApiError::bad_request(format!("Invalid RPC call: {e}")))
+}
+
 /// Long poll for shared-attribute changes: `{"key": value}` or `{"deleted": [...]}`, or 408.
 pub(super) async fn attribute_updates(
     State(state): State<AppState>,
