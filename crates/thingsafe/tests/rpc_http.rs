@@ -171,12 +171,23 @@ async fn a_device_calls_the_server_over_http() {
     };
     let resp = call(r#"{"method":"getCurrentTime","params":{}}"#).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.json::<Value>().await.unwrap()["time"].as_i64().unwrap() > 0);
+    assert!(
+        resp.json::<Value>().await.unwrap()["time"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
     let resp = call(r#"{"method":"getSessionLimits"}"#).await;
     assert_eq!(resp.json::<Value>().await.unwrap()["maxPayloadSize"], 65536);
     let resp = call(r#"{"params":{}}"#).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let resp = s.http.post(s.url("/api/v1/NOSUCHTOKEN/rpc")).body(r#"{"method":"getCurrentTime"}"#).send().await.unwrap();
+    let resp = s
+        .http
+        .post(s.url("/api/v1/NOSUCHTOKEN/rpc"))
+        .body(r#"{"method":"getCurrentTime"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
