@@ -124,7 +124,10 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/{token}/attributes/updates",
             get(rpc::attribute_updates),
         )
-        .route("/api/v1/{token}/rpc", get(rpc::device_poll).post(rpc::device_call))
+        .route(
+            "/api/v1/{token}/rpc",
+            get(rpc::device_poll).post(rpc::device_call),
+        )
         .route("/api/v1/{token}/rpc/{id}", post(rpc::device_reply))
         .route("/api/rpc/oneway/{device}", post(rpc::oneway))
         .route("/api/rpc/twoway/{device}", post(rpc::twoway))
