@@ -3,21 +3,8 @@
 mod common;
 
 use common::Server;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn device_with_token(s: &Server, user: &str, name: &str, token: &str) -> String {
-    let (status, dev) = s
-        .call(
-            Method::POST,
-            &format!("/api/device?accessToken={token}"),
-            Some(user),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{dev}");
-    dev["id"]["id"].as_str().unwrap().to_string()
-}
 
 async fn device_post(s: &Server, path: &str, body: &str) -> (StatusCode, String) {
     let resp = s
@@ -35,7 +22,7 @@ async fn device_post(s: &Server, path: &str, body: &str) -> (StatusCode, String)
 async fn devices_post_telemetry_and_attributes_and_users_read_them_back() {
     let s = Server::start();
     let user = s.sign_up("owner@example.com").await;
-    let id = device_with_token(&s, &user, "Thermostat", "HTTPTOKEN1").await;
+    let id = s.device_with_token(&user, "Thermostat", "HTTPTOKEN1").await;
 
     // Every ThingsBoard telemetry form.
     for body in [
@@ -231,7 +218,7 @@ async fn devices_post_telemetry_and_attributes_and_users_read_them_back() {
 async fn bad_device_input_is_refused_clearly_and_loses_nothing() {
     let s = Server::start();
     let user = s.sign_up("strict@example.com").await;
-    let id = device_with_token(&s, &user, "Meter", "HTTPTOKEN2").await;
+    let id = s.device_with_token(&user, "Meter", "HTTPTOKEN2").await;
     let (status, _) = device_post(
         &s,
         "/api/v1/HTTPTOKEN2/telemetry",
@@ -273,7 +260,9 @@ async fn device_data_stays_within_its_tenant_and_customer() {
     let s = Server::start();
     let alice = s.sign_up("alice@example.com").await;
     let bob = s.sign_up("bob@example.com").await;
-    let id = device_with_token(&s, &alice, "Heart monitor", "HTTPTOKEN3").await;
+    let id = s
+        .device_with_token(&alice, "Heart monitor", "HTTPTOKEN3")
+        .await;
     device_post(&s, "/api/v1/HTTPTOKEN3/telemetry", r#"{"bpm":61}"#).await;
     device_post(&s, "/api/v1/HTTPTOKEN3/attributes", r#"{"patient":"A"}"#).await;
 

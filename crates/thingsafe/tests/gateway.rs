@@ -6,10 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
+use common::mqtt::{v3, v5};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// Sub-device names: personal (sealed at rest), so never in logs or in plaintext on disk.
 const SUB_A: &str = "Greenhouse Quokka A";
@@ -49,255 +48,10 @@ async fn devices(s: &Server, user: &str) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-async fn timeseries(s: &Server, user: &str, id: &str) -> Value {
-    let (status, body) = s
-        .get(
-            &format!(
-                "/api/plugins/telemetry/DEVICE/{id}/values/timeseries?startTs=0&endTs=9999999999999"
-            ),
-            user,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-async fn attributes(s: &Server, user: &str, id: &str, scope: &str) -> Value {
-    let (status, body) = s
-        .get(
-            &format!("/api/plugins/telemetry/DEVICE/{id}/values/attributes/{scope}"),
-            user,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mut out = serde_json::Map::new();
-    for a in body.as_array().unwrap() {
-        out.insert(a["key"].as_str().unwrap().into(), a["value"].clone());
-    }
-    Value::Object(out)
-}
-
 /// What the server logged so far.
 async fn log(s: &Server) -> String {
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.drain_output().join("\n")
-}
-
-/// MQTT 3.1.1 with rumqttc.
-mod v3 {
-    use super::*;
-    pub use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-
-    pub struct Client {
-        pub client: AsyncClient,
-        pub events: EventLoop,
-    }
-
-    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
-        let mut options = MqttOptions::new(id, "127.0.0.1", s.mqtt_addr.port());
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_credentials(token, "");
-        let (client, mut events) = AsyncClient::new(options, 16);
-        match tokio::time::timeout(WAIT, events.poll())
-            .await
-            .expect("a CONNACK")
-        {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => Client { client, events },
-            other => panic!("expected a CONNACK, got {other:?}"),
-        }
-    }
-
-    impl Client {
-        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
-            loop {
-                match tokio::time::timeout(WAIT, self.events.poll())
-                    .await
-                    .expect("an answer within 10 s")
-                {
-                    Ok(Event::Incoming(p)) => {
-                        if let Some(t) = f(&p) {
-                            return t;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => panic!("connection failed: {e}"),
-                }
-            }
-        }
-
-        /// Publishes at QoS 1 and waits for the PUBACK.
-        pub async fn publish(&mut self, topic: &str, payload: &str) {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-            self.until(|p| matches!(p, Packet::PubAck(_)).then_some(()))
-                .await;
-        }
-
-        /// Publishes at QoS 1 and expects the server to close the connection.
-        pub async fn publish_refused(&mut self, topic: &str, payload: &str) {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-            loop {
-                match tokio::time::timeout(WAIT, self.events.poll())
-                    .await
-                    .expect("the server closes within 10 s")
-                {
-                    Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        panic!("{topic} {payload}: acknowledged as {a:?}")
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        }
-
-        pub async fn subscribe(&mut self, filter: &str) -> rumqttc::SubscribeReasonCode {
-            self.client
-                .subscribe(filter, QoS::AtLeastOnce)
-                .await
-                .unwrap();
-            self.until(|p| match p {
-                Packet::SubAck(a) => Some(a.return_codes[0]),
-                _ => None,
-            })
-            .await
-        }
-
-        pub async fn message(&mut self) -> (String, Value) {
-            self.until(|p| match p {
-                Packet::Publish(m) => Some((
-                    m.topic.clone(),
-                    serde_json::from_slice(&m.payload).expect("JSON"),
-                )),
-                _ => None,
-            })
-            .await
-        }
-    }
-}
-
-/// MQTT 5 with rumqttc.
-mod v5 {
-    use super::*;
-    pub use rumqttc::v5::mqttbytes::QoS;
-    pub use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
-    pub use rumqttc::v5::{
-        AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError,
-    };
-
-    pub struct Client {
-        pub client: AsyncClient,
-        pub events: EventLoop,
-    }
-
-    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
-        let mut options = MqttOptions::new(id, "127.0.0.1", s.mqtt_addr.port());
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_credentials(token, "");
-        let (client, mut events) = AsyncClient::new(options, 16);
-        match tokio::time::timeout(WAIT, events.poll())
-            .await
-            .expect("a CONNACK")
-        {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => Client { client, events },
-            other => panic!("expected a CONNACK, got {other:?}"),
-        }
-    }
-
-    impl Client {
-        async fn next(&mut self) -> Result<Event, ConnectionError> {
-            tokio::time::timeout(WAIT, self.events.poll())
-                .await
-                .expect("an answer within 10 s")
-        }
-
-        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
-            loop {
-                match self.next().await {
-                    Ok(Event::Incoming(p)) => {
-                        if let Some(t) = f(&p) {
-                            return t;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => panic!("connection failed: {e}"),
-                }
-            }
-        }
-
-        pub async fn publish(&mut self, topic: &str, payload: &str) {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
-                .await
-                .unwrap();
-            self.until(|p| match p {
-                Packet::PubAck(a) => {
-                    assert_eq!(a.reason, PubAckReason::Success, "{topic} {payload}");
-                    Some(())
-                }
-                _ => None,
-            })
-            .await;
-        }
-
-        /// Publishes at QoS 1; the PUBACK's failure reason (rumqttc reports it as an error,
-        /// after which the client reconnects).
-        pub async fn publish_refused(&mut self, topic: &str, payload: &str) -> PubAckReason {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
-                .await
-                .unwrap();
-            loop {
-                match self.next().await {
-                    Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        panic!("{topic} {payload}: acknowledged as {a:?}")
-                    }
-                    Ok(_) => {}
-                    Err(ConnectionError::MqttState(StateError::PubAckFail { reason })) => {
-                        return reason;
-                    }
-                    Err(e) => panic!("expected a refusing PUBACK, got {e}"),
-                }
-            }
-        }
-
-        pub async fn subscribe(&mut self, filter: &str) -> Result<QoS, SubscribeReasonCode> {
-            self.client
-                .subscribe(filter, QoS::AtLeastOnce)
-                .await
-                .unwrap();
-            loop {
-                match self.next().await {
-                    Ok(Event::Incoming(Packet::SubAck(a))) => {
-                        return match a.return_codes[0] {
-                            SubscribeReasonCode::Success(qos) => Ok(qos),
-                            other => Err(other),
-                        };
-                    }
-                    Ok(_) => {}
-                    Err(ConnectionError::MqttState(StateError::SubFail { reason })) => {
-                        return Err(reason);
-                    }
-                    Err(e) => panic!("expected a SUBACK, got {e}"),
-                }
-            }
-        }
-
-        pub async fn message(&mut self) -> (String, Value) {
-            self.until(|p| match p {
-                Packet::Publish(m) => Some((
-                    String::from_utf8(m.topic.to_vec()).unwrap(),
-                    serde_json::from_slice(&m.payload).expect("JSON"),
-                )),
-                _ => None,
-            })
-            .await
-        }
-    }
 }
 
 #[tokio::test]
@@ -361,22 +115,24 @@ async fn a_gateway_speaks_for_its_sub_devices_over_mqtt_3() {
     }
     let (a, b) = (id(a), id(b));
     assert_eq!(
-        timeseries(&s, &user, &a).await,
+        s.timeseries(&user, &a, "startTs=0&endTs=9999999999999")
+            .await,
         json!({
             "temperature": [{"ts": 2000, "value": "22"}, {"ts": 1000, "value": "21.5"}],
             "humidity": [{"ts": 1000, "value": "60"}],
         })
     );
     assert_eq!(
-        timeseries(&s, &user, &b).await,
+        s.timeseries(&user, &b, "startTs=0&endTs=9999999999999")
+            .await,
         json!({"co2": [{"ts": 1500, "value": "400"}]})
     );
     assert_eq!(
-        attributes(&s, &user, &a, "CLIENT_SCOPE").await,
+        s.attributes(&user, &a, "CLIENT_SCOPE").await,
         json!({"fw": "v1.0", "serial": 7})
     );
     assert_eq!(
-        attributes(&s, &user, &b, "CLIENT_SCOPE").await,
+        s.attributes(&user, &b, "CLIENT_SCOPE").await,
         json!({"fw": "v2.0"})
     );
     // Sub-devices have their own random access token.
@@ -394,8 +150,9 @@ async fn a_gateway_speaks_for_its_sub_devices_over_mqtt_3() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        c.subscribe("v1/gateway/attributes/response").await,
-        rumqttc::SubscribeReasonCode::Success(v3::QoS::AtLeastOnce)
+        c.subscribe("v1/gateway/attributes/response", v3::QoS::AtLeastOnce)
+            .await,
+        v3::SubscribeReasonCode::Success(v3::QoS::AtLeastOnce)
     );
     c.publish(
         "v1/gateway/attributes/request",
@@ -444,7 +201,7 @@ async fn a_gateway_speaks_for_its_sub_devices_over_mqtt_3() {
     c.publish_refused("v1/gateway/telemetry", r#"{"x":{"a":1}}"#)
         .await;
     assert_eq!(
-        attributes(&s, &user, &b, "CLIENT_SCOPE").await,
+        s.attributes(&user, &b, "CLIENT_SCOPE").await,
         json!({"fw": "v2.1"})
     );
 
@@ -466,7 +223,7 @@ async fn shared_attributes_and_commands_reach_sub_devices_over_mqtt_5() {
     let mut c = v5::connected(&s, "gw5", "GW5TOKEN").await;
     for filter in ["v1/gateway/attributes", "v1/gateway/rpc"] {
         assert_eq!(
-            c.subscribe(filter).await,
+            c.subscribe(filter, v5::QoS::AtLeastOnce).await,
             Ok(v5::QoS::AtLeastOnce),
             "{filter}"
         );
@@ -582,7 +339,7 @@ async fn only_gateways_reach_sub_devices_and_only_their_own() {
         "v1/gateway/attributes/response",
     ] {
         assert_eq!(
-            p.subscribe(filter).await,
+            p.subscribe(filter, v5::QoS::AtLeastOnce).await,
             Err(v5::SubscribeReasonCode::NotAuthorized),
             "{filter}"
         );
@@ -610,10 +367,7 @@ async fn only_gateways_reach_sub_devices_and_only_their_own() {
         .await,
         v5::PubAckReason::NotAuthorized
     );
-    assert_eq!(
-        attributes(&s, &user, &plain, "CLIENT_SCOPE").await,
-        json!({})
-    );
+    assert_eq!(s.attributes(&user, &plain, "CLIENT_SCOPE").await, json!({}));
 
     // Its own sub-device of that name is another device than the other tenant's.
     let mut c = v5::connected(&s, "gwscope2", "GWSCOPE").await;
@@ -626,10 +380,15 @@ async fn only_gateways_reach_sub_devices_and_only_their_own() {
     let a = id(&mine[SUB_A]);
     assert_ne!(a, theirs);
     assert_eq!(
-        timeseries(&s, &user, &a).await,
+        s.timeseries(&user, &a, "startTs=0&endTs=9999999999999")
+            .await,
         json!({"level": [{"ts": 5, "value": "3"}]})
     );
-    assert_eq!(timeseries(&s, &other, &theirs).await, json!({}));
+    assert_eq!(
+        s.timeseries(&other, &theirs, "startTs=0&endTs=9999999999999")
+            .await,
+        json!({})
+    );
     let theirs_now = devices(&s, &other).await;
     assert_eq!(theirs_now.len(), 1);
     assert_eq!(id(&theirs_now[SUB_A]), theirs);

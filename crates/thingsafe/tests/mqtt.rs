@@ -6,53 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use reqwest::{Method, StatusCode};
+use common::mqtt::{v3, v5};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn device_with_token(s: &Server, user: &str, name: &str, token: &str) -> String {
-    let (status, dev) = s
-        .call(
-            Method::POST,
-            &format!("/api/device?accessToken={token}"),
-            Some(user),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{dev}");
-    dev["id"]["id"].as_str().unwrap().to_string()
-}
-
-fn port(s: &Server) -> u16 {
-    s.mqtt_addr.port()
-}
-
-async fn timeseries(s: &Server, user: &str, id: &str, query: &str) -> Value {
-    let (status, body) = s
-        .get(
-            &format!("/api/plugins/telemetry/DEVICE/{id}/values/timeseries?{query}"),
-            user,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-async fn client_attributes(s: &Server, user: &str, id: &str) -> Value {
-    let (status, body) = s
-        .get(
-            &format!("/api/plugins/telemetry/DEVICE/{id}/values/attributes/CLIENT_SCOPE"),
-            user,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mut out = serde_json::Map::new();
-    for a in body.as_array().unwrap() {
-        out.insert(a["key"].as_str().unwrap().into(), a["value"].clone());
-    }
-    Value::Object(out)
-}
 
 /// What the server logged so far, once it contains `needle` (it comes on its own time).
 async fn log_with(s: &Server, needle: &str) -> String {
@@ -69,268 +25,11 @@ async fn log_with(s: &Server, needle: &str) -> String {
     }
     panic!("{needle:?} not logged: {log}");
 }
-
-/// MQTT 3.1.1 with rumqttc.
-mod v3 {
-    use super::*;
-    pub use rumqttc::{
-        AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet,
-        QoS, SubscribeReasonCode,
-    };
-
-    pub struct Client {
-        pub client: AsyncClient,
-        pub events: EventLoop,
-    }
-
-    /// Connects; the CONNACK's return code when refused.
-    pub async fn connect(
-        s: &Server,
-        id: &str,
-        token: Option<&str>,
-    ) -> Result<Client, ConnectReturnCode> {
-        let mut options = MqttOptions::new(id, "127.0.0.1", port(s));
-        options.set_keep_alive(Duration::from_secs(30));
-        if let Some(token) = token {
-            options.set_credentials(token, "");
-        }
-        let (client, mut events) = AsyncClient::new(options, 16);
-        match tokio::time::timeout(WAIT, events.poll())
-            .await
-            .expect("a CONNACK")
-        {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                assert_eq!(ack.code, ConnectReturnCode::Success);
-                Ok(Client { client, events })
-            }
-            Err(ConnectionError::ConnectionRefused(code)) => Err(code),
-            other => panic!("expected a CONNACK, got {other:?}"),
-        }
-    }
-
-    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
-        connect(s, id, Some(token)).await.expect("connected")
-    }
-
-    impl Client {
-        /// The next incoming packet for which `f` says something.
-        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
-            loop {
-                match tokio::time::timeout(WAIT, self.events.poll())
-                    .await
-                    .expect("an answer within 10 s")
-                {
-                    Ok(Event::Incoming(p)) => {
-                        if let Some(t) = f(&p) {
-                            return t;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => panic!("connection failed: {e}"),
-                }
-            }
-        }
-
-        /// Publishes at QoS 1 and waits for the PUBACK.
-        pub async fn publish(&mut self, topic: &str, payload: &str) {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-            self.until(|p| matches!(p, Packet::PubAck(_)).then_some(()))
-                .await;
-        }
-
-        /// Publishes at QoS 1 and expects the server to close the connection.
-        pub async fn publish_refused(&mut self, topic: &str, payload: &str) {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-            loop {
-                match tokio::time::timeout(WAIT, self.events.poll())
-                    .await
-                    .expect("the server closes within 10 s")
-                {
-                    Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        panic!("{topic} {payload}: acknowledged as {a:?}")
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        }
-
-        pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> SubscribeReasonCode {
-            self.client.subscribe(filter, qos).await.unwrap();
-            self.until(|p| match p {
-                Packet::SubAck(a) => Some(a.return_codes[0]),
-                _ => None,
-            })
-            .await
-        }
-
-        /// The next PUBLISH from the server: (topic, JSON payload).
-        pub async fn message(&mut self) -> (String, Value) {
-            self.until(|p| match p {
-                Packet::Publish(m) => Some((
-                    m.topic.clone(),
-                    serde_json::from_slice(&m.payload).expect("JSON"),
-                )),
-                _ => None,
-            })
-            .await
-        }
-    }
-}
-
-/// MQTT 5 with rumqttc.
-mod v5 {
-    use super::*;
-    pub use rumqttc::v5::mqttbytes::QoS;
-    pub use rumqttc::v5::mqttbytes::v5::{
-        ConnAckProperties, ConnectReturnCode, Packet, PubAckReason, SubscribeReasonCode,
-    };
-    pub use rumqttc::v5::{
-        AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError,
-    };
-
-    pub struct Client {
-        pub client: AsyncClient,
-        pub events: EventLoop,
-        pub properties: Option<ConnAckProperties>,
-    }
-
-    pub async fn connect(
-        s: &Server,
-        id: &str,
-        token: Option<&str>,
-    ) -> Result<Client, ConnectReturnCode> {
-        let mut options = MqttOptions::new(id, "127.0.0.1", port(s));
-        options.set_keep_alive(Duration::from_secs(30));
-        if let Some(token) = token {
-            options.set_credentials(token, "");
-        }
-        let (client, mut events) = AsyncClient::new(options, 16);
-        match tokio::time::timeout(WAIT, events.poll())
-            .await
-            .expect("a CONNACK")
-        {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                assert_eq!(ack.code, ConnectReturnCode::Success);
-                Ok(Client {
-                    client,
-                    events,
-                    properties: ack.properties,
-                })
-            }
-            Err(ConnectionError::ConnectionRefused(code)) => Err(code),
-            other => panic!("expected a CONNACK, got {other:?}"),
-        }
-    }
-
-    pub async fn connected(s: &Server, id: &str, token: &str) -> Client {
-        connect(s, id, Some(token)).await.expect("connected")
-    }
-
-    impl Client {
-        async fn next(&mut self) -> Result<Event, ConnectionError> {
-            tokio::time::timeout(WAIT, self.events.poll())
-                .await
-                .expect("an answer within 10 s")
-        }
-
-        pub async fn until<T>(&mut self, mut f: impl FnMut(&Packet) -> Option<T>) -> T {
-            loop {
-                match self.next().await {
-                    Ok(Event::Incoming(p)) => {
-                        if let Some(t) = f(&p) {
-                            return t;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(e) => panic!("connection failed: {e}"),
-                }
-            }
-        }
-
-        pub async fn publish(&mut self, topic: &str, payload: &str) {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
-                .await
-                .unwrap();
-            self.until(|p| match p {
-                Packet::PubAck(a) => {
-                    assert_eq!(a.reason, PubAckReason::Success);
-                    Some(())
-                }
-                _ => None,
-            })
-            .await;
-        }
-
-        /// Publishes at QoS 1; the PUBACK's failure reason (rumqttc reports it as an error).
-        pub async fn publish_refused(&mut self, topic: &str, payload: &str) -> PubAckReason {
-            self.client
-                .publish(topic, QoS::AtLeastOnce, false, payload.to_string())
-                .await
-                .unwrap();
-            loop {
-                match self.next().await {
-                    Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        panic!("{topic} {payload}: acknowledged as {a:?}")
-                    }
-                    Ok(_) => {}
-                    Err(ConnectionError::MqttState(StateError::PubAckFail { reason })) => {
-                        return reason;
-                    }
-                    Err(e) => panic!("expected a refusing PUBACK, got {e}"),
-                }
-            }
-        }
-
-        /// Subscribes; `Err` with the reason when refused.
-        pub async fn subscribe(
-            &mut self,
-            filter: &str,
-            qos: QoS,
-        ) -> Result<QoS, SubscribeReasonCode> {
-            self.client.subscribe(filter, qos).await.unwrap();
-            loop {
-                match self.next().await {
-                    Ok(Event::Incoming(Packet::SubAck(a))) => {
-                        return match a.return_codes[0] {
-                            SubscribeReasonCode::Success(qos) => Ok(qos),
-                            other => Err(other),
-                        };
-                    }
-                    Ok(_) => {}
-                    Err(ConnectionError::MqttState(StateError::SubFail { reason })) => {
-                        return Err(reason);
-                    }
-                    Err(e) => panic!("expected a SUBACK, got {e}"),
-                }
-            }
-        }
-
-        pub async fn message(&mut self) -> (String, Value) {
-            self.until(|p| match p {
-                Packet::Publish(m) => Some((
-                    String::from_utf8(m.topic.to_vec()).unwrap(),
-                    serde_json::from_slice(&m.payload).expect("JSON"),
-                )),
-                _ => None,
-            })
-            .await
-        }
-    }
-}
-
 #[tokio::test]
 async fn access_tokens_decide_who_connects() {
     let s = Server::start();
     let user = s.sign_up("tokens@example.com").await;
-    device_with_token(&s, &user, "Thermostat", "MQTTTOKEN1").await;
+    s.device_with_token(&user, "Thermostat", "MQTTTOKEN1").await;
 
     // MQTT 3.1.1: 0x05 not authorized for a wrong token, 0x04 without one.
     assert!(v3::connect(&s, "a", Some("MQTTTOKEN1")).await.is_ok());
@@ -374,8 +73,8 @@ async fn access_tokens_decide_who_connects() {
 async fn every_telemetry_form_is_stored_before_its_puback() {
     let s = Server::start();
     let user = s.sign_up("telemetry@example.com").await;
-    let id3 = device_with_token(&s, &user, "Boiler", "MQTTV3TOKEN").await;
-    let id5 = device_with_token(&s, &user, "Heater", "MQTTV5TOKEN").await;
+    let id3 = s.device_with_token(&user, "Boiler", "MQTTV3TOKEN").await;
+    let id5 = s.device_with_token(&user, "Heater", "MQTTV5TOKEN").await;
     let mut c3 = v3::connected(&s, "boiler", "MQTTV3TOKEN").await;
     let mut c5 = v5::connected(&s, "heater", "MQTTV5TOKEN").await;
 
@@ -392,7 +91,7 @@ async fn every_telemetry_form_is_stored_before_its_puback() {
         }
         // A PUBACK means stored: read back at once, no waiting.
         publish!("v1/devices/me/telemetry", r#"{"temperature":21.5}"#);
-        let latest = timeseries(&s, &user, id, "keys=temperature").await;
+        let latest = s.timeseries(&user, id, "keys=temperature").await;
         assert_eq!(latest["temperature"][0]["value"], "21.5", "{latest}");
 
         publish!(
@@ -401,7 +100,7 @@ async fn every_telemetry_form_is_stored_before_its_puback() {
         );
         let range = "keys=temperature&startTs=0&endTs=5000";
         assert_eq!(
-            timeseries(&s, &user, id, range).await["temperature"],
+            s.timeseries(&user, id, range).await["temperature"],
             json!([{"ts": 1000, "value": "20"}])
         );
 
@@ -410,7 +109,7 @@ async fn every_telemetry_form_is_stored_before_its_puback() {
             r#"[{"ts":2000,"values":{"temperature":22}},{"ts":3000,"values":{"temperature":24,"on":true}}]"#
         );
         assert_eq!(
-            timeseries(&s, &user, id, range).await["temperature"],
+            s.timeseries(&user, id, range).await["temperature"],
             json!([{"ts": 3000, "value": "24"}, {"ts": 2000, "value": "22"}, {"ts": 1000, "value": "20"}])
         );
 
@@ -420,7 +119,7 @@ async fn every_telemetry_form_is_stored_before_its_puback() {
             r#"{"firmware":"v2","serial":"SN-1","config":{"a":1}}"#
         );
         assert_eq!(
-            client_attributes(&s, &user, id).await,
+            s.attributes(&user, id, "CLIENT_SCOPE").await,
             json!({"config": {"a": 1}, "firmware": "v2", "serial": "SN-1"})
         );
     }
@@ -430,7 +129,7 @@ async fn every_telemetry_form_is_stored_before_its_puback() {
 async fn attribute_requests_and_shared_attribute_updates() {
     let s = Server::start();
     let user = s.sign_up("attributes@example.com").await;
-    let id = device_with_token(&s, &user, "Valve", "MQTTATTRS").await;
+    let id = s.device_with_token(&user, "Valve", "MQTTATTRS").await;
     let (status, _) = s
         .post(
             &format!("/api/plugins/telemetry/DEVICE/{id}/attributes/SHARED_SCOPE"),
@@ -537,7 +236,7 @@ async fn attribute_requests_and_shared_attribute_updates() {
 async fn refused_messages_lose_nothing_accepted_before() {
     let s = Server::start();
     let user = s.sign_up("refusals@example.com").await;
-    let id = device_with_token(&s, &user, "Meter", "MQTTREFUSE").await;
+    let id = s.device_with_token(&user, "Meter", "MQTTREFUSE").await;
 
     // MQTT 5: a malformed payload gets PUBACK 0x99, a foreign topic 0x87.
     let mut c = v5::connected(&s, "meter5", "MQTTREFUSE").await;
@@ -576,7 +275,8 @@ async fn refused_messages_lose_nothing_accepted_before() {
 
     // What was acknowledged is all there, and nothing else.
     assert_eq!(
-        timeseries(&s, &user, &id, "startTs=0&endTs=9999999999999").await,
+        s.timeseries(&user, &id, "startTs=0&endTs=9999999999999")
+            .await,
         json!({"kwh": [{"ts": 2, "value": "7"}, {"ts": 1, "value": "5"}]})
     );
     let log = log_with(&s, "not valid JSON").await;
@@ -592,8 +292,10 @@ async fn a_device_reaches_only_its_own_data() {
     let s = Server::start();
     let alice = s.sign_up("alice-mqtt@example.com").await;
     let bob = s.sign_up("bob-mqtt@example.com").await;
-    let a = device_with_token(&s, &alice, "Heart monitor", "MQTTALICE").await;
-    let b = device_with_token(&s, &bob, "Door lock", "MQTTBOB").await;
+    let a = s
+        .device_with_token(&alice, "Heart monitor", "MQTTALICE")
+        .await;
+    let b = s.device_with_token(&bob, "Door lock", "MQTTBOB").await;
     let (status, _) = s
         .post(
             &format!("/api/plugins/telemetry/DEVICE/{b}/attributes/SHARED_SCOPE"),
@@ -661,12 +363,13 @@ async fn a_device_reaches_only_its_own_data() {
 
     // Bob's device has nothing of Alice's.
     assert_eq!(
-        timeseries(&s, &bob, &b, "startTs=0&endTs=9999999999999").await,
+        s.timeseries(&bob, &b, "startTs=0&endTs=9999999999999")
+            .await,
         json!({})
     );
-    assert_eq!(client_attributes(&s, &bob, &b).await, json!({}));
+    assert_eq!(s.attributes(&bob, &b, "CLIENT_SCOPE").await, json!({}));
     assert_eq!(
-        timeseries(&s, &alice, &a, "keys=bpm").await["bpm"][0]["value"],
+        s.timeseries(&alice, &a, "keys=bpm").await["bpm"][0]["value"],
         "61"
     );
 }
@@ -688,8 +391,10 @@ async fn mosquitto_pub_publishes_telemetry() {
     }
     let s = Server::start();
     let user = s.sign_up("mosquitto@example.com").await;
-    let id = device_with_token(&s, &user, "Greenhouse", "MQTTMOSQUITTO").await;
-    let port = port(&s).to_string();
+    let id = s
+        .device_with_token(&user, "Greenhouse", "MQTTMOSQUITTO")
+        .await;
+    let port = s.mqtt_addr.port().to_string();
     let publish = |token: &str, version: &str, payload: &str| {
         let output = std::process::Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &port, "-u", token])
@@ -710,7 +415,7 @@ async fn mosquitto_pub_publishes_telemetry() {
         );
         assert!(ok, "{version}: {stderr}");
         // mosquitto_pub exits after the PUBACK: the value is stored.
-        let latest = timeseries(&s, &user, &id, "keys=temperature").await;
+        let latest = s.timeseries(&user, &id, "keys=temperature").await;
         assert_eq!(
             latest["temperature"][0]["value"],
             temperature.to_string(),
@@ -728,7 +433,7 @@ async fn mosquitto_pub_publishes_telemetry() {
 async fn rpc_both_ways_over_mqtt() {
     let s = Server::start();
     let user = s.sign_up("rpc-mqtt@example.com").await;
-    let id = device_with_token(&s, &user, "Lamp", "MQTTRPC").await;
+    let id = s.device_with_token(&user, "Lamp", "MQTTRPC").await;
     let rest = |path: String, body: Value| {
         let (http, url, token) = (s.http.clone(), s.url(&path), user.clone());
         tokio::spawn(async move {

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::Server;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn python_with_sdk() -> Option<String> {
@@ -35,16 +35,7 @@ async fn thingsboards_python_sdk_works_unchanged() {
     };
     let s = Server::start();
     let user = s.sign_up("sdk@example.com").await;
-    let (status, dev) = s
-        .call(
-            Method::POST,
-            "/api/device?accessToken=SDKTOKEN1",
-            Some(&user),
-            Some(json!({"name": "SDK device"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let id = dev["id"]["id"].as_str().unwrap().to_string();
+    let id = s.device_with_token(&user, "SDK device", "SDKTOKEN1").await;
     let (_, _) = s
         .post(
             &format!("/api/plugins/telemetry/DEVICE/{id}/attributes/SHARED_SCOPE"),

@@ -3,22 +3,15 @@
 mod common;
 
 use common::Server;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn setup(s: &Server, token: &str) -> (String, String) {
     let user = s
         .sign_up(&format!("{}@example.com", token.to_lowercase()))
         .await;
-    let (_, dev) = s
-        .call(
-            Method::POST,
-            &format!("/api/device?accessToken={token}"),
-            Some(&user),
-            Some(json!({"name": "Valve"})),
-        )
-        .await;
-    (user, dev["id"]["id"].as_str().unwrap().to_string())
+    let id = s.device_with_token(&user, "Valve", token).await;
+    (user, id)
 }
 
 #[tokio::test]

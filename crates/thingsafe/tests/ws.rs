@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::Server;
 use futures_util::{SinkExt, StreamExt};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -52,15 +52,7 @@ async fn device_post(s: &Server, path: &str, body: &str) -> StatusCode {
 async fn telemetry_and_attributes_arrive_live() {
     let s = Server::start();
     let user = s.sign_up("watcher@example.com").await;
-    let (_, dev) = s
-        .call(
-            Method::POST,
-            "/api/device?accessToken=WSTOKEN1",
-            Some(&user),
-            Some(json!({"name": "Boiler"})),
-        )
-        .await;
-    let id = dev["id"]["id"].as_str().unwrap().to_string();
+    let id = s.device_with_token(&user, "Boiler", "WSTOKEN1").await;
     assert_eq!(
         device_post(
             &s,
@@ -141,15 +133,7 @@ async fn subscriptions_need_a_valid_token_and_a_visible_device() {
     let s = Server::start();
     let alice = s.sign_up("alice@example.com").await;
     let bob = s.sign_up("bob@example.com").await;
-    let (_, dev) = s
-        .call(
-            Method::POST,
-            "/api/device?accessToken=WSTOKEN2",
-            Some(&alice),
-            Some(json!({"name": "Private"})),
-        )
-        .await;
-    let id = dev["id"]["id"].as_str().unwrap().to_string();
+    let id = s.device_with_token(&alice, "Private", "WSTOKEN2").await;
 
     // No authCmd yet.
     let mut ws = connect(&s, "").await;

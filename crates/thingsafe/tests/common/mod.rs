@@ -10,6 +10,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+pub mod mqtt;
+
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct Server {
@@ -204,6 +206,50 @@ impl Server {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["id"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a device named `name` with the access token `token`; returns its id.
+    pub async fn device_with_token(&self, user: &str, name: &str, token: &str) -> String {
+        let (status, dev) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/device?accessToken={token}"),
+                Some(user),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{dev}");
+        dev["id"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// A device's time series as the REST API returns them; `query` is the URL's query
+    /// (`keys=...`, `startTs=...&endTs=...`).
+    pub async fn timeseries(&self, user: &str, id: &str, query: &str) -> Value {
+        let (status, body) = self
+            .get(
+                &format!("/api/plugins/telemetry/DEVICE/{id}/values/timeseries?{query}"),
+                user,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// A device's attributes of one scope (`CLIENT_SCOPE`, `SHARED_SCOPE`, ...) as a
+    /// JSON object, key to value.
+    pub async fn attributes(&self, user: &str, id: &str, scope: &str) -> Value {
+        let (status, body) = self
+            .get(
+                &format!("/api/plugins/telemetry/DEVICE/{id}/values/attributes/{scope}"),
+                user,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut out = serde_json::Map::new();
+        for a in body.as_array().unwrap() {
+            out.insert(a["key"].as_str().unwrap().into(), a["value"].clone());
+        }
+        Value::Object(out)
     }
 }
 
