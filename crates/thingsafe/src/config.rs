@@ -22,6 +22,23 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
+    pub backup: BackupConfig,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where `thingsafe backup` writes when no --out is given. Keep it off the data
+    /// directory's disk.
+    pub dir: PathBuf,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: PathBuf::from("./backups"),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -97,6 +114,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             privacy: PrivacyConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }

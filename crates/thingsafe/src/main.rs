@@ -2,6 +2,7 @@
 //! together; no behaviour of its own beyond that and first-start setup.
 
 mod admin;
+mod backup;
 mod config;
 mod serve;
 
@@ -32,6 +33,18 @@ struct Cli {
 enum Command {
     /// Run the platform: HTTP API on http.addr, data in the data directory.
     Serve,
+    /// Make a consistent, compressed, sealed backup of the database while the server runs.
+    Backup {
+        /// The backup file; default: backup.dir/thingsafe-<time>.tsbackup.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Restore a backup into the data directory (the server must be stopped). The data
+    /// directory must hold the installation's key store and master key.
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Administration tasks on the data directory.
     Admin {
         #[command(subcommand)]
@@ -39,6 +52,15 @@ enum Command {
     },
     /// Print the effective configuration (defaults, file and environment merged).
     Config,
+}
+
+/// A timestamp for file names, UTC: `20261123-104500`.
+pub fn now_stamp() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .expect("a valid format")
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +82,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config),
         Command::Admin { task } => admin::run(config, task),
+        Command::Backup { out } => backup::backup(&config, out),
+        Command::Restore { file } => backup::restore(&config, &file),
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())

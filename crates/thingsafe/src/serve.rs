@@ -116,6 +116,7 @@ pub async fn publish_policy(data: &DataDir, policy: Policy) -> anyhow::Result<Pu
 async fn serve(config: Config) -> anyhow::Result<()> {
     let policy = load_policy(&config.privacy)?;
     let data = open_data_dir(&config.data_dir)?;
+    let _lock = crate::backup::lock_data_dir(&config.data_dir)?;
     let policy = Arc::new(publish_policy(&data, policy).await?);
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
 

@@ -10,6 +10,7 @@
 //! Erasing an owner destroys its data key ([`Vault::shred`]): every sealed copy of its data,
 //! wherever it is (database pages, WAL, backups), is unreadable from that moment.
 
+pub mod backup;
 mod keystore;
 mod master;
 pub mod password;
@@ -24,6 +25,7 @@ use sha2::Sha256;
 use thingsafe_core::Owner;
 use thiserror::Error;
 
+pub use backup::BackupError;
 pub use keystore::KeyState;
 pub use master::MasterKey;
 use seal::Key;
@@ -66,6 +68,7 @@ pub struct Vault {
     cache: RwLock<HashMap<String, Option<Arc<Key>>>>,
     index_key: Key,
     signing_key: Key,
+    backup_key: Key,
     create_lock: Mutex<()>,
 }
 
@@ -75,12 +78,14 @@ impl Vault {
         let keystore = keystore::KeyStore::open(&data_dir.join(KEYSTORE_FILE))?;
         let index_key = keystore.system_key("system:blind-index", &master)?;
         let signing_key = keystore.system_key("system:session-signing", &master)?;
+        let backup_key = keystore.system_key("system:backup", &master)?;
         Ok(Vault {
             keystore,
             master,
             cache: RwLock::new(HashMap::new()),
             index_key,
             signing_key,
+            backup_key,
             create_lock: Mutex::new(()),
         })
     }

@@ -1,5 +1,6 @@
 //! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
 
+pub mod backup;
 mod flush;
 mod pool;
 mod privacy;

@@ -1,0 +1,218 @@
+//! `thingsafe backup` while the server runs and takes traffic, `thingsafe restore` into a
+//! new data directory, and refusals of damaged, foreign and mistimed restores.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{PASSWORD, Server};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn thingsafe(args: &[&str], data: &Path) -> Output {
+    Command::new(common::binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("THINGSAFE_MASTER_KEY")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A new data directory holding only the installation's key store and master key, as an
+/// operator prepares one to restore into.
+fn keys_only(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in ["keys.db", "master.key"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_under_traffic_restores_into_a_new_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &[]);
+    let user = s.sign_up("backup@example.com").await;
+    let id = s.device_with_token(&user, "Meter", "BACKUPTOKEN").await;
+    for ts in 1..=50 {
+        let resp = s
+            .http
+            .post(s.url("/api/v1/BACKUPTOKEN/telemetry"))
+            .body(json!({"ts": ts, "values": {"kwh": ts}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    // Traffic goes on while the backup runs.
+    let (http, url) = (s.http.clone(), s.url("/api/v1/BACKUPTOKEN/telemetry"));
+    let traffic = tokio::spawn(async move {
+        for ts in 1000..1200 {
+            let _ = http
+                .post(&url)
+                .body(json!({"ts": ts, "values": {"kwh": ts}}).to_string())
+                .send()
+                .await;
+        }
+    });
+    let file = dir.path().join("backups").join("one.tsbackup");
+    let data_for_backup = data.clone();
+    let file_for_backup = file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        thingsafe(
+            &["backup", "--out", file_for_backup.to_str().unwrap()],
+            &data_for_backup,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(
+        report.contains("sha256") && report.contains("bytes"),
+        "{report}"
+    );
+    traffic.await.unwrap();
+    assert!(file.exists());
+    assert!(
+        !std::fs::read_dir(file.parent().unwrap()).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .to_string_lossy()
+            .ends_with(".partial"))
+    );
+    // Encrypted whole: not even SQLite's header or schema text is readable in it.
+    let bytes = std::fs::read(&file).unwrap();
+    for needle in [&b"SQLite format 3"[..], b"CREATE TABLE", b"telemetry_log"] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{:?} readable in the backup",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    drop(s);
+
+    // Restore into a new data directory with the installation's key store and master key.
+    let restored = dir.path().join("restored");
+    keys_only(&data, &restored);
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &restored);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = Server::start_in(&restored, &[]);
+    let (status, pair) = s.login("backup@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = pair["token"].as_str().unwrap();
+    let points = s
+        .timeseries(
+            token,
+            &id,
+            "keys=kwh&startTs=0&endTs=100&limit=1000&orderBy=ASC",
+        )
+        .await;
+    assert_eq!(
+        points["kwh"].as_array().unwrap().len(),
+        50,
+        "every point acknowledged before the backup is in it"
+    );
+    let (_, creds) = s.get(&format!("/api/device/{id}/credentials"), token).await;
+    assert_eq!(creds["credentialsId"], "BACKUPTOKEN");
+}
+
+#[tokio::test]
+async fn damaged_foreign_and_mistimed_restores_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &[]);
+    s.sign_up("refusals@example.com").await;
+    let file = dir.path().join("good.tsbackup");
+    let out = thingsafe(&["backup", "--out", file.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // While the server runs on it, a data directory cannot be restored into.
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &data);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("stop it first"), "{}", text(&out));
+    drop(s);
+
+    let target = dir.path().join("target");
+    keys_only(&data, &target);
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &target);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = std::fs::read(target.join("thingsafe.db")).unwrap();
+
+    let good = std::fs::read(&file).unwrap();
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    let truncated = good[..good.len() - 100].to_vec();
+    for (name, bytes, needle) in [
+        ("flipped", flipped, "damaged"),
+        ("truncated", truncated, "damaged"),
+        (
+            "alien",
+            b"just some bytes, not a backup".to_vec(),
+            "not a Thingsafe backup",
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.tsbackup"));
+        std::fs::write(&path, bytes).unwrap();
+        let out = thingsafe(&["restore", path.to_str().unwrap()], &target);
+        assert!(!out.status.success(), "{name}");
+        let message = text(&out);
+        assert!(
+            message.contains(needle) && message.contains("untouched"),
+            "{name}: {message}"
+        );
+        assert_eq!(
+            std::fs::read(target.join("thingsafe.db")).unwrap(),
+            before,
+            "{name} changed the data"
+        );
+        assert!(!target.join("thingsafe.db.restoring").exists());
+    }
+
+    // Another installation's key store cannot open it.
+    let other = dir.path().join("other");
+    let s = Server::start_in(&other, &[]);
+    drop(s);
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &other);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("another installation"),
+        "{}",
+        text(&out)
+    );
+
+    // Without the key store, restore says what it needs.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &empty);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("keys.db"), "{}", text(&out));
+}
+
+#[test]
+fn two_servers_cannot_share_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _s = Server::start_in(&data, &[]);
+    let out = Command::new(common::binary())
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("stop it first"), "{}", text(&out));
+}
