@@ -216,3 +216,122 @@ fn two_servers_cannot_share_a_data_directory() {
     assert!(!out.status.success());
     assert!(text(&out).contains("stop it first"), "{}", text(&out));
 }
+
+/// The erasure promise reaches backups: a customer deleted after a backup (its key and its
+/// users' keys destroyed) stays unreadable when that backup is restored with the current
+/// key store, while everyone else's data comes back.
+#[tokio::test]
+async fn what_was_erased_after_a_backup_stays_unreadable_when_it_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &[]);
+    let admin = s.sign_up("landlord@example.com").await;
+
+    // Two households, each with a person and a device reporting readings.
+    let mut households = Vec::new();
+    for (name, email, token) in [
+        ("Erased home", "erased.person@example.com", "ERASEDDEV"),
+        ("Kept home", "kept.person@example.com", "KEPTDEV"),
+    ] {
+        let (_, customer) = s
+            .post("/api/customer", &admin, json!({"title": name}))
+            .await;
+        let customer = customer["id"]["id"].as_str().unwrap().to_string();
+        let (_, user) = s.post("/api/user", &admin, json!({"email": email, "authority": "CUSTOMER_USER", "firstName": "Pat", "customerId": {"id": customer}})).await;
+        let (_, link) = s
+            .get(
+                &format!(
+                    "/api/user/{}/activationLink",
+                    user["id"]["id"].as_str().unwrap()
+                ),
+                &admin,
+            )
+            .await;
+        let activate = link
+            .as_str()
+            .unwrap()
+            .split("activateToken=")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let (status, _) = s
+            .call(
+                reqwest::Method::POST,
+                "/api/noauth/activate",
+                None,
+                Some(json!({"activateToken": activate, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let device = s
+            .device_with_token(&admin, &format!("{name} meter"), token)
+            .await;
+        s.post(
+            &format!("/api/customer/{customer}/device/{device}"),
+            &admin,
+            json!({}),
+        )
+        .await;
+        let resp = s
+            .http
+            .post(s.url(&format!("/api/v1/{token}/telemetry")))
+            .body(r#"{"ts":1000,"values":{"heartRate":61}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        households.push((customer, email, device));
+    }
+    let file = dir.path().join("before-erasure.tsbackup");
+    let out = thingsafe(&["backup", "--out", file.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Erase the first household after the backup: its keys are destroyed.
+    let (status, _) = s
+        .delete(&format!("/api/customer/{}", households[0].0), &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    drop(s);
+
+    // Restore the old backup with the current key store and master key.
+    let restored = dir.path().join("restored");
+    keys_only(&data, &restored);
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &restored);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = Server::start_in(&restored, &[]);
+
+    // The erased person cannot sign in; the kept one can.
+    let (status, _) = s.login("erased.person@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = s.login("kept.person@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The erased household is invisible, its readings unreadable; the rest is all there.
+    let (_, pair) = s.login("landlord@example.com", PASSWORD).await;
+    let admin = pair["token"].as_str().unwrap().to_string();
+    let (_, customers) = s.get("/api/customers?pageSize=10&page=0", &admin).await;
+    let titles: Vec<&str> = customers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, vec!["Kept home"]);
+    let (status, _) = s
+        .get(&format!("/api/customer/{}", households[0].0), &admin)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let range = "keys=heartRate&startTs=0&endTs=5000";
+    assert_eq!(
+        s.timeseries(&admin, &households[0].2, range).await,
+        json!({}),
+        "the erased household's readings"
+    );
+    assert_eq!(
+        s.timeseries(&admin, &households[1].2, range).await["heartRate"][0]["value"],
+        "61"
+    );
+
+    // And no file of the restored installation holds the erased person's data readably.
+    common::assert_absent_from_files(&restored, &["erased.person", "Erased home"]);
+}
