@@ -222,6 +222,271 @@ impl<T> Page<T> {
     }
 }
 
+/// A device profile (ThingsBoard's `DeviceProfile`, the subset that drives provisioning).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceProfileId(pub uuid::Uuid);
+
+impl DeviceProfileId {
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for DeviceProfileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for DeviceProfileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceProfileId({})", self.0)
+    }
+}
+
+impl FromStr for DeviceProfileId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// ThingsBoard's `DeviceProfileProvisionType` (X.509 chains are not offered).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ProvisionType {
+    Disabled,
+    /// Devices create themselves with the profile's key and secret.
+    AllowCreateNewDevices,
+    /// Devices created beforehand in the profile fetch their credentials, once.
+    CheckPreProvisionedDevices,
+}
+
+impl ProvisionType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProvisionType::Disabled => "DISABLED",
+            ProvisionType::AllowCreateNewDevices => "ALLOW_CREATE_NEW_DEVICES",
+            ProvisionType::CheckPreProvisionedDevices => "CHECK_PRE_PROVISIONED_DEVICES",
+        }
+    }
+}
+
+impl FromStr for ProvisionType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "DISABLED" => Ok(ProvisionType::Disabled),
+            "ALLOW_CREATE_NEW_DEVICES" => Ok(ProvisionType::AllowCreateNewDevices),
+            "CHECK_PRE_PROVISIONED_DEVICES" => Ok(ProvisionType::CheckPreProvisionedDevices),
+            other => Err(format!(
+                "unknown provisionType {other:?}: expected DISABLED, ALLOW_CREATE_NEW_DEVICES or CHECK_PRE_PROVISIONED_DEVICES"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct DeviceProfile {
+    pub id: DeviceProfileId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub provision_type: ProvisionType,
+    pub provision_device_key: Option<String>,
+    /// Shown to the tenant's administrators only; sealed at rest.
+    pub provision_device_secret: Option<String>,
+    pub created_ms: TimestampMs,
+}
+
+impl fmt::Debug for DeviceProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceProfile")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("provision_type", &self.provision_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Device provisioning and claiming payloads (ThingsBoard's `ProvisionRequest`,
+/// `JsonConverter.convertToProvisionRequestMsg` and `convertToClaimDeviceProto`).
+pub mod provisioning {
+    use serde_json::{Value, json};
+
+    use crate::TimestampMs;
+
+    /// A device asking for credentials (`/provision/request`, `POST /api/v1/provision`).
+    #[derive(Clone, PartialEq)]
+    pub struct ProvisionRequest {
+        /// Trimmed; `None` when absent or empty (a name is generated on creation).
+        pub device_name: Option<String>,
+        pub provision_device_key: String,
+        pub provision_device_secret: String,
+        /// The access token the device wants (`credentialsType: ACCESS_TOKEN`, `token`).
+        pub token: Option<String>,
+    }
+
+    impl std::fmt::Debug for ProvisionRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ProvisionRequest(<redacted>)")
+        }
+    }
+
+    /// Why a provisioning request was not understood.
+    #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+    pub enum ProvisionRequestError {
+        #[error("the provisioning request is not a JSON object: {0}")]
+        NotJson(String),
+        #[error("{0} must be a string")]
+        NotAString(&'static str),
+        #[error(
+            "credentialsType {0:?} is not supported: use ACCESS_TOKEN (with \"token\") or leave it out"
+        )]
+        CredentialsType(String),
+        #[error("an ACCESS_TOKEN provisioning request needs a \"token\" string")]
+        MissingToken,
+    }
+
+    fn text(
+        o: &serde_json::Map<String, Value>,
+        field: &'static str,
+    ) -> Result<Option<String>, ProvisionRequestError> {
+        match o.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ProvisionRequestError::NotAString(field)),
+        }
+    }
+
+    pub fn parse_provision_request(raw: &[u8]) -> Result<ProvisionRequest, ProvisionRequestError> {
+        let value: Value = serde_json::from_slice(raw)
+            .map_err(|e| ProvisionRequestError::NotJson(e.to_string()))?;
+        let Value::Object(o) = value else {
+            return Err(ProvisionRequestError::NotJson("expected an object".into()));
+        };
+        let token = match text(&o, "credentialsType")?.as_deref() {
+            None => None,
+            Some("ACCESS_TOKEN") => Some(
+                text(&o, "token")?
+                    .filter(|t| !t.is_empty())
+                    .ok_or(ProvisionRequestError::MissingToken)?,
+            ),
+            Some(other) => return Err(ProvisionRequestError::CredentialsType(other.to_string())),
+        };
+        Ok(ProvisionRequest {
+            device_name: text(&o, "deviceName")?
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty()),
+            provision_device_key: text(&o, "provisionDeviceKey")?.unwrap_or_default(),
+            provision_device_secret: text(&o, "provisionDeviceSecret")?.unwrap_or_default(),
+            token,
+        })
+    }
+
+    /// ThingsBoard's `ProvisionResponseStatus` and what goes with it.
+    #[derive(Clone, PartialEq, Eq)]
+    pub enum ProvisionOutcome {
+        /// The device's access token.
+        Success(String),
+        /// No profile with this key and secret allows provisioning.
+        NotFound,
+        /// The profile matched but the device cannot be provisioned (name taken, not
+        /// pre-provisioned, already provisioned, token taken...).
+        Failure,
+    }
+
+    impl std::fmt::Debug for ProvisionOutcome {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(match self {
+                ProvisionOutcome::Success(_) => "Success(<redacted>)",
+                ProvisionOutcome::NotFound => "NotFound",
+                ProvisionOutcome::Failure => "Failure",
+            })
+        }
+    }
+
+    impl ProvisionOutcome {
+        /// The response JSON, as ThingsBoard's `JsonConverter.toJson(ProvisionDeviceResponseMsg)`.
+        pub fn to_json(&self) -> Value {
+            match self {
+                ProvisionOutcome::Success(token) => json!({
+                    "credentialsValue": token,
+                    "credentialsType": "ACCESS_TOKEN",
+                    "status": "SUCCESS",
+                }),
+                ProvisionOutcome::NotFound => json!({
+                    "errorMsg": "Provision data was not found!",
+                    "status": "NOT_FOUND",
+                }),
+                ProvisionOutcome::Failure => json!({
+                    "errorMsg": "Failed to provision device!",
+                    "status": "FAILURE",
+                }),
+            }
+        }
+
+        pub fn label(&self) -> &'static str {
+            match self {
+                ProvisionOutcome::Success(_) => "success",
+                ProvisionOutcome::NotFound => "not_found",
+                ProvisionOutcome::Failure => "failure",
+            }
+        }
+    }
+
+    /// ThingsBoard's `security.claim.duration` default: a claim is open for 24 hours
+    /// unless the device asks for another positive duration.
+    pub const DEFAULT_CLAIM_DURATION_MS: TimestampMs = 86_400_000;
+
+    /// A device opening its claiming window (`v1/devices/me/claim`, `POST /api/v1/{token}/claim`).
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct ClaimRequest {
+        /// Empty when absent (ThingsBoard's `DEFAULT_SECRET_KEY`).
+        pub secret_key: String,
+        /// Positive; the default when absent, zero or negative.
+        pub duration_ms: TimestampMs,
+    }
+
+    impl std::fmt::Debug for ClaimRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "ClaimRequest(<redacted>, {} ms)", self.duration_ms)
+        }
+    }
+
+    /// An empty payload opens the window with an empty key and the default duration.
+    pub fn parse_claim_request(raw: &[u8]) -> Result<ClaimRequest, String> {
+        let mut request = ClaimRequest {
+            secret_key: String::new(),
+            duration_ms: DEFAULT_CLAIM_DURATION_MS,
+        };
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(request);
+        }
+        let value: Value = serde_json::from_slice(raw)
+            .map_err(|e| format!("the claiming request is not JSON: {e}"))?;
+        let Value::Object(o) = value else {
+            return Err("the claiming request must be a JSON object: {\"secretKey\": ..., \"durationMs\": ...}".into());
+        };
+        match o.get("secretKey") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => request.secret_key = s.clone(),
+            Some(_) => return Err("secretKey must be a string".into()),
+        }
+        match o.get("durationMs") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_i64() {
+                Some(ms) if ms > 0 => request.duration_ms = ms,
+                Some(_) => {}
+                None => return Err("durationMs must be a whole number of milliseconds".into()),
+            },
+        }
+        Ok(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +535,105 @@ mod tests {
             assert_eq!(a.as_str().parse::<Authority>().unwrap(), a);
         }
         assert!("ROOT".parse::<Authority>().unwrap_err().contains("ROOT"));
+    }
+
+    #[test]
+    fn provisioning_requests_parse_like_thingsboard() {
+        use provisioning::*;
+        let r = parse_provision_request(
+            br#"{"deviceName":" Pump 1 ","provisionDeviceKey":"k","provisionDeviceSecret":"s"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.device_name.as_deref(), Some("Pump 1"));
+        assert_eq!(
+            (
+                r.provision_device_key.as_str(),
+                r.provision_device_secret.as_str()
+            ),
+            ("k", "s")
+        );
+        assert_eq!(r.token, None);
+        let r = parse_provision_request(br#"{"provisionDeviceKey":"k","provisionDeviceSecret":"s","credentialsType":"ACCESS_TOKEN","token":"T1","deviceName":"  "}"#).unwrap();
+        assert_eq!((r.token.as_deref(), r.device_name), (Some("T1"), None));
+        // Missing key and secret parse (and are NOT_FOUND later, as in ThingsBoard).
+        let r = parse_provision_request(b"{}").unwrap();
+        assert!(r.provision_device_key.is_empty());
+        for (raw, needle) in [
+            (&b"not json"[..], "not a JSON object"),
+            (b"[1]", "not a JSON object"),
+            (
+                br#"{"provisionDeviceKey":5}"#,
+                "provisionDeviceKey must be a string",
+            ),
+            (br#"{"credentialsType":"MQTT_BASIC"}"#, "MQTT_BASIC"),
+            (br#"{"credentialsType":"ACCESS_TOKEN"}"#, "token"),
+        ] {
+            let e = parse_provision_request(raw).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        assert!(
+            !format!(
+                "{:?}",
+                parse_provision_request(br#"{"provisionDeviceSecret":"TOPSECRET"}"#).unwrap()
+            )
+            .contains("TOPSECRET")
+        );
+    }
+
+    #[test]
+    fn provisioning_responses_are_thingsboards() {
+        use provisioning::ProvisionOutcome;
+        assert_eq!(
+            ProvisionOutcome::Success("T".into()).to_json(),
+            serde_json::json!({"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": "T"})
+        );
+        assert_eq!(
+            ProvisionOutcome::NotFound.to_json()["errorMsg"],
+            "Provision data was not found!"
+        );
+        assert_eq!(ProvisionOutcome::Failure.to_json()["status"], "FAILURE");
+    }
+
+    #[test]
+    fn claim_requests_default_like_thingsboard() {
+        use provisioning::*;
+        let r = parse_claim_request(b"").unwrap();
+        assert_eq!(
+            (r.secret_key.as_str(), r.duration_ms),
+            ("", DEFAULT_CLAIM_DURATION_MS)
+        );
+        let r = parse_claim_request(br#"{"secretKey":"abc","durationMs":30000}"#).unwrap();
+        assert_eq!((r.secret_key.as_str(), r.duration_ms), ("abc", 30000));
+        let r = parse_claim_request(br#"{"durationMs":0}"#).unwrap();
+        assert_eq!(r.duration_ms, DEFAULT_CLAIM_DURATION_MS);
+        assert!(parse_claim_request(b"{").unwrap_err().contains("not JSON"));
+        assert!(
+            parse_claim_request(br#"{"secretKey":1}"#)
+                .unwrap_err()
+                .contains("secretKey")
+        );
+        assert!(
+            parse_claim_request(br#"{"durationMs":"x"}"#)
+                .unwrap_err()
+                .contains("durationMs")
+        );
+        assert!(parse_claim_request(b"[]").unwrap_err().contains("object"));
+    }
+
+    #[test]
+    fn provision_types_round_trip() {
+        for t in [
+            ProvisionType::Disabled,
+            ProvisionType::AllowCreateNewDevices,
+            ProvisionType::CheckPreProvisionedDevices,
+        ] {
+            assert_eq!(t.as_str().parse::<ProvisionType>().unwrap(), t);
+        }
+        assert!(
+            "X509_CERTIFICATE_CHAIN"
+                .parse::<ProvisionType>()
+                .unwrap_err()
+                .contains("X509")
+        );
     }
 }

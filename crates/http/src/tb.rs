@@ -47,6 +47,28 @@ fn device_additional_info(d: &Device) -> Value {
     }
 }
 
+/// ThingsBoard's `DeviceProfile` JSON, the provisioning subset.
+pub fn device_profile(p: &thingsafe_core::model::DeviceProfile) -> Value {
+    json!({
+        "id": entity_id("DEVICE_PROFILE", p.id.as_uuid()),
+        "createdTime": p.created_ms,
+        "tenantId": entity_id("TENANT", p.tenant_id.as_uuid()),
+        "name": p.name,
+        "type": "DEFAULT",
+        "transportType": "DEFAULT",
+        "default": false,
+        "provisionType": p.provision_type.as_str(),
+        "provisionDeviceKey": p.provision_device_key,
+        "profileData": {
+            "provisionConfiguration": {
+                "type": p.provision_type.as_str(),
+                "provisionDeviceKey": p.provision_device_key,
+                "provisionDeviceSecret": p.provision_device_secret,
+            }
+        },
+    })
+}
+
 pub fn customer(c: &Customer) -> Value {
     json!({
         "id": entity_id("CUSTOMER", c.id.as_uuid()),

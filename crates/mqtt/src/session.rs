@@ -35,6 +35,8 @@ use crate::topic::{self, PublishTopic, Subscription, TopicError};
 
 #[path = "gateway.rs"]
 mod gateway;
+#[path = "provision.rs"]
+pub(crate) mod provision;
 
 /// The longest parser message sent back in an MQTT 5 reason string.
 const MAX_REASON_CHARS: usize = 256;
@@ -60,6 +62,10 @@ where
     {
         Ok(accepted) => accepted?,
         Err(_) => return Err(SessionError::ConnectTimeout(settings.connect_timeout)),
+    };
+    // The `provision` user only asks for credentials (provision.rs).
+    let Some(device) = device else {
+        return provision::serve(io, proto, hello.keep_alive, store, settings, stop).await;
     };
     tracing::info!(
         device = %device.id,
@@ -121,7 +127,7 @@ async fn connect<S>(
     io: &mut Framed<S, MqttCodec>,
     store: &dyn Store,
     settings: &MqttSettings,
-) -> Result<(Protocol, Hello, Device), SessionError>
+) -> Result<(Protocol, Hello, Option<Device>), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -201,8 +207,10 @@ where
     } else {
         match hello.username.as_deref().filter(|u| !u.is_empty()) {
             None => Err(ConnectRefusal::MissingToken),
+            // ThingsBoard's provisioning user, whatever the password.
+            Some(provision::USERNAME) => Ok(None),
             Some(token) => match store.device_by_token(token).await {
-                Ok(Some(device)) => Ok(device),
+                Ok(Some(device)) => Ok(Some(device)),
                 Ok(None) => Err(ConnectRefusal::UnknownToken),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot look up an MQTT access token");
@@ -234,10 +242,13 @@ where
                 receive_max: NonZeroU16::new(settings.receive_maximum).unwrap_or(NonZeroU16::MIN),
                 max_packet_size: Some(settings.max_packet_size),
                 // An empty client id gets one (MQTT-3.2.2-16); sessions are not kept.
-                assigned_client_id: hello
-                    .client_id
-                    .is_empty()
-                    .then(|| ByteString::from(format!("thingsafe-{}", device.id))),
+                assigned_client_id: hello.client_id.is_empty().then(|| match &device {
+                    Some(device) => ByteString::from(format!("thingsafe-{}", device.id)),
+                    None => ByteString::from(format!(
+                        "thingsafe-provision-{}",
+                        thingsafe_core::DeviceId::random()
+                    )),
+                }),
                 retain_available: false,
                 subscription_identifiers_available: false,
                 shared_subscription_available: false,
@@ -634,6 +645,7 @@ where
             Ok(PublishTopic::RpcCall(_)) => "rpc_call",
             Ok(PublishTopic::RpcReply(_)) => "rpc_reply",
             Ok(PublishTopic::Gateway(t)) => t.label(),
+            Ok(PublishTopic::Claim) => "claim",
             Err(_) => "refused",
         };
         metrics::counter!("thingsafe_mqtt_messages_in_total", "topic" => kind).increment(1);
@@ -687,6 +699,24 @@ where
                         self.held = Some((packet_id, qos, answer));
                     }
                     Err(e) => self.malformed(&p, e),
+                }
+            }
+            Ok(PublishTopic::Claim) => {
+                match thingsafe_core::model::provisioning::parse_claim_request(&p.payload) {
+                    Ok(request) => self.push(
+                        packet_id,
+                        qos,
+                        Box::pin(async move {
+                            match store.open_claim(&device, &request).await {
+                                Ok(opened) => {
+                                    tracing::info!(device = %device.id, opened, "claiming request");
+                                    Outcome::Stored
+                                }
+                                Err(e) => Outcome::Failed(e),
+                            }
+                        }),
+                    ),
+                    Err(message) => self.refuse(&p, PublishRefusal::PayloadFormatInvalid, message),
                 }
             }
             Ok(PublishTopic::RpcReply(id)) => {

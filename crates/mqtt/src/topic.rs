@@ -28,6 +28,9 @@ pub const RPC_REQUEST_FILTER: &str = "v1/devices/me/rpc/request/+";
 /// Answers to the device's own RPC requests.
 pub const RPC_RESPONSE_FILTER: &str = "v1/devices/me/rpc/response/+";
 
+/// The device opens its claiming window (ThingsBoard's device-side claiming).
+pub const CLAIM: &str = "v1/devices/me/claim";
+
 /// ThingsBoard's gateway topics (`MqttTopics.GATEWAY_*`), for a device flagged as a
 /// gateway only: it speaks for its sub-devices, naming them in the payload.
 pub const GATEWAY_CONNECT: &str = "v1/gateway/connect";
@@ -57,6 +60,8 @@ pub enum PublishTopic {
     RpcReply(u32),
     /// A gateway speaks for its sub-devices.
     Gateway(GatewayTopic),
+    /// `v1/devices/me/claim`: a customer may claim the device for a while.
+    Claim,
 }
 
 /// The gateway topics a gateway publishes to.
@@ -93,7 +98,7 @@ impl GatewayTopic {
 pub enum TopicError {
     /// Not a topic this device may publish to.
     #[error(
-        "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES}, {ATTRIBUTES_REQUEST_PREFIX}$id, {RPC_REQUEST_PREFIX}$id or {RPC_RESPONSE_PREFIX}$id"
+        "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES}, {ATTRIBUTES_REQUEST_PREFIX}$id, {RPC_REQUEST_PREFIX}$id, {RPC_RESPONSE_PREFIX}$id or {CLAIM}"
     )]
     NotAllowed(String),
     /// A gateway topic, from a device that is not flagged as a gateway.
@@ -112,6 +117,7 @@ pub fn publish_topic(topic: &str) -> Result<PublishTopic, TopicError> {
     match topic {
         TELEMETRY => Ok(PublishTopic::Telemetry),
         ATTRIBUTES => Ok(PublishTopic::Attributes),
+        CLAIM => Ok(PublishTopic::Claim),
         _ => {
             let bad_id = |id: &str| TopicError::BadRequestId(id.to_string());
             if let Some(id) = topic.strip_prefix(ATTRIBUTES_REQUEST_PREFIX) {

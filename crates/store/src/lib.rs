@@ -426,4 +426,79 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Tenant, User)>;
     /// The policy version the user accepted at sign-up (`None` for accounts made otherwise).
     async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>>;
+
+    // --- provisioning and claiming ---
+
+    /// Creates a device profile of the scope's tenant; a provisioning key already used by
+    /// any profile of the installation is a `Conflict`.
+    async fn create_device_profile(
+        &self,
+        scope: &Scope,
+        profile: NewDeviceProfile,
+    ) -> Result<thingsafe_core::model::DeviceProfile>;
+    async fn device_profile(
+        &self,
+        scope: &Scope,
+        id: thingsafe_core::model::DeviceProfileId,
+    ) -> Result<thingsafe_core::model::DeviceProfile>;
+    async fn device_profiles(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<thingsafe_core::model::DeviceProfile>>;
+    /// Puts a device of the scope's tenant in one of its profiles (or none).
+    async fn set_device_profile(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        profile: Option<thingsafe_core::model::DeviceProfileId>,
+    ) -> Result<()>;
+    /// The profile a device of the scope belongs to.
+    async fn device_profile_of(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+    ) -> Result<Option<thingsafe_core::model::DeviceProfileId>>;
+    /// ThingsBoard's `DeviceProvisionServiceImpl.provisionDevice`: the key finds one
+    /// profile (so one tenant); its secret must match. Refusals are outcomes, not errors.
+    async fn provision_device(
+        &self,
+        request: &thingsafe_core::model::provisioning::ProvisionRequest,
+    ) -> Result<thingsafe_core::model::provisioning::ProvisionOutcome>;
+    /// The device opens its claiming window (kept in memory, like RPC mailboxes); false
+    /// when the device is assigned to a customer already (nothing is opened).
+    async fn open_claim(
+        &self,
+        device: &Device,
+        request: &thingsafe_core::model::provisioning::ClaimRequest,
+    ) -> Result<bool>;
+    /// A customer user claims the device of its tenant named `name` with `secret_key`.
+    async fn claim_device(
+        &self,
+        scope: &Scope,
+        name: &str,
+        secret_key: &str,
+    ) -> Result<ClaimOutcome>;
+    /// Unassigns the claimed device named `name` (a customer user: only its own).
+    async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device>;
+}
+
+/// A profile to create; the key and secret are the tenant's choice.
+#[derive(Clone)]
+pub struct NewDeviceProfile {
+    pub name: String,
+    pub provision_type: thingsafe_core::model::ProvisionType,
+    pub provision_device_key: Option<String>,
+    pub provision_device_secret: Option<String>,
+}
+
+/// ThingsBoard's `ClaimResponse`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClaimOutcome {
+    /// Now assigned to the caller's customer.
+    Success(Device),
+    /// No open window, it expired, or the key is wrong (the window closes).
+    Failure,
+    /// Already assigned to a customer.
+    Claimed,
 }

@@ -3,6 +3,7 @@ mod customers;
 mod device_api;
 mod devices;
 mod privacy;
+mod provisioning;
 mod rpc;
 mod system;
 mod telemetry;
@@ -64,7 +65,16 @@ pub(crate) fn router(state: AppState) -> Router {
             post(devices::assign),
         )
         .route("/api/customer/device/{device}", delete(devices::unassign))
-        .route("/api/device", post(devices::create))
+        .route("/api/device", post(provisioning::create_device))
+        .route("/api/deviceProfile", post(provisioning::create_profile))
+        .route("/api/deviceProfile/{id}", get(provisioning::get_profile))
+        .route("/api/deviceProfiles", get(provisioning::list_profiles))
+        .route(
+            "/api/customer/device/{name}/claim",
+            post(provisioning::claim).delete(provisioning::reclaim),
+        )
+        .route("/api/v1/provision", post(provisioning::provision))
+        .route("/api/v1/{token}/claim", post(provisioning::device_claim))
         .route("/api/device/credentials", post(devices::set_credentials))
         .route(
             "/api/device/{id}",

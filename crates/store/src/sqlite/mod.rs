@@ -4,6 +4,7 @@ pub mod backup;
 mod flush;
 mod pool;
 mod privacy;
+mod provisioning;
 mod rows;
 mod telemetry;
 
@@ -34,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_gateways.sql"),
     include_str!("../../migrations/sqlite/0003_privacy.sql"),
+    include_str!("../../migrations/sqlite/0004_provisioning.sql"),
 ];
 
 pub struct SqliteStore {
@@ -42,6 +44,7 @@ pub struct SqliteStore {
     vault: Arc<Vault>,
     changes: tokio::sync::broadcast::Sender<Arc<crate::Change>>,
     rpc: crate::rpc::Mailboxes,
+    claims: provisioning::Claims,
     flusher: flush::LogFlusher,
     /// The background flush, stopped when the store is dropped.
     flush_task: Option<tokio::task::JoinHandle<()>>,
@@ -96,6 +99,7 @@ impl SqliteStore {
             vault,
             changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             rpc: crate::rpc::Mailboxes::default(),
+            claims: provisioning::Claims::default(),
             flusher,
             flush_task,
         })
@@ -1483,6 +1487,77 @@ impl Store for SqliteStore {
 
     async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>> {
         privacy::accepted_version(self, user).await
+    }
+
+    // --- provisioning and claiming ---
+
+    async fn create_device_profile(
+        &self,
+        scope: &Scope,
+        profile: crate::NewDeviceProfile,
+    ) -> Result<thingsafe_core::model::DeviceProfile> {
+        provisioning::create_profile(self, scope, profile).await
+    }
+
+    async fn device_profile(
+        &self,
+        scope: &Scope,
+        id: thingsafe_core::model::DeviceProfileId,
+    ) -> Result<thingsafe_core::model::DeviceProfile> {
+        provisioning::profile(self, scope, id).await
+    }
+
+    async fn device_profiles(
+        &self,
+        scope: &Scope,
+        page: &PageRequest,
+    ) -> Result<Page<thingsafe_core::model::DeviceProfile>> {
+        provisioning::profiles(self, scope, page).await
+    }
+
+    async fn set_device_profile(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        profile: Option<thingsafe_core::model::DeviceProfileId>,
+    ) -> Result<()> {
+        provisioning::set_profile(self, scope, device, profile).await
+    }
+
+    async fn device_profile_of(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+    ) -> Result<Option<thingsafe_core::model::DeviceProfileId>> {
+        provisioning::profile_of(self, scope, device).await
+    }
+
+    async fn provision_device(
+        &self,
+        request: &thingsafe_core::model::provisioning::ProvisionRequest,
+    ) -> Result<thingsafe_core::model::provisioning::ProvisionOutcome> {
+        provisioning::provision(self, request).await
+    }
+
+    async fn open_claim(
+        &self,
+        device: &Device,
+        request: &thingsafe_core::model::provisioning::ClaimRequest,
+    ) -> Result<bool> {
+        provisioning::open_claim(self, device, request).await
+    }
+
+    async fn claim_device(
+        &self,
+        scope: &Scope,
+        name: &str,
+        secret_key: &str,
+    ) -> Result<crate::ClaimOutcome> {
+        provisioning::claim(self, scope, name, secret_key).await
+    }
+
+    async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device> {
+        provisioning::reclaim(self, scope, name).await
     }
 }
 

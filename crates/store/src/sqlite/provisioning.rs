@@ -1,0 +1,580 @@
+//! Device profiles with provisioning (ThingsBoard's `DeviceProvisionServiceImpl`) and device
+//! claiming (ThingsBoard's `ClaimDevicesServiceImpl`, device-side "simple" claiming).
+//!
+//! - A provisioning key and secret are credentials: sealed with the tenant's key, found and
+//!   checked through keyed hashes only. The key is unique across the installation, so it
+//!   reaches exactly one profile, and only that profile's tenant.
+//! - Claiming windows live in memory (like RPC mailboxes): a restart closes them, and the
+//!   device opens its window again. The secret key is kept as a keyed hash, never as text.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use rusqlite::{OptionalExtension, params};
+use thingsafe_core::model::provisioning::{ClaimRequest, ProvisionOutcome, ProvisionRequest};
+use thingsafe_core::model::{DeviceProfile, DeviceProfileId, ProvisionType};
+use thingsafe_core::{
+    Device, DeviceCredentials, DeviceId, Owner, Page, PageRequest, TenantId, TimestampMs, now_ms,
+    validate,
+};
+
+use super::rows::{self, DeviceRow, id_text};
+use super::{GENERATED_TOKEN_LEN, SqliteStore, insert_device, skip_shredded, whole_tenant};
+use crate::{ClaimOutcome, NewDevice, NewDeviceProfile, Result, Scope, StoreError};
+
+const COLUMNS: &str =
+    "id, tenant_id, name, provision_type, provision_key, provision_secret, created_ms";
+
+struct ProfileRow {
+    id: String,
+    tenant_id: String,
+    name: Vec<u8>,
+    provision_type: String,
+    key: Option<Vec<u8>>,
+    secret: Option<Vec<u8>>,
+    created_ms: i64,
+}
+
+fn read(r: &rusqlite::Row) -> rusqlite::Result<ProfileRow> {
+    Ok(ProfileRow {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        provision_type: r.get(3)?,
+        key: r.get(4)?,
+        secret: r.get(5)?,
+        created_ms: r.get(6)?,
+    })
+}
+
+impl ProfileRow {
+    fn open(self, store: &SqliteStore) -> Result<DeviceProfile> {
+        let tenant: TenantId = rows::parse_id(&self.tenant_id)?;
+        let owner = Owner::Tenant(tenant);
+        let opt = |field: &str, sealed: Option<Vec<u8>>| {
+            sealed
+                .map(|s| rows::open_text(&store.vault, owner, field, &self.id, &s))
+                .transpose()
+        };
+        Ok(DeviceProfile {
+            id: rows::parse_id(&self.id)?,
+            tenant_id: tenant,
+            name: rows::open_text(
+                &store.vault,
+                owner,
+                "device_profile.name",
+                &self.id,
+                &self.name,
+            )?,
+            provision_type: ProvisionType::from_str(&self.provision_type)
+                .map_err(StoreError::Backend)?,
+            provision_device_key: opt("device_profile.provision_key", self.key.clone())?,
+            provision_device_secret: opt("device_profile.provision_secret", self.secret.clone())?,
+            created_ms: self.created_ms,
+        })
+    }
+}
+
+impl SqliteStore {
+    fn profile_name_index(&self, tenant: TenantId, name: &str) -> Vec<u8> {
+        let mut value = tenant.as_uuid().as_bytes().to_vec();
+        value.extend_from_slice(name.as_bytes());
+        self.vault
+            .blind_index("device_profile.name", &value)
+            .to_vec()
+    }
+
+    fn provision_key_index(&self, key: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("device_profile.provision_key", key.as_bytes())
+            .to_vec()
+    }
+
+    /// Bound to the key: a secret's hash says nothing about another profile's secret.
+    fn provision_secret_index(&self, key: &str, secret: &str) -> Vec<u8> {
+        let mut value = (key.len() as u64).to_be_bytes().to_vec();
+        value.extend_from_slice(key.as_bytes());
+        value.extend_from_slice(secret.as_bytes());
+        self.vault
+            .blind_index("device_profile.provision_secret", &value)
+            .to_vec()
+    }
+
+    /// The device of `tenant` named `name`, whoever it is assigned to.
+    async fn device_named(&self, tenant: TenantId, name: &str) -> Result<Option<Device>> {
+        let index = self.device_name_index(tenant, name);
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM device WHERE tenant_id = ?1 AND name_index = ?2",
+                        DeviceRow::COLUMNS
+                    ),
+                    params![tenant.to_string(), index],
+                    DeviceRow::read,
+                )
+                .optional()?)
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
+        }
+    }
+}
+
+pub(super) async fn create_profile(
+    store: &SqliteStore,
+    scope: &Scope,
+    profile: NewDeviceProfile,
+) -> Result<DeviceProfile> {
+    let tenant = whole_tenant(scope)?;
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let key = nonempty(profile.provision_device_key);
+    let secret = nonempty(profile.provision_device_secret);
+    if profile.provision_type != ProvisionType::Disabled && (key.is_none() || secret.is_none()) {
+        return Err(StoreError::Invalid(format!(
+            "provisionType {} needs a provisionDeviceKey and a provisionDeviceSecret",
+            profile.provision_type.as_str()
+        )));
+    }
+    let id = DeviceProfileId::random();
+    let row = id.to_string();
+    let owner = Owner::Tenant(tenant);
+    let name_index = store.profile_name_index(tenant, &profile.name);
+    let name = store.seal(owner, "device_profile.name", &row, &profile.name)?;
+    let key_index = key.as_deref().map(|k| store.provision_key_index(k));
+    let secret_index = match (&key, &secret) {
+        (Some(k), Some(s)) => Some(store.provision_secret_index(k, s)),
+        _ => None,
+    };
+    let sealed_key = store.seal_opt(owner, "device_profile.provision_key", &row, key.as_deref())?;
+    let sealed_secret = store.seal_opt(
+        owner,
+        "device_profile.provision_secret",
+        &row,
+        secret.as_deref(),
+    )?;
+    let created = now_ms();
+    let provision_type = profile.provision_type.as_str();
+    store
+        .writer
+        .write(move |c| {
+            c.execute(
+                "INSERT INTO device_profile (id, tenant_id, name_index, name, provision_type,
+                     key_index, provision_key, secret_index, provision_secret, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    row,
+                    tenant.to_string(),
+                    name_index,
+                    name,
+                    provision_type,
+                    key_index,
+                    sealed_key,
+                    secret_index,
+                    sealed_secret,
+                    created
+                ],
+            )
+            .map_err(|e| {
+                let on_key = e.to_string().contains("key_index");
+                rows::conflict(
+                    e,
+                    if on_key {
+                        "this provisionDeviceKey is already used by another device profile"
+                    } else {
+                        "a device profile with this name already exists"
+                    },
+                )
+            })?;
+            Ok(())
+        })
+        .await?;
+    Ok(DeviceProfile {
+        id,
+        tenant_id: tenant,
+        name: profile.name,
+        provision_type: profile.provision_type,
+        provision_device_key: key,
+        provision_device_secret: secret,
+        created_ms: created,
+    })
+}
+
+pub(super) async fn profile(
+    store: &SqliteStore,
+    scope: &Scope,
+    id: DeviceProfileId,
+) -> Result<DeviceProfile> {
+    let tenant = scope.tenant()?;
+    let row = store
+        .readers
+        .read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLUMNS} FROM device_profile WHERE id = ?1 AND tenant_id = ?2"),
+                params![id.to_string(), tenant.to_string()],
+                read,
+            )
+            .optional()?)
+        })
+        .await?
+        .ok_or(StoreError::NotFound("device profile"))?;
+    skip_shredded(row.open(store)).unwrap_or(Err(StoreError::NotFound("device profile")))
+}
+
+pub(super) async fn profiles(
+    store: &SqliteStore,
+    scope: &Scope,
+    page: &PageRequest,
+) -> Result<Page<DeviceProfile>> {
+    let tenant = scope.tenant()?;
+    let rows = store
+        .readers
+        .read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM device_profile WHERE tenant_id = ?1"
+            ))?;
+            let rows = stmt
+                .query_map([tenant.to_string()], read)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await?;
+    let mut profiles = rows
+        .into_iter()
+        .filter_map(|r| skip_shredded(r.open(store)))
+        .collect::<Result<Vec<_>>>()?;
+    profiles.retain(|p| page.matches(&p.name));
+    super::sort_newest_first(&mut profiles, |p| (p.created_ms, p.id.to_string()));
+    Ok(page.apply(profiles))
+}
+
+pub(super) async fn set_profile(
+    store: &SqliteStore,
+    scope: &Scope,
+    device: DeviceId,
+    profile: Option<DeviceProfileId>,
+) -> Result<()> {
+    let tenant = whole_tenant(scope)?;
+    store
+        .writer
+        .write(move |c| {
+            if let Some(p) = profile {
+                let known: bool = c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM device_profile WHERE id = ?1 AND tenant_id = ?2)",
+                    params![p.to_string(), tenant.to_string()],
+                    |r| r.get(0),
+                )?;
+                if !known {
+                    return Err(StoreError::NotFound("device profile"));
+                }
+            }
+            let changed = c.execute(
+                "UPDATE device SET device_profile_id = ?3, provisioned = 0
+                 WHERE id = ?1 AND tenant_id = ?2",
+                params![device.to_string(), tenant.to_string(), id_text(profile)],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound("device"));
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn profile_of(
+    store: &SqliteStore,
+    scope: &Scope,
+    device: DeviceId,
+) -> Result<Option<DeviceProfileId>> {
+    let tenant = scope.tenant()?;
+    let only = scope.customer();
+    let found: Option<Option<String>> = store
+        .readers
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT device_profile_id FROM device
+                 WHERE id = ?1 AND tenant_id = ?2 AND (?3 IS NULL OR customer_id = ?3)",
+                params![device.to_string(), tenant.to_string(), id_text(only)],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await?;
+    found
+        .ok_or(StoreError::NotFound("device"))?
+        .as_deref()
+        .map(rows::parse_id)
+        .transpose()
+}
+
+pub(super) async fn provision(
+    store: &SqliteStore,
+    request: &ProvisionRequest,
+) -> Result<ProvisionOutcome> {
+    let (key, secret) = (
+        &request.provision_device_key,
+        &request.provision_device_secret,
+    );
+    if key.is_empty() || secret.is_empty() {
+        return Ok(ProvisionOutcome::NotFound);
+    }
+    let key_index = store.provision_key_index(key);
+    let found = store
+        .readers
+        .read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLUMNS}, secret_index FROM device_profile WHERE key_index = ?1"),
+                [key_index],
+                |r| Ok((read(r)?, r.get::<_, Option<Vec<u8>>>(7)?)),
+            )
+            .optional()?)
+        })
+        .await?;
+    let Some((row, Some(secret_index))) = found else {
+        return Ok(ProvisionOutcome::NotFound);
+    };
+    if secret_index != store.provision_secret_index(key, secret) {
+        return Ok(ProvisionOutcome::NotFound);
+    }
+    let profile = match skip_shredded(row.open(store)) {
+        None => return Ok(ProvisionOutcome::NotFound),
+        Some(p) => p?,
+    };
+    match profile.provision_type {
+        ProvisionType::Disabled => Ok(ProvisionOutcome::NotFound),
+        ProvisionType::AllowCreateNewDevices => create_provisioned(store, &profile, request).await,
+        ProvisionType::CheckPreProvisionedDevices => {
+            pre_provisioned(store, &profile, request).await
+        }
+    }
+}
+
+/// ALLOW_CREATE_NEW_DEVICES: a new device of the profile's tenant; a taken name (or token)
+/// is a failure, as in ThingsBoard.
+async fn create_provisioned(
+    store: &SqliteStore,
+    profile: &DeviceProfile,
+    request: &ProvisionRequest,
+) -> Result<ProvisionOutcome> {
+    let name = match &request.device_name {
+        Some(n) => match validate::name("deviceName", n, 255) {
+            Ok(n) => n,
+            Err(_) => return Ok(ProvisionOutcome::Failure),
+        },
+        None => thingsafe_vault::random_alphanumeric(GENERATED_TOKEN_LEN),
+    };
+    let token = match &request.token {
+        Some(t) => match validate::access_token(t) {
+            Ok(t) => t,
+            Err(_) => return Ok(ProvisionOutcome::Failure),
+        },
+        None => thingsafe_vault::random_alphanumeric(GENERATED_TOKEN_LEN),
+    };
+    let tenant = profile.tenant_id;
+    let new = NewDevice {
+        name,
+        device_type: profile.name.clone(),
+        label: None,
+        credentials: DeviceCredentials::AccessToken(token.clone()),
+    };
+    let sealed = store.sealed_device(tenant, &new)?;
+    let (id, profile_id) = (sealed.id, profile.id);
+    let created = store
+        .writer
+        .write(move |c| {
+            match insert_device(c, &sealed, None, false, None) {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            c.execute(
+                "UPDATE device SET device_profile_id = ?2, provisioned = 1 WHERE id = ?1",
+                params![id.to_string(), profile_id.to_string()],
+            )?;
+            Ok(true)
+        })
+        .await?;
+    if !created {
+        tracing::info!(profile = %profile.id, tenant = %tenant, "provisioning refused: the device name or token is taken");
+        return Ok(ProvisionOutcome::Failure);
+    }
+    tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "device created by provisioning");
+    Ok(ProvisionOutcome::Success(token))
+}
+
+/// CHECK_PRE_PROVISIONED_DEVICES: the credentials of a device of the profile that has not
+/// fetched them yet.
+async fn pre_provisioned(
+    store: &SqliteStore,
+    profile: &DeviceProfile,
+    request: &ProvisionRequest,
+) -> Result<ProvisionOutcome> {
+    let Some(name) = &request.device_name else {
+        return Ok(ProvisionOutcome::Failure);
+    };
+    let tenant = profile.tenant_id;
+    let (index, profile_id) = (store.device_name_index(tenant, name), profile.id);
+    // Marked provisioned and its credentials read in one writer job: two requests for
+    // the same device cannot both succeed.
+    let taken: Option<(String, Vec<u8>)> = store
+        .writer
+        .write(move |c| {
+            Ok(c.query_row(
+                "UPDATE device SET provisioned = 1
+                 WHERE tenant_id = ?1 AND name_index = ?2 AND device_profile_id = ?3
+                   AND provisioned = 0
+                 RETURNING id, (SELECT credentials FROM device_credentials WHERE device_id = device.id)",
+                params![tenant.to_string(), index, profile_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await?;
+    let Some((id, sealed)) = taken else {
+        tracing::info!(profile = %profile.id, tenant = %tenant, "provisioning refused: no device of the profile waits for its credentials under this name");
+        return Ok(ProvisionOutcome::Failure);
+    };
+    let token = rows::open_text(
+        &store.vault,
+        Owner::Tenant(tenant),
+        "device.credentials",
+        &id,
+        &sealed,
+    )?;
+    tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "pre-provisioned device fetched its credentials");
+    Ok(ProvisionOutcome::Success(token))
+}
+
+// --- claiming ---
+
+struct Claim {
+    key_hash: [u8; 32],
+    expires_ms: TimestampMs,
+}
+
+/// Open claiming windows by device, kept in memory (like RPC mailboxes): a restart
+/// closes them.
+#[derive(Default)]
+pub(crate) struct Claims(Mutex<HashMap<DeviceId, Claim>>);
+
+impl Claims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Claim>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn claim_hash(store: &SqliteStore, device: DeviceId, secret_key: &str) -> [u8; 32] {
+    let mut value = device.as_uuid().as_bytes().to_vec();
+    value.extend_from_slice(secret_key.as_bytes());
+    store.vault.blind_index("device.claim", &value)
+}
+
+pub(super) async fn open_claim(
+    store: &SqliteStore,
+    device: &Device,
+    request: &ClaimRequest,
+) -> Result<bool> {
+    // The device as it is now: it may have been assigned since it connected.
+    let id = device.id;
+    let assigned: Option<Option<String>> = store
+        .readers
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT customer_id FROM device WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await?;
+    match assigned {
+        None => return Err(StoreError::NotFound("device")),
+        Some(Some(_)) => return Ok(false),
+        Some(None) => {}
+    }
+    let now = now_ms();
+    let claim = Claim {
+        key_hash: claim_hash(store, id, &request.secret_key),
+        expires_ms: now.saturating_add(request.duration_ms),
+    };
+    let mut claims = store.claims.lock();
+    claims.retain(|_, c| c.expires_ms >= now);
+    // ThingsBoard keeps the first open window (`putIfAbsent`) until it closes.
+    claims.entry(id).or_insert(claim);
+    Ok(true)
+}
+
+pub(super) async fn claim(
+    store: &SqliteStore,
+    scope: &Scope,
+    name: &str,
+    secret_key: &str,
+) -> Result<ClaimOutcome> {
+    let Scope::Customer { tenant, customer } = *scope else {
+        return Err(StoreError::Forbidden(
+            "only customer users claim devices".into(),
+        ));
+    };
+    let device = store
+        .device_named(tenant, name)
+        .await?
+        .ok_or(StoreError::NotFound("device"))?;
+    let window = store.claims.lock().remove(&device.id);
+    let Some(window) = window else {
+        return Ok(match device.customer_id {
+            None => ClaimOutcome::Failure,
+            Some(_) => ClaimOutcome::Claimed,
+        });
+    };
+    if now_ms() > window.expires_ms || window.key_hash != claim_hash(store, device.id, secret_key) {
+        tracing::info!(device = %device.id, "claim refused: the window expired or the secret key is wrong");
+        return Ok(ClaimOutcome::Failure);
+    }
+    let id = device.id;
+    let assigned = store
+        .writer
+        .write(move |c| {
+            Ok(c.execute(
+                "UPDATE device SET customer_id = ?3
+                 WHERE id = ?1 AND tenant_id = ?2 AND customer_id IS NULL",
+                params![id.to_string(), tenant.to_string(), customer.to_string()],
+            )?)
+        })
+        .await?;
+    if assigned == 0 {
+        return Ok(ClaimOutcome::Claimed);
+    }
+    tracing::info!(device = %id, customer = %customer, "device claimed");
+    Ok(ClaimOutcome::Success(
+        super::Store::device(store, scope, id).await?,
+    ))
+}
+
+pub(super) async fn reclaim(store: &SqliteStore, scope: &Scope, name: &str) -> Result<Device> {
+    let tenant = scope.tenant()?;
+    let device = store
+        .device_named(tenant, name)
+        .await?
+        .filter(|d| scope.customer().is_none() || d.customer_id == scope.customer())
+        .ok_or(StoreError::NotFound("device"))?;
+    store.claims.lock().remove(&device.id);
+    let id = device.id;
+    store
+        .writer
+        .write(move |c| {
+            c.execute(
+                "UPDATE device SET customer_id = NULL WHERE id = ?1 AND tenant_id = ?2",
+                params![id.to_string(), tenant.to_string()],
+            )?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(device = %id, "device reclaimed (unassigned)");
+    super::Store::device(store, &Scope::Tenant(tenant), id).await
+}
