@@ -111,6 +111,38 @@ impl PublishRefusal {
 }
 
 /// A refused subscription: MQTT 3.1.1's only failure code, MQTT 5's Not authorized.
+/// The SUBACK for `granted`: the QoS granted to each filter, or `None` where it was refused.
+pub fn suback(
+    proto: Protocol,
+    packet_id: std::num::NonZeroU16,
+    granted: Vec<Option<rmqtt_codec::types::QoS>>,
+) -> rmqtt_codec::MqttPacket {
+    match proto {
+        Protocol::V3 => rmqtt_codec::MqttPacket::V3(v3::Packet::SubscribeAck {
+            packet_id,
+            status: granted
+                .into_iter()
+                .map(|g| match g {
+                    Some(qos) => v3::SubscribeReturnCode::Success(qos),
+                    None => suback_refused_v3(),
+                })
+                .collect(),
+        }),
+        Protocol::V5 => rmqtt_codec::MqttPacket::V5(v5::Packet::SubscribeAck(v5::SubscribeAck {
+            packet_id,
+            properties: Vec::new(),
+            reason_string: None,
+            status: granted
+                .into_iter()
+                .map(|g| match g {
+                    Some(qos) => suback_granted_v5(qos),
+                    None => suback_refused_v5(),
+                })
+                .collect(),
+        })),
+    }
+}
+
 pub fn suback_refused_v3() -> v3::SubscribeReturnCode {
     v3::SubscribeReturnCode::Failure
 }

@@ -215,30 +215,7 @@ where
                 granted.push(None);
             }
         }
-        let packet = match self.proto {
-            Protocol::V3 => MqttPacket::V3(v3::Packet::SubscribeAck {
-                packet_id,
-                status: granted
-                    .into_iter()
-                    .map(|g| match g {
-                        Some(qos) => v3::SubscribeReturnCode::Success(qos),
-                        None => codes::suback_refused_v3(),
-                    })
-                    .collect(),
-            }),
-            Protocol::V5 => MqttPacket::V5(v5::Packet::SubscribeAck(v5::SubscribeAck {
-                packet_id,
-                properties: Vec::new(),
-                reason_string: None,
-                status: granted
-                    .into_iter()
-                    .map(|g| match g {
-                        Some(qos) => codes::suback_granted_v5(qos),
-                        None => codes::suback_refused_v5(),
-                    })
-                    .collect(),
-            })),
-        };
+        let packet = codes::suback(self.proto, packet_id, granted);
         self.send(packet).await
     }
 
