@@ -172,6 +172,51 @@ impl SqliteStore {
         })
     }
 
+    /// Creates a tenant and its first administrator in one transaction; `also` runs in the
+    /// same transaction after the inserts (a failure there undoes them).
+    pub(super) async fn sign_up_with(
+        &self,
+        tenant_title: &str,
+        admin: NewUser,
+        also: impl FnOnce(&Connection, UserId) -> Result<()> + Send + 'static,
+    ) -> Result<(Tenant, User)> {
+        let tenant_id = TenantId::random();
+        let user_id = UserId::random();
+        self.vault.ensure_key(Owner::Tenant(tenant_id))?;
+        let title = self.seal(
+            Owner::Tenant(tenant_id),
+            "tenant.title",
+            &tenant_id.to_string(),
+            tenant_title,
+        )?;
+        let sealed = self.sealed_user(user_id, &admin)?;
+        let created = now_ms();
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO tenant (id, title, created_ms) VALUES (?1, ?2, ?3)",
+                    params![tenant_id.to_string(), title, created],
+                )?;
+                insert_user(
+                    c,
+                    user_id,
+                    Some(tenant_id),
+                    None,
+                    Authority::TenantAdmin,
+                    &sealed,
+                    created,
+                )?;
+                also(c, user_id)
+            })
+            .await?;
+        let tenant = Tenant {
+            id: tenant_id,
+            title: tenant_title.to_string(),
+            created_ms: created,
+        };
+        Ok((tenant, self.user_by_id(user_id).await?))
+    }
+
     fn open_users(&self, rows: Vec<UserRow>) -> Result<Vec<User>> {
         rows.into_iter()
             .filter_map(|r| skip_shredded(r.open(&self.vault)))
@@ -476,40 +521,7 @@ impl Store for SqliteStore {
     }
 
     async fn sign_up(&self, tenant_title: &str, admin: NewUser) -> Result<(Tenant, User)> {
-        let tenant_id = TenantId::random();
-        let user_id = UserId::random();
-        self.vault.ensure_key(Owner::Tenant(tenant_id))?;
-        let title = self.seal(
-            Owner::Tenant(tenant_id),
-            "tenant.title",
-            &tenant_id.to_string(),
-            tenant_title,
-        )?;
-        let sealed = self.sealed_user(user_id, &admin)?;
-        let created = now_ms();
-        self.writer
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO tenant (id, title, created_ms) VALUES (?1, ?2, ?3)",
-                    params![tenant_id.to_string(), title, created],
-                )?;
-                insert_user(
-                    c,
-                    user_id,
-                    Some(tenant_id),
-                    None,
-                    Authority::TenantAdmin,
-                    &sealed,
-                    created,
-                )
-            })
-            .await?;
-        let tenant = Tenant {
-            id: tenant_id,
-            title: tenant_title.to_string(),
-            created_ms: created,
-        };
-        Ok((tenant, self.user_by_id(user_id).await?))
+        self.sign_up_with(tenant_title, admin, |_, _| Ok(())).await
     }
 
     async fn login_record(&self, email: &str) -> Result<Option<LoginRecord>> {

@@ -3,9 +3,9 @@
 
 use rusqlite::{OptionalExtension, params};
 use thingsafe_core::policy::{Canonical, PolicyVersion};
-use thingsafe_core::{Authority, Owner, Tenant, TenantId, User, UserId, now_ms};
+use thingsafe_core::{Tenant, User, UserId, now_ms};
 
-use super::{SqliteStore, insert_user};
+use super::SqliteStore;
 use crate::{NewUser, Result, StoreError};
 
 const COLUMNS: &str = "version, sha256, published_ms, material";
@@ -108,20 +108,8 @@ pub(super) async fn sign_up_accepting(
     admin: NewUser,
     policy_version: u32,
 ) -> Result<(Tenant, User)> {
-    let tenant_id = TenantId::random();
-    let user_id = UserId::random();
-    store.vault.ensure_key(Owner::Tenant(tenant_id))?;
-    let title = store.seal(
-        Owner::Tenant(tenant_id),
-        "tenant.title",
-        &tenant_id.to_string(),
-        tenant_title,
-    )?;
-    let sealed = store.sealed_user(user_id, &admin)?;
-    let created = now_ms();
     store
-        .writer
-        .write(move |c| {
+        .sign_up_with(tenant_title, admin, move |c, user_id| {
             let published: bool = c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM policy_version WHERE version = ?1)",
                 [policy_version],
@@ -133,31 +121,12 @@ pub(super) async fn sign_up_accepting(
                 )));
             }
             c.execute(
-                "INSERT INTO tenant (id, title, created_ms) VALUES (?1, ?2, ?3)",
-                params![tenant_id.to_string(), title, created],
-            )?;
-            insert_user(
-                c,
-                user_id,
-                Some(tenant_id),
-                None,
-                Authority::TenantAdmin,
-                &sealed,
-                created,
-            )?;
-            c.execute(
                 "UPDATE app_user SET accepted_policy_version = ?2 WHERE id = ?1",
                 params![user_id.to_string(), policy_version],
             )?;
             Ok(())
         })
-        .await?;
-    let tenant = Tenant {
-        id: tenant_id,
-        title: tenant_title.to_string(),
-        created_ms: created,
-    };
-    Ok((tenant, store.user_by_id(user_id).await?))
+        .await
 }
 
 pub(super) async fn accepted_version(store: &SqliteStore, user: UserId) -> Result<Option<u32>> {
@@ -179,6 +148,7 @@ pub(super) async fn accepted_version(store: &SqliteStore, user: UserId) -> Resul
 mod tests {
     use std::sync::Arc;
 
+    use thingsafe_core::Authority;
     use thingsafe_core::policy::Policy;
     use thingsafe_vault::{MasterKey, Vault};
 
