@@ -51,6 +51,34 @@ async fn sigkill_under_load_loses_no_acknowledged_telemetry() {
             }
         }));
     }
+    let total = kill_and_check(
+        s,
+        &data,
+        "durable@example.com",
+        acknowledged,
+        WRITERS * 1000,
+        writers,
+        |w| (id.clone(), format!("w{w}")),
+    )
+    .await;
+    eprintln!(
+        "durability: {total} acknowledged messages from {WRITERS} writers, all present after SIGKILL"
+    );
+}
+
+/// Lets the load run (for `LOAD_TIME`, or until `enough` acknowledgements), kills the
+/// server with SIGKILL, checks the database's integrity, restarts it and checks that every
+/// acknowledged point of every series is stored. `series(i)` names writer i's device id and
+/// key. Returns how many messages were acknowledged.
+async fn kill_and_check(
+    s: Server,
+    data: &std::path::Path,
+    email: &str,
+    acknowledged: Arc<Mutex<Vec<Vec<i64>>>>,
+    enough: usize,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    series: impl Fn(usize) -> (String, String),
+) -> usize {
     let started = Instant::now();
     while started.elapsed() < LOAD_TIME
         && acknowledged
@@ -59,7 +87,7 @@ async fn sigkill_under_load_loses_no_acknowledged_telemetry() {
             .iter()
             .map(Vec::len)
             .sum::<usize>()
-            < WRITERS * 1000
+            < enough
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -80,30 +108,29 @@ async fn sigkill_under_load_loses_no_acknowledged_telemetry() {
     drop(db);
 
     // ...and after a restart every acknowledged point is there.
-    let s = Server::start_in(&data, &[]);
-    let (status, pair) = s.login("durable@example.com", common::PASSWORD).await;
+    let s = Server::start_in(data, &[]);
+    let (status, pair) = s.login(email, common::PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
     let token = pair["token"].as_str().unwrap();
-    for (w, seqs) in acknowledged.iter().enumerate() {
+    for (i, seqs) in acknowledged.iter().enumerate() {
+        let (device, key) = series(i);
         let (status, stored) = s
-            .get(&format!("/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=w{w}&startTs=0&endTs=100000&limit=100000&orderBy=ASC"), token)
+            .get(&format!("/api/plugins/telemetry/DEVICE/{device}/values/timeseries?keys={key}&startTs=0&endTs=100000&limit=100000&orderBy=ASC"), token)
             .await;
         assert_eq!(status, StatusCode::OK);
-        let stored: std::collections::HashSet<i64> = stored[format!("w{w}")]
+        let stored: std::collections::HashSet<i64> = stored[key.as_str()]
             .as_array()
             .map(|a| a.iter().map(|p| p["ts"].as_i64().unwrap()).collect())
             .unwrap_or_default();
         let lost: Vec<&i64> = seqs.iter().filter(|s| !stored.contains(s)).collect();
         assert!(
             lost.is_empty(),
-            "writer {w}: {} acknowledged points lost, e.g. {:?}",
+            "writer {i} ({key}): {} acknowledged messages lost, e.g. {:?}",
             lost.len(),
             &lost[..lost.len().min(5)]
         );
     }
-    eprintln!(
-        "durability: {total} acknowledged messages from {WRITERS} writers, all present after SIGKILL"
-    );
+    total
 }
 
 const MQTT_DEVICES: usize = 20;
@@ -175,53 +202,16 @@ async fn sigkill_under_mqtt_load_loses_no_acknowledged_message() {
             poller.abort();
         }));
     }
-    let started = Instant::now();
-    while started.elapsed() < LOAD_TIME
-        && acknowledged
-            .lock()
-            .unwrap()
-            .iter()
-            .map(Vec::len)
-            .sum::<usize>()
-            < MQTT_DEVICES * 500
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(s); // SIGKILL, mid-stream.
-    for d in devices {
-        d.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    let total: usize = acknowledged.iter().map(Vec::len).sum();
-    assert!(total > 100, "the load ran: {total} acknowledged");
-
-    let db = rusqlite::Connection::open(data.join("thingsafe.db")).unwrap();
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(db);
-
-    let s = Server::start_in(&data, &[]);
-    let (_, pair) = s.login("mqtt-durable@example.com", common::PASSWORD).await;
-    let token = pair["token"].as_str().unwrap();
-    for (d, seqs) in acknowledged.iter().enumerate() {
-        let (status, stored) = s
-            .get(&format!("/api/plugins/telemetry/DEVICE/{}/values/timeseries?keys=seq&startTs=0&endTs=100000&limit=100000&orderBy=ASC", ids[d]), token)
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let stored: std::collections::HashSet<i64> = stored["seq"]
-            .as_array()
-            .map(|a| a.iter().map(|p| p["ts"].as_i64().unwrap()).collect())
-            .unwrap_or_default();
-        let lost: Vec<&i64> = seqs.iter().filter(|s| !stored.contains(s)).collect();
-        assert!(
-            lost.is_empty(),
-            "device {d}: {} acknowledged messages lost, e.g. {:?}",
-            lost.len(),
-            &lost[..lost.len().min(5)]
-        );
-    }
+    let total = kill_and_check(
+        s,
+        &data,
+        "mqtt-durable@example.com",
+        acknowledged,
+        MQTT_DEVICES * 500,
+        devices,
+        |d| (ids[d].clone(), "seq".to_string()),
+    )
+    .await;
     eprintln!(
         "durability (MQTT): {total} acknowledged messages from {MQTT_DEVICES} devices, all present after SIGKILL"
     );
