@@ -491,6 +491,25 @@ impl Policy {
         parse(DEFAULT_POLICY).expect("the built-in privacy policy is valid")
     }
 
+    /// Purposes that some category is processed for on the basis of consent: each needs the
+    /// person's own opt-in and is off until given.
+    pub fn consent_purposes(&self) -> BTreeSet<&str> {
+        self.categories
+            .values()
+            .flat_map(|c| c.purposes.iter())
+            .filter(|(_, basis)| **basis == LegalBasis::Consent)
+            .map(|(purpose, _)| purpose.as_str())
+            .collect()
+    }
+
+    /// Cookie categories that need the visitor's consent (all but the necessary ones).
+    pub fn consent_cookies(&self) -> impl Iterator<Item = CookieCategory> + '_ {
+        self.cookies
+            .iter()
+            .copied()
+            .filter(|c| *c != CookieCategory::Necessary)
+    }
+
     /// The processors that receive `category`.
     pub fn recipients_of<'a>(&'a self, category: &'a str) -> impl Iterator<Item = &'a Processor> {
         self.processors
@@ -1562,7 +1581,10 @@ mod tests {
         let p = Policy::builtin();
         assert_eq!(p.minimum_age, 16);
         assert_eq!(p.request_deadline.to_string(), "30d");
-        assert_eq!(p.cookies, vec![CookieCategory::Necessary]);
+        assert_eq!(
+            p.cookies,
+            vec![CookieCategory::Necessary, CookieCategory::Functionality]
+        );
         assert_eq!(p.automated_decision_making, None);
         assert!(p.processors.is_empty());
         assert_eq!(p.controller.email, "privacy@example.com");
@@ -1596,14 +1618,20 @@ mod tests {
             .replace("minimum_age = 16\n", "")
             .replace("request_deadline = \"30d\"\n", "")
             .replace("automated_decision_making = \"none\"\n", "")
-            .replace("cookies = [\"necessary\"]\n", "");
+            .replace("cookies = [\"necessary\", \"functionality\"]\n", "");
         let p = parse(&text).unwrap();
         assert_eq!(p.minimum_age, 16);
         assert_eq!(p.request_deadline.to_string(), "30d");
         assert_eq!(p.cookies, vec![CookieCategory::Necessary]);
         assert_eq!(p.automated_decision_making, None);
         // Comments and layout are not content.
-        assert_eq!(p.canonical(), Policy::builtin().canonical());
+        let stated = DEFAULT_POLICY
+            .replace(
+                "cookies = [\"necessary\", \"functionality\"]",
+                "cookies = [\"necessary\"]",
+            )
+            .replace("# Cookie categories", "# The cookie categories");
+        assert_eq!(p.canonical(), parse(&stated).unwrap().canonical());
     }
 
     #[test]
@@ -1693,12 +1721,12 @@ mod tests {
     fn purposes_must_be_declared_fideslang_data_uses() {
         let text = edited(
             "purposes = { essential = \"legal_obligation\" }",
-            "purposes = { essential = \"legal_obligation\", marketing = \"consent\" }",
+            "purposes = { essential = \"legal_obligation\", analytics = \"consent\" }",
         );
-        let m = refused(&text, "marketing = \"consent\"");
+        let m = refused(&text, "analytics = \"consent\"");
         assert_eq!(
             m,
-            "category \"user.demographic.date_of_birth\" names the purpose \"marketing\", which is not declared: add [purposes.marketing] with its description"
+            "category \"user.demographic.date_of_birth\" names the purpose \"analytics\", which is not declared: add [purposes.analytics] with its description"
         );
         let text = edited("[purposes.functional]", "[purposes.fun]");
         let m = refused(&text, "[purposes.fun]");
@@ -1838,7 +1866,7 @@ mod tests {
     #[test]
     fn other_mistakes_are_refused_clearly() {
         let text = edited(
-            "cookies = [\"necessary\"]",
+            "cookies = [\"necessary\", \"functionality\"]",
             "cookies = [\"necessary\", \"tracking\"]",
         );
         assert_eq!(
@@ -1846,7 +1874,7 @@ mod tests {
             "unknown cookie category \"tracking\": use necessary, performance, functionality or advertising"
         );
         let text = edited(
-            "cookies = [\"necessary\"]",
+            "cookies = [\"necessary\", \"functionality\"]",
             "cookies = [\"advertising\", \"necessary\"]",
         );
         assert_eq!(
@@ -1932,7 +1960,7 @@ mod tests {
                 "purposes = { functional = \"contract\", essential = \"contract\" }",
             ),
             (
-                "cookies = [\"necessary\"]",
+                "cookies = [\"necessary\", \"functionality\"]",
                 "cookies = [\"necessary\", \"performance\"]",
             ),
             (

@@ -427,6 +427,42 @@ pub trait Store: Send + Sync + 'static {
     /// The policy version the user accepted at sign-up (`None` for accounts made otherwise).
     async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>>;
 
+    // --- consent ledger and erasure ---
+
+    /// [`Store::sign_up_accepting_policy`] with the person's first consent choices recorded
+    /// in the same transaction.
+    async fn sign_up_with_consents(
+        &self,
+        tenant_title: &str,
+        admin: NewUser,
+        policy_version: u32,
+        consents: Vec<ConsentRecord>,
+    ) -> Result<(Tenant, User)>;
+    /// Appends to the ledger (entries are never changed or removed while the person has
+    /// an account).
+    async fn record_consents(
+        &self,
+        subject: ConsentSubject,
+        consents: Vec<ConsentRecord>,
+    ) -> Result<()>;
+    /// The subject's ledger, oldest first.
+    async fn consent_history(&self, subject: ConsentSubject) -> Result<Vec<ConsentRecord>>;
+    /// The sessions a person signed in with (login history), newest first.
+    async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>>;
+
+    /// Erases a person: one transaction records the erasure and ends their sessions, then
+    /// their data key is destroyed — and, when they are the last administrator of their
+    /// tenant, the tenant's, its customers' and its other users' keys too. The work does
+    /// not depend on how much data they have: rows are purged later by
+    /// [`Store::purge_erased`]. A system administrator cannot be erased this way.
+    async fn erase_account(&self, user: UserId) -> Result<Erasure>;
+    /// Stores the receipt given to the person (it names no personal data).
+    async fn save_erasure_receipt(&self, erasure: &str, receipt: &str) -> Result<()>;
+    async fn erasure_receipt(&self, erasure: &str) -> Result<Option<String>>;
+    /// Physically deletes up to `max_rows` rows of erased people and tenants (destroying
+    /// any key an interrupted erasure left); returns how many went. Zero: nothing is left.
+    async fn purge_erased(&self, max_rows: usize) -> Result<usize>;
+
     // --- provisioning and claiming ---
 
     /// Creates a device profile of the scope's tenant; a provisioning key already used by
@@ -481,6 +517,57 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ClaimOutcome>;
     /// Unassigns the claimed device named `name` (a customer user: only its own).
     async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device>;
+}
+
+/// Whose consent an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentSubject {
+    /// A person with an account.
+    User(UserId),
+    /// A visitor without an account, known by the random id in their consent cookie.
+    Visitor(uuid::Uuid),
+}
+
+/// One entry of the consent ledger.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentRecord {
+    /// A purpose of the policy (`marketing`) or a cookie category (`cookie:functionality`).
+    pub purpose: String,
+    pub granted: bool,
+    /// How it was given or withdrawn: `signup`, `form`, `api`, `signal:GPC`, `signal:DNT`,
+    /// `unsubscribe_link`.
+    pub method: String,
+    /// The policy version in force.
+    pub policy_version: Option<u32>,
+    #[serde(rename = "time")]
+    pub at_ms: TimestampMs,
+}
+
+/// A session a person signed in with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub created_ms: TimestampMs,
+    pub expires_ms: TimestampMs,
+    pub revoked_ms: Option<TimestampMs>,
+}
+
+/// What an erasure destroyed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Erasure {
+    /// The receipt's id.
+    pub id: String,
+    pub user: UserId,
+    pub erased_ms: TimestampMs,
+    /// Set when the person was the last administrator of their tenant: it went with them.
+    pub tenant: Option<TenantId>,
+    /// Counts of what went with the tenant.
+    pub devices: u64,
+    pub customers: u64,
+    pub other_users: u64,
+    /// The data keys destroyed, by name (`user:…`, `tenant:…`, `customer:…`).
+    pub destroyed_keys: Vec<String>,
 }
 
 /// A profile to create; the key and secret are the tenant's choice.

@@ -1,6 +1,8 @@
 //! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
 
 pub mod backup;
+mod consent;
+mod erasure;
 mod flush;
 mod pool;
 mod privacy;
@@ -36,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_gateways.sql"),
     include_str!("../../migrations/sqlite/0003_privacy.sql"),
     include_str!("../../migrations/sqlite/0004_provisioning.sql"),
+    include_str!("../../migrations/sqlite/0005_consent_erasure.sql"),
 ];
 
 pub struct SqliteStore {
@@ -1494,11 +1497,58 @@ impl Store for SqliteStore {
         admin: NewUser,
         policy_version: u32,
     ) -> Result<(Tenant, User)> {
-        privacy::sign_up_accepting(self, tenant_title, admin, policy_version).await
+        privacy::sign_up_accepting(self, tenant_title, admin, policy_version, Vec::new()).await
     }
 
     async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>> {
         privacy::accepted_version(self, user).await
+    }
+
+    // --- consent ledger and erasure ---
+
+    async fn sign_up_with_consents(
+        &self,
+        tenant_title: &str,
+        admin: NewUser,
+        policy_version: u32,
+        consents: Vec<crate::ConsentRecord>,
+    ) -> Result<(Tenant, User)> {
+        privacy::sign_up_accepting(self, tenant_title, admin, policy_version, consents).await
+    }
+
+    async fn record_consents(
+        &self,
+        subject: crate::ConsentSubject,
+        consents: Vec<crate::ConsentRecord>,
+    ) -> Result<()> {
+        consent::record(self, subject, consents).await
+    }
+
+    async fn consent_history(
+        &self,
+        subject: crate::ConsentSubject,
+    ) -> Result<Vec<crate::ConsentRecord>> {
+        consent::history(self, subject).await
+    }
+
+    async fn sessions_of(&self, user: UserId) -> Result<Vec<crate::SessionRecord>> {
+        consent::sessions_of(self, user).await
+    }
+
+    async fn erase_account(&self, user: UserId) -> Result<crate::Erasure> {
+        erasure::erase(self, user).await
+    }
+
+    async fn save_erasure_receipt(&self, erasure: &str, receipt: &str) -> Result<()> {
+        erasure::save_receipt(self, erasure, receipt).await
+    }
+
+    async fn erasure_receipt(&self, erasure: &str) -> Result<Option<String>> {
+        erasure::receipt(self, erasure).await
+    }
+
+    async fn purge_erased(&self, max_rows: usize) -> Result<usize> {
+        erasure::purge(self, max_rows).await
     }
 
     // --- provisioning and claiming ---

@@ -6,7 +6,7 @@ use thingsafe_core::policy::{Canonical, PolicyVersion};
 use thingsafe_core::{Tenant, User, UserId, now_ms};
 
 use super::SqliteStore;
-use crate::{NewUser, Result, StoreError};
+use crate::{ConsentRecord, NewUser, Result, StoreError};
 
 const COLUMNS: &str = "version, sha256, published_ms, material";
 
@@ -101,13 +101,16 @@ pub(super) async fn content(store: &SqliteStore, version: u32) -> Result<Option<
         .await
 }
 
-/// [`crate::Store::sign_up`], with the accepted version recorded in the same transaction.
+/// [`crate::Store::sign_up`], with the accepted version and the first consent choices
+/// recorded in the same transaction.
 pub(super) async fn sign_up_accepting(
     store: &SqliteStore,
     tenant_title: &str,
     admin: NewUser,
     policy_version: u32,
+    consents: Vec<ConsentRecord>,
 ) -> Result<(Tenant, User)> {
+    let vault = store.vault.clone();
     store
         .sign_up_with(tenant_title, admin, move |c, user_id| {
             let published: bool = c.query_row(
@@ -124,7 +127,7 @@ pub(super) async fn sign_up_accepting(
                 "UPDATE app_user SET accepted_policy_version = ?2 WHERE id = ?1",
                 params![user_id.to_string(), policy_version],
             )?;
-            Ok(())
+            super::consent::insert_for_user(c, &vault, user_id, &consents)
         })
         .await
 }

@@ -788,3 +788,182 @@ mod telemetry {
         );
     }
 }
+
+fn consent(purpose: &str, granted: bool, method: &str) -> crate::ConsentRecord {
+    crate::ConsentRecord {
+        purpose: purpose.into(),
+        granted,
+        method: method.into(),
+        policy_version: None,
+        at_ms: thingsafe_core::now_ms(),
+    }
+}
+
+#[tokio::test]
+async fn the_consent_ledger_is_append_only_and_sealed_for_people() {
+    let f = fixture();
+    let (_, user) = f.store.sign_up("Acme", admin("a@acme.test")).await.unwrap();
+    let who = crate::ConsentSubject::User(user.id);
+    f.store
+        .record_consents(who, vec![consent("marketing", true, "form")])
+        .await
+        .unwrap();
+    f.store
+        .record_consents(who, vec![consent("marketing", false, "unsubscribe_link")])
+        .await
+        .unwrap();
+    let history = f.store.consent_history(who).await.unwrap();
+    let seen: Vec<_> = history
+        .iter()
+        .map(|c| (c.purpose.as_str(), c.granted, c.method.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("marketing", true, "form"),
+            ("marketing", false, "unsubscribe_link")
+        ]
+    );
+    // The database itself refuses to rewrite history.
+    let rewrite = f
+        .store
+        .writer
+        .write(|c| Ok(c.execute("UPDATE consent SET at_ms = 0", [])?))
+        .await;
+    assert!(
+        matches!(&rewrite, Err(e) if e.to_string().contains("append-only")),
+        "{rewrite:?}"
+    );
+    let forget = f
+        .store
+        .writer
+        .write(|c| Ok(c.execute("DELETE FROM consent", [])?))
+        .await;
+    assert!(
+        matches!(&forget, Err(e) if e.to_string().contains("append-only")),
+        "{forget:?}"
+    );
+    // A person's entries are sealed: the purpose and method are not in the file.
+    drop(f.store);
+    let bytes = std::fs::read(f.dir.join(DATA_FILE)).unwrap();
+    let wal = std::fs::read(f.dir.join(format!("{DATA_FILE}-wal"))).unwrap_or_default();
+    for needle in ["unsubscribe_link", "marketing"] {
+        for file in [&bytes, &wal] {
+            assert!(
+                !file.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in plaintext"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn erasing_the_last_administrator_takes_the_tenant_and_is_purged_later() {
+    let f = fixture();
+    let (tenant, user) = f.store.sign_up("Acme", admin("a@acme.test")).await.unwrap();
+    let (other_tenant, _) = f
+        .store
+        .sign_up("Bravo", admin("b@bravo.test"))
+        .await
+        .unwrap();
+    let scope = Scope::Tenant(tenant.id);
+    let dev = f
+        .store
+        .create_device(&scope, device("Pump", "tokA"))
+        .await
+        .unwrap();
+    let kept = f
+        .store
+        .create_device(&Scope::Tenant(other_tenant.id), device("Pump", "tokB"))
+        .await
+        .unwrap();
+    let point = |ts| thingsafe_core::payload::Point {
+        ts,
+        key: "temperature".into(),
+        value: thingsafe_core::payload::Value::Long(21),
+    };
+    f.store
+        .append_telemetry(&dev, (1..=100).map(point).collect())
+        .await
+        .unwrap();
+    f.store
+        .append_telemetry(&kept, vec![point(1)])
+        .await
+        .unwrap();
+    f.store.flusher.flush_all().await.unwrap();
+    f.store
+        .record_consents(
+            crate::ConsentSubject::User(user.id),
+            vec![consent("marketing", true, "signup")],
+        )
+        .await
+        .unwrap();
+
+    let erasure = f.store.erase_account(user.id).await.unwrap();
+    assert_eq!(erasure.tenant, Some(tenant.id));
+    assert_eq!(erasure.devices, 1);
+    assert!(
+        erasure
+            .destroyed_keys
+            .contains(&format!("tenant:{}", tenant.id))
+    );
+    // Unreadable at once; the rows are still there until the purge.
+    assert!(f.store.login_record("a@acme.test").await.unwrap().is_none());
+    assert!(f.store.device_by_token("tokA").await.unwrap().is_none());
+    let rows = |sql: &'static str| {
+        let readers = f.store.readers.clone();
+        async move {
+            readers
+                .read(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(rows("SELECT COUNT(*) FROM telemetry").await >= 2);
+    assert!(matches!(
+        f.store.erase_account(user.id).await,
+        Err(StoreError::NotFound("user"))
+    ));
+    // The address is free again before the purge.
+    f.store
+        .sign_up("Again", admin("a@acme.test"))
+        .await
+        .unwrap();
+
+    while f.store.purge_erased(10).await.unwrap() > 0 {}
+    assert_eq!(rows("SELECT COUNT(*) FROM device").await, 1);
+    assert_eq!(rows("SELECT COUNT(*) FROM telemetry").await, 1);
+    assert_eq!(
+        rows("SELECT COUNT(*) FROM consent").await,
+        0,
+        "the erased person's ledger entries are purged"
+    );
+    assert_eq!(
+        rows("SELECT COUNT(*) FROM erasure WHERE purged_ms IS NOT NULL").await,
+        1
+    );
+    assert!(f.store.device_by_token("tokB").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn erasing_one_of_two_administrators_keeps_the_tenant() {
+    let f = fixture();
+    let (tenant, first) = f.store.sign_up("Acme", admin("a@acme.test")).await.unwrap();
+    let scope = Scope::Tenant(tenant.id);
+    f.store
+        .create_user(&scope, admin("second@acme.test"))
+        .await
+        .unwrap();
+    f.store
+        .create_device(&scope, device("Pump", "tokA"))
+        .await
+        .unwrap();
+    let erasure = f.store.erase_account(first.id).await.unwrap();
+    assert_eq!(erasure.tenant, None);
+    assert_eq!(erasure.destroyed_keys, [format!("user:{}", first.id)]);
+    assert!(f.store.device_by_token("tokA").await.unwrap().is_some());
+    while f.store.purge_erased(10).await.unwrap() > 0 {}
+    let users = f.store.users(&scope, None, &all_pages()).await.unwrap();
+    assert_eq!(users.data.len(), 1);
+    assert_eq!(users.data[0].email, "second@acme.test");
+}
