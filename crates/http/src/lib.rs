@@ -35,6 +35,9 @@ pub struct HttpSettings {
     pub signup_enabled: bool,
     /// The public base URL, used in links we hand out (activation links).
     pub public_url: String,
+    /// How long key-store backups are kept (`backup.keys_keep_days`): an erasure is complete
+    /// in every copy once the last key backup that may hold the destroyed key is gone.
+    pub key_backup_keep_days: u32,
 }
 
 #[derive(Clone)]
@@ -45,6 +48,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The privacy policy in force (`privacy.toml`, published at start).
     pub policy: Arc<thingsafe_core::policy::PublishedPolicy>,
+    /// Woken after an erasure: the background purge deletes the unreadable rows.
+    pub purge_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// The whole HTTP API as one router.

@@ -31,12 +31,16 @@ pub struct BackupConfig {
     /// Where `thingsafe backup` writes when no --out is given. Keep it off the data
     /// directory's disk.
     pub dir: PathBuf,
+    /// Days a key-store backup is kept. Keys destroyed by an erasure live on in key
+    /// backups at most this long: the erasure receipt gives the date it ends.
+    pub keys_keep_days: u32,
 }
 
 impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             dir: PathBuf::from("./backups"),
+            keys_keep_days: 7,
         }
     }
 }

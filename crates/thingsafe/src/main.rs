@@ -4,6 +4,7 @@
 mod admin;
 mod backup;
 mod config;
+mod jobs;
 mod serve;
 
 use std::path::PathBuf;

@@ -132,6 +132,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    let purge_wanted = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: data.store.clone(),
         vault: data.vault.clone(),
@@ -144,10 +145,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
             signup_enabled: config.signup.enabled,
             public_url: config.public_url_for(addr),
+            key_backup_keep_days: config.backup.keys_keep_days,
         }),
         metrics,
         policy,
+        purge_wanted: purge_wanted.clone(),
     };
+    tokio::spawn(crate::jobs::purge_erasures(
+        data.store.clone(),
+        purge_wanted,
+    ));
     tracing::info!(data_dir = %data_dir.display(), "data directory");
     tracing::info!("HTTP API listening on http://{addr}");
     tracing::info!("MQTT listening on mqtt://{mqtt_addr}");

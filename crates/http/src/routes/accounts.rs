@@ -20,7 +20,7 @@ async fn hash_password(password: String) -> ApiResult<String> {
         .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))
 }
 
-async fn verify_password(password: String, stored: Option<String>) -> ApiResult<bool> {
+pub(super) async fn verify_password(password: String, stored: Option<String>) -> ApiResult<bool> {
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => thingsafe_vault::password::verify(&password, &stored),
         None => {
@@ -143,6 +143,8 @@ pub(super) struct SignUpRequest {
     organization: Option<String>,
     /// The version of the privacy policy the person read and accepted: the current one.
     accepted_policy_version: Option<u32>,
+    /// Opt-in to marketing (off unless given).
+    marketing: Option<bool>,
 }
 
 fn optional_name(field: &'static str, raw: Option<String>) -> ApiResult<Option<String>> {
@@ -158,6 +160,7 @@ fn today() -> time::Date {
 
 pub(super) async fn sign_up(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Json(req): Json<SignUpRequest>,
 ) -> ApiResult<impl IntoResponse> {
     if !state.settings.signup_enabled {
@@ -193,9 +196,10 @@ pub(super) async fn sign_up(
         title
     };
     let password_hash = hash_password(req.password).await?;
+    let consents = super::privacy_rights::sign_up_consents(&state, &headers, req.marketing);
     let (tenant, user) = state
         .store
-        .sign_up_accepting_policy(
+        .sign_up_with_consents(
             &title,
             NewUser {
                 email,
@@ -207,6 +211,7 @@ pub(super) async fn sign_up(
                 birth_date: Some(birth_date),
             },
             policy_version,
+            consents,
         )
         .await?;
     tracing::info!(tenant = %tenant.id, user = %user.id, policy_version, "new tenant signed up");

@@ -3,6 +3,7 @@ mod customers;
 mod device_api;
 mod devices;
 mod privacy;
+mod privacy_rights;
 mod provisioning;
 mod rpc;
 mod system;
@@ -32,6 +33,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/noauth/setup", post(accounts::setup))
         .route("/api/noauth/activate", post(accounts::activate))
         .route("/privacy", get(privacy::page))
+        .route("/.well-known/gpc.json", get(privacy_rights::gpc))
+        .route(
+            "/api/privacy/cookies",
+            get(privacy_rights::cookies).post(privacy_rights::choose_cookies),
+        )
+        .route(
+            "/api/privacy/unsubscribe",
+            get(privacy_rights::unsubscribe).post(privacy_rights::unsubscribe),
+        )
+        .route("/api/privacy/me", delete(privacy_rights::erase_me))
+        .route(
+            "/api/privacy/me/consents",
+            get(privacy_rights::my_consents).put(privacy_rights::change_my_consents),
+        )
+        .route("/api/privacy/me/export", get(privacy_rights::export))
         .route("/api/privacy/policy", get(privacy::current))
         .route("/api/privacy/policy/versions", get(privacy::versions))
         .route(

@@ -1,0 +1,414 @@
+//! A person's privacy rights, self-service: consents (`/api/privacy/me/consents`), cookie
+//! choices of visitors (`/api/privacy/cookies`, `/.well-known/gpc.json`), one-click
+//! unsubscribe, the personal data export (`GET /api/privacy/me/export`) and erasure
+//! (`DELETE /api/privacy/me`). The rules are the privacy engine's (`thingsafe-privacy`).
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, SET_COOKIE,
+};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use thingsafe_core::now_ms;
+use thingsafe_privacy::consent::{self, Signal};
+use thingsafe_privacy::export::{ExportError, Sink};
+use thingsafe_privacy::{receipt, unsubscribe};
+use thingsafe_store::{ConsentRecord, ConsentSubject};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query};
+
+/// The necessary cookie that remembers a visitor's cookie choice (a random id; the choice
+/// itself is in the ledger).
+pub(crate) const CONSENT_COOKIE: &str = "ts_cookie_consent";
+/// Cookie choices are asked again after this long.
+const CONSENT_COOKIE_MAX_AGE_SECS: u64 = 180 * 24 * 60 * 60;
+
+fn signal(headers: &HeaderMap) -> Option<Signal> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Signal::from_headers(value("sec-gpc"), value("dnt"))
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::bad_request(message)
+}
+
+/// `/.well-known/gpc.json`: this server honours Global Privacy Control.
+pub(super) async fn gpc() -> impl IntoResponse {
+    (
+        [(CACHE_CONTROL, "max-age=86400")],
+        axum::Json(json!({"gpc": true, "lastUpdate": "2026-11-23"})),
+    )
+}
+
+// --- consents of a signed-in person ----------------------------------------------------
+
+fn unsubscribe_url(state: &AppState, user: thingsafe_core::UserId) -> String {
+    format!(
+        "{}/api/privacy/unsubscribe?token={}",
+        state.settings.public_url.trim_end_matches('/'),
+        unsubscribe::token(&state.vault, user)
+    )
+}
+
+async fn consents_view(state: &AppState, principal: &Principal) -> ApiResult<Value> {
+    let history = state
+        .store
+        .consent_history(ConsentSubject::User(principal.user.id))
+        .await?;
+    let purposes = consent::person_purposes(&state.policy.policy);
+    Ok(json!({
+        "current": consent::current(&purposes, &history),
+        "history": history,
+        "unsubscribeUrl": unsubscribe_url(state, principal.user.id),
+    }))
+}
+
+pub(super) async fn my_consents(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(consents_view(&state, &principal).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsentChange {
+    purposes: BTreeMap<String, bool>,
+}
+
+/// Gives or withdraws consents: `{"purposes": {"marketing": false}}`. One call each way.
+pub(super) async fn change_my_consents(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Json(change): Json<ConsentChange>,
+) -> ApiResult<axum::Json<Value>> {
+    let purposes = consent::person_purposes(&state.policy.policy);
+    consent::check_choice(&purposes, &change.purposes).map_err(bad)?;
+    let subject = ConsentSubject::User(principal.user.id);
+    let history = state.store.consent_history(subject).await?;
+    let current = consent::current(&purposes, &history);
+    let signal = signal(&headers);
+    let entries = consent::changes(
+        &current,
+        &change.purposes,
+        "api",
+        signal,
+        state.policy.version.version,
+        now_ms(),
+    );
+    state.store.record_consents(subject, entries).await?;
+    let mut view = consents_view(&state, &principal).await?;
+    view["signal"] = json!(signal);
+    Ok(axum::Json(view))
+}
+
+/// The consents given at sign-up, for the same transaction as the account.
+pub(super) fn sign_up_consents(
+    state: &AppState,
+    headers: &HeaderMap,
+    marketing: Option<bool>,
+) -> Vec<ConsentRecord> {
+    let purposes = consent::person_purposes(&state.policy.policy);
+    let choice: BTreeMap<String, bool> = purposes
+        .iter()
+        .filter(|(p, _)| p == "marketing")
+        .map(|(p, _)| (p.clone(), marketing.unwrap_or(false)))
+        .collect();
+    let current = consent::current(&purposes, &[]);
+    consent::changes(
+        &current,
+        &choice,
+        "signup",
+        signal(headers),
+        state.policy.version.version,
+        now_ms(),
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct UnsubscribeQuery {
+    token: String,
+}
+
+/// One click, no sign-in: withdraws marketing consent for the person the link was made for.
+pub(super) async fn unsubscribe(
+    State(state): State<AppState>,
+    Query(query): Query<UnsubscribeQuery>,
+) -> ApiResult<Response> {
+    let Some(user) = unsubscribe::verify(&state.vault, &query.token) else {
+        return Err(ApiError::bad_request(
+            "This unsubscribe link is not valid: it may have been cut short. Copy the whole link from the message, or sign in and change your consents.",
+        ));
+    };
+    let record = ConsentRecord {
+        purpose: "marketing".into(),
+        granted: false,
+        method: "unsubscribe_link".into(),
+        policy_version: Some(state.policy.version.version),
+        at_ms: now_ms(),
+    };
+    match state
+        .store
+        .record_consents(ConsentSubject::User(user), vec![record])
+        .await
+    {
+        // An erased person gets nothing anyway; say the same.
+        Ok(()) | Err(thingsafe_store::StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let html = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribed</title></head><body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5\"><h1>You are unsubscribed</h1><p>You will get no more news by email from this service. Messages about your account (such as a password reset you ask for) still reach you.</p><p>You can give your consent again at any time in your account's privacy settings.</p></body></html>";
+    Ok((
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        html,
+    )
+        .into_response())
+}
+
+// --- cookie choices of visitors ---------------------------------------------------------
+
+fn visitor(headers: &HeaderMap) -> Option<uuid::Uuid> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == CONSENT_COOKIE)
+        .and_then(|(_, value)| uuid::Uuid::parse_str(value).ok())
+}
+
+async fn cookie_view(
+    state: &AppState,
+    visitor: Option<uuid::Uuid>,
+    signal: Option<Signal>,
+) -> ApiResult<Value> {
+    let purposes = consent::cookie_purposes(&state.policy.policy);
+    let history = match visitor {
+        Some(v) => {
+            state
+                .store
+                .consent_history(ConsentSubject::Visitor(v))
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let current = consent::current(&purposes, &history);
+    let categories: Vec<Value> = state
+        .policy
+        .policy
+        .cookies
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.key(),
+                "label": c.label(),
+                "description": c.description(),
+                "necessary": *c == thingsafe_core::policy::CookieCategory::Necessary,
+            })
+        })
+        .collect();
+    let choice: Option<BTreeMap<String, bool>> = (!history.is_empty()).then(|| {
+        current
+            .iter()
+            .map(|c| {
+                (
+                    c.purpose
+                        .trim_start_matches(consent::COOKIE_PREFIX)
+                        .to_string(),
+                    c.granted,
+                )
+            })
+            .collect()
+    });
+    Ok(json!({
+        "categories": categories,
+        "choice": choice,
+        "signal": signal,
+        "allowed": consent::allowed_cookies(&state.policy.policy, &current)
+            .iter().map(|c| c.key()).collect::<Vec<_>>(),
+    }))
+}
+
+pub(super) async fn cookies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(
+        cookie_view(&state, visitor(&headers), signal(&headers)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CookieChoice {
+    cookies: BTreeMap<String, bool>,
+}
+
+/// Records a visitor's cookie choice: `{"cookies": {"functionality": true}}`. A GPC or DNT
+/// signal turns every category but the necessary ones off, whatever the choice.
+pub(super) async fn choose_cookies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(choice): Json<CookieChoice>,
+) -> ApiResult<Response> {
+    let purposes = consent::cookie_purposes(&state.policy.policy);
+    let mut ledger_choice = BTreeMap::new();
+    for (category, granted) in choice.cookies {
+        if category == "necessary" {
+            if !granted {
+                return Err(bad(
+                    "\"necessary\" cookies cannot be turned off: they keep you signed in and the service secure, and need no consent".into(),
+                ));
+            }
+            continue;
+        }
+        ledger_choice.insert(format!("{}{category}", consent::COOKIE_PREFIX), granted);
+    }
+    consent::check_choice(&purposes, &ledger_choice)
+        .map_err(|e| bad(e.replace(consent::COOKIE_PREFIX, "")))?;
+    let (visitor, new) = match visitor(&headers) {
+        Some(v) => (v, false),
+        None => (uuid::Uuid::new_v4(), true),
+    };
+    let subject = ConsentSubject::Visitor(visitor);
+    let history = if new {
+        Vec::new()
+    } else {
+        state.store.consent_history(subject).await?
+    };
+    let current = consent::current(&purposes, &history);
+    let signal = signal(&headers);
+    // Every category is recorded on the first choice, so "rejected" is on the ledger too.
+    for c in &current {
+        ledger_choice.entry(c.purpose.clone()).or_insert(false);
+    }
+    let entries = consent::changes(
+        &current,
+        &ledger_choice,
+        "form",
+        signal,
+        state.policy.version.version,
+        now_ms(),
+    );
+    state.store.record_consents(subject, entries).await?;
+    let view = cookie_view(&state, Some(visitor), signal).await?;
+    let cookie = format!(
+        "{CONSENT_COOKIE}={visitor}; Path=/; Max-Age={CONSENT_COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Lax"
+    );
+    Ok(([(SET_COOKIE, cookie)], axum::Json(view)).into_response())
+}
+
+// --- access and portability -------------------------------------------------------------
+
+struct ChannelSink(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+
+impl Sink for ChannelSink {
+    async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        self.0.send(Ok(bytes)).await.is_ok()
+    }
+}
+
+/// The caller's data as a zip, streamed while it is produced.
+pub(super) async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Response> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let user = principal.user.clone();
+    tokio::spawn(async move {
+        let failed = tx.clone();
+        let result = thingsafe_privacy::export::export_person(
+            state.store.as_ref(),
+            &state.policy,
+            &user,
+            ChannelSink(tx),
+        )
+        .await;
+        match result {
+            Ok(()) | Err(ExportError::Gone) => {}
+            Err(e) => {
+                tracing::error!(user = %user.id, error = ?e, "the personal data export failed midway");
+                // The client sees a broken download rather than a truncated zip that looks whole.
+                let _ = failed
+                    .send(Err(std::io::Error::other("the export failed midway")))
+                    .await;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let date = time::OffsetDateTime::now_utc().date();
+    Ok((
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, "application/zip".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"thingsafe-my-data-{date}.zip\""),
+            ),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+// --- erasure ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct ErasureRequest {
+    password: Option<String>,
+}
+
+/// Erases the caller's account after they re-enter their password; answers the receipt.
+pub(super) async fn erase_me(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(request): Json<ErasureRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    let password = request.password.unwrap_or_default();
+    if password.is_empty() {
+        return Err(ApiError::bad_request(
+            "Enter your password to confirm that you want your account and its data erased (\"password\")",
+        ));
+    }
+    let record = state.store.login_record(&principal.user.email).await?;
+    let stored = record
+        .filter(|r| r.user.id == principal.user.id)
+        .and_then(|r| r.password_hash);
+    if !super::accounts::verify_password(password, stored).await? {
+        return Err(ApiError::bad_request(
+            "The password is not right: your account has not been erased",
+        ));
+    }
+    let erasure = state.store.erase_account(principal.user.id).await?;
+    let receipt = receipt::receipt(&erasure, state.settings.key_backup_keep_days);
+    state
+        .store
+        .save_erasure_receipt(&erasure.id, &receipt.to_string())
+        .await?;
+    tracing::info!(
+        receipt = %erasure.id,
+        tenant_erased = erasure.tenant.is_some(),
+        keys = erasure.destroyed_keys.len(),
+        "an account was erased at its owner's request"
+    );
+    state.purge_wanted.notify_one();
+    Ok(axum::Json(receipt))
+}

@@ -1,0 +1,15 @@
+//! Thingsafe's privacy engine: the rules on top of the store's privacy records.
+//!
+//! - [`consent`]: what can be consented to (from the policy), the current state from the
+//!   append-only ledger, browser opt-out signals (GPC, DNT).
+//! - [`export`]: the personal data export, a zip streamed while it is written.
+//! - [`receipt`]: the erasure receipt and when the erasure is complete in every backup.
+//! - [`unsubscribe`]: signed one-click unsubscribe links.
+//!
+//! Persistence is the store's (`Store::record_consents`, `Store::erase_account`, ...);
+//! nothing here touches a file or socket except through the store.
+
+pub mod consent;
+pub mod export;
+pub mod receipt;
+pub mod unsubscribe;
