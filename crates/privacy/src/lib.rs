@@ -4,6 +4,7 @@
 //!   append-only ledger, browser opt-out signals (GPC, DNT).
 //! - [`export`]: the personal data export, a zip streamed while it is written.
 //! - [`receipt`]: the erasure receipt and when the erasure is complete in every backup.
+//! - [`retention`]: how long telemetry is kept and the sweeper that deletes what is older.
 //! - [`unsubscribe`]: signed one-click unsubscribe links.
 //!
 //! Persistence is the store's (`Store::record_consents`, `Store::erase_account`, ...);
@@ -12,4 +13,5 @@
 pub mod consent;
 pub mod export;
 pub mod receipt;
+pub mod retention;
 pub mod unsubscribe;

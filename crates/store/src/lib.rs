@@ -459,6 +459,17 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the receipt given to the person (it names no personal data).
     async fn save_erasure_receipt(&self, erasure: &str, receipt: &str) -> Result<()>;
     async fn erasure_receipt(&self, erasure: &str) -> Result<Option<String>>;
+    /// Deletes the telemetry of the tenant's devices older than `before_ms` (latest values
+    /// included); returns how many points went.
+    async fn expire_telemetry(&self, tenant: TenantId, before_ms: TimestampMs) -> Result<u64>;
+    /// The tenant's own telemetry retention in days (shorter than the policy's), if set.
+    async fn tenant_retention(&self, scope: &Scope) -> Result<Option<u32>>;
+    async fn set_tenant_retention(&self, scope: &Scope, telemetry_days: Option<u32>) -> Result<()>;
+    /// Every tenant and its own retention, for the sweeper.
+    async fn retention_settings(&self) -> Result<Vec<(TenantId, Option<u32>)>>;
+    async fn record_sweep(&self, sweep: &Sweep) -> Result<()>;
+    /// The latest sweeps, newest first: those asked for `tenant`, or all of them.
+    async fn sweeps(&self, tenant: Option<TenantId>, limit: usize) -> Result<Vec<Sweep>>;
     /// Physically deletes up to `max_rows` rows of erased people and tenants (destroying
     /// any key an interrupted erasure left); returns how many went. Zero: nothing is left.
     async fn purge_erased(&self, max_rows: usize) -> Result<usize>;
@@ -542,6 +553,19 @@ pub struct ConsentRecord {
     pub policy_version: Option<u32>,
     #[serde(rename = "time")]
     pub at_ms: TimestampMs,
+}
+
+/// One run of the retention sweeper.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sweep {
+    #[serde(rename = "startedTime")]
+    pub started_ms: TimestampMs,
+    #[serde(rename = "finishedTime")]
+    pub finished_ms: TimestampMs,
+    pub tenant: Option<TenantId>,
+    pub telemetry_points: u64,
+    pub error: Option<String>,
 }
 
 /// A session a person signed in with.

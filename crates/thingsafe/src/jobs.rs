@@ -12,6 +12,26 @@ const PURGE_BATCH: usize = 5_000;
 /// short).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the retention sweeper runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Deletes expired telemetry of every tenant once an hour (the first run a minute after
+/// start), recording each run.
+pub async fn sweep_retention(
+    store: Arc<dyn Store>,
+    policy: Arc<thingsafe_core::policy::PublishedPolicy>,
+) {
+    tokio::time::sleep(PURGE_EVERY).await;
+    loop {
+        let sweep = thingsafe_privacy::retention::sweep(store.as_ref(), &policy.policy, None).await;
+        match &sweep.error {
+            None => tracing::info!(points = sweep.telemetry_points, "retention sweep"),
+            Some(e) => tracing::error!(error = %e, "retention sweep failed in part"),
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
 /// Deletes the rows of erased people and tenants (already unreadable: their keys are gone),
 /// in batches, whenever an erasure wakes it and once a minute.
 pub async fn purge_erasures(store: Arc<dyn Store>, wanted: Arc<tokio::sync::Notify>) {

@@ -148,9 +148,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             key_backup_keep_days: config.backup.keys_keep_days,
         }),
         metrics,
-        policy,
+        policy: policy.clone(),
         purge_wanted: purge_wanted.clone(),
     };
+    tokio::spawn(crate::jobs::sweep_retention(data.store.clone(), policy));
     tokio::spawn(crate::jobs::purge_erasures(
         data.store.clone(),
         purge_wanted,

@@ -502,3 +502,80 @@ async fn erasure_destroys_the_key_and_takes_the_tenant_with_its_last_administrat
         ],
     );
 }
+
+#[tokio::test]
+async fn expired_telemetry_is_gone_after_a_sweep_and_the_run_is_recorded() {
+    let s = Server::start();
+    let user = s.sign_up("retention@example.test").await;
+    let other = s.sign_up("keeps-all@example.test").await;
+    let device = s.device_with_token(&user, "Meter", "retention-token").await;
+    let kept = s.device_with_token(&other, "Meter", "keeps-token").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 24 * 3600 * 1000;
+    let http = reqwest::Client::new();
+    for token in ["retention-token", "keeps-token"] {
+        let resp = http
+            .post(s.url(&format!("/api/v1/{token}/telemetry")))
+            .json(&json!([
+                {"ts": now - 3 * day, "values": {"power": 1}},
+                {"ts": now - 2 * day, "values": {"power": 2}},
+                {"ts": now - 1000, "values": {"power": 3}},
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    // The built-in policy keeps telemetry for the account's lifetime; a tenant may choose
+    // less, and nothing invalid.
+    let (status, view) = s.get("/api/privacy/retention", &user).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["policyRetention"], "account_lifetime");
+    assert_eq!(view["telemetryDays"], Value::Null);
+    let (status, body) = put(
+        &s,
+        "/api/privacy/retention",
+        &user,
+        json!({"telemetryDays": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, view) = put(
+        &s,
+        "/api/privacy/retention",
+        &user,
+        json!({"telemetryDays": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["telemetryDays"], 1);
+
+    let (status, sweep) = s
+        .post("/api/privacy/retention/sweep", &user, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sweep}");
+    assert_eq!(sweep["telemetryPoints"], 2, "{sweep}");
+    assert_eq!(sweep["error"], Value::Null);
+
+    let all = format!("keys=power&startTs=0&endTs={}&limit=100", now + day);
+    let series = s.timeseries(&user, &device, &all).await;
+    let values: Vec<&Value> = series["power"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["value"])
+        .collect();
+    assert_eq!(values, [&json!("3")], "only the point within a day is left");
+    let series = s.timeseries(&other, &kept, &all).await;
+    assert_eq!(
+        series["power"].as_array().unwrap().len(),
+        3,
+        "another tenant's data follows its own retention"
+    );
+    let (_, view) = s.get("/api/privacy/retention", &user).await;
+    assert_eq!(view["lastSweeps"][0]["telemetryPoints"], 2);
+}

@@ -48,6 +48,14 @@ pub(crate) fn router(state: AppState) -> Router {
             get(privacy_rights::my_consents).put(privacy_rights::change_my_consents),
         )
         .route("/api/privacy/me/export", get(privacy_rights::export))
+        .route(
+            "/api/privacy/retention",
+            get(privacy_rights::get_retention).put(privacy_rights::set_retention),
+        )
+        .route(
+            "/api/privacy/retention/sweep",
+            post(privacy_rights::sweep_now),
+        )
         .route("/api/privacy/policy", get(privacy::current))
         .route("/api/privacy/policy/versions", get(privacy::versions))
         .route(

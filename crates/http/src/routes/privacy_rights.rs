@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use thingsafe_core::now_ms;
 use thingsafe_privacy::consent::{self, Signal};
 use thingsafe_privacy::export::{ExportError, Sink};
-use thingsafe_privacy::{receipt, unsubscribe};
+use thingsafe_privacy::{receipt, retention, unsubscribe};
 use thingsafe_store::{ConsentRecord, ConsentSubject};
 
 use crate::AppState;
@@ -411,4 +411,77 @@ pub(super) async fn erase_me(
     );
     state.purge_wanted.notify_one();
     Ok(axum::Json(receipt))
+}
+
+// --- retention ---------------------------------------------------------------------------
+
+async fn retention_view(state: &AppState, principal: &Principal) -> ApiResult<Value> {
+    let scope = principal.scope();
+    let tenant = scope.tenant()?;
+    let policy = &state.policy.policy;
+    let days = state.store.tenant_retention(&scope).await?;
+    let sweeps = state.store.sweeps(Some(tenant), 10).await?;
+    Ok(json!({
+        "policyRetention": policy
+            .categories
+            .get(retention::TELEMETRY_CATEGORY)
+            .map(|c| c.retention.to_string()),
+        "policyHours": retention::policy_hours(policy),
+        "telemetryDays": days,
+        "lastSweeps": sweeps,
+    }))
+}
+
+/// The tenant's telemetry retention: the policy's, and the tenant's own shorter one.
+pub(super) async fn get_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(retention_view(&state, &principal).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct RetentionChange {
+    telemetry_days: Option<u32>,
+}
+
+/// Sets (or with `null` clears) the tenant's own telemetry retention.
+pub(super) async fn set_retention(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(change): Json<RetentionChange>,
+) -> ApiResult<axum::Json<Value>> {
+    if principal.user.authority != thingsafe_core::Authority::TenantAdmin {
+        return Err(ApiError::forbidden(
+            "Only a tenant administrator sets how long the tenant's telemetry is kept",
+        ));
+    }
+    if let Some(days) = change.telemetry_days {
+        retention::check_tenant_days(&state.policy.policy, days).map_err(bad)?;
+    }
+    state
+        .store
+        .set_tenant_retention(&principal.scope(), change.telemetry_days)
+        .await?;
+    Ok(axum::Json(retention_view(&state, &principal).await?))
+}
+
+/// Runs the retention sweep now: the caller's tenant, or every tenant for the system
+/// administrator.
+pub(super) async fn sweep_now(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Value>> {
+    let only = match principal.user.authority {
+        thingsafe_core::Authority::SysAdmin => None,
+        thingsafe_core::Authority::TenantAdmin => Some(principal.scope().tenant()?),
+        thingsafe_core::Authority::CustomerUser => {
+            return Err(ApiError::forbidden(
+                "Only administrators run the retention sweep",
+            ));
+        }
+    };
+    let sweep = retention::sweep(state.store.as_ref(), &state.policy.policy, only).await;
+    Ok(axum::Json(json!(sweep)))
 }

@@ -46,3 +46,19 @@ END;
 -- The policy version in force when a device was added (the export says which policy
 -- covered it).
 ALTER TABLE device ADD COLUMN policy_version INTEGER REFERENCES policy_version (version);
+
+-- Retention: a tenant may keep telemetry for less time than the policy says, never more.
+CREATE TABLE tenant_retention (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenant (id) ON DELETE CASCADE,
+    telemetry_days INTEGER NOT NULL CHECK (telemetry_days > 0)
+);
+
+-- Each run of the retention sweeper.
+CREATE TABLE retention_sweep (
+    id INTEGER PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL,
+    tenant_id TEXT,                      -- set: a sweep of one tenant, asked by its administrator
+    telemetry_points INTEGER NOT NULL,   -- points deleted
+    error TEXT
+);

@@ -7,6 +7,7 @@ mod flush;
 mod pool;
 mod privacy;
 mod provisioning;
+mod retention;
 mod rows;
 mod telemetry;
 
@@ -1545,6 +1546,30 @@ impl Store for SqliteStore {
 
     async fn erasure_receipt(&self, erasure: &str) -> Result<Option<String>> {
         erasure::receipt(self, erasure).await
+    }
+
+    async fn expire_telemetry(&self, tenant: TenantId, before_ms: TimestampMs) -> Result<u64> {
+        retention::expire_telemetry(self, tenant, before_ms).await
+    }
+
+    async fn tenant_retention(&self, scope: &Scope) -> Result<Option<u32>> {
+        retention::tenant_retention(self, scope).await
+    }
+
+    async fn set_tenant_retention(&self, scope: &Scope, telemetry_days: Option<u32>) -> Result<()> {
+        retention::set_tenant_retention(self, scope, telemetry_days).await
+    }
+
+    async fn retention_settings(&self) -> Result<Vec<(TenantId, Option<u32>)>> {
+        retention::settings(self).await
+    }
+
+    async fn record_sweep(&self, sweep: &crate::Sweep) -> Result<()> {
+        retention::record(self, sweep).await
+    }
+
+    async fn sweeps(&self, tenant: Option<TenantId>, limit: usize) -> Result<Vec<crate::Sweep>> {
+        retention::sweeps(self, tenant, limit).await
     }
 
     async fn purge_erased(&self, max_rows: usize) -> Result<usize> {

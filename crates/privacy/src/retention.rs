@@ -1,0 +1,130 @@
+//! Retention of telemetry: the policy's retention for `user.device.telemetry`, or a
+//! tenant's own shorter one, whichever ends first. The sweeper deletes what is older and
+//! records each run.
+
+use thingsafe_core::policy::{Policy, Retention};
+use thingsafe_core::{TenantId, TimestampMs, now_ms};
+use thingsafe_store::{Store, Sweep};
+
+/// The policy category whose retention applies to telemetry.
+pub const TELEMETRY_CATEGORY: &str = "user.device.telemetry";
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// The policy's telemetry retention in hours; `None`: kept for the account's lifetime.
+pub fn policy_hours(policy: &Policy) -> Option<u64> {
+    match policy
+        .categories
+        .get(TELEMETRY_CATEGORY)
+        .map(|c| c.retention)
+    {
+        Some(Retention::For(period)) => Some(period.hours()),
+        _ => None,
+    }
+}
+
+/// A tenant may keep telemetry for less time than the policy says, never more.
+pub fn check_tenant_days(policy: &Policy, days: u32) -> Result<(), String> {
+    if days == 0 {
+        return Err("telemetryDays must be at least 1".into());
+    }
+    if let Some(hours) = policy_hours(policy)
+        && u64::from(days) * 24 > hours
+    {
+        return Err(format!(
+            "telemetryDays {days} is longer than the privacy policy allows ({}): a tenant may keep telemetry for less time, never more",
+            policy.categories[TELEMETRY_CATEGORY].retention.human()
+        ));
+    }
+    Ok(())
+}
+
+/// Telemetry before this time is expired for a tenant with `tenant_days` (if any).
+pub fn telemetry_cutoff(
+    policy: &Policy,
+    tenant_days: Option<u32>,
+    now: TimestampMs,
+) -> Option<TimestampMs> {
+    let policy_ms = policy_hours(policy).map(|h| h as i64 * HOUR_MS);
+    let tenant_ms = tenant_days.map(|d| i64::from(d) * 24 * HOUR_MS);
+    let keep = match (policy_ms, tenant_ms) {
+        (Some(p), Some(t)) => p.min(t),
+        (Some(p), None) => p,
+        (None, Some(t)) => t,
+        (None, None) => return None,
+    };
+    Some(now - keep)
+}
+
+/// Deletes expired telemetry of every tenant (or of `only`) and records the run.
+pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -> Sweep {
+    let started_ms = now_ms();
+    let mut points = 0u64;
+    let mut error = None;
+    match store.retention_settings().await {
+        Ok(settings) => {
+            for (tenant, days) in settings {
+                if only.is_some_and(|t| t != tenant) {
+                    continue;
+                }
+                let Some(cutoff) = telemetry_cutoff(policy, days, started_ms) else {
+                    continue;
+                };
+                match store.expire_telemetry(tenant, cutoff).await {
+                    Ok(n) => points += n,
+                    Err(e) => error = Some(format!("tenant {tenant}: {e}")),
+                }
+            }
+        }
+        Err(e) => error = Some(e.to_string()),
+    }
+    let sweep = Sweep {
+        started_ms,
+        finished_ms: now_ms(),
+        tenant: only,
+        telemetry_points: points,
+        error,
+    };
+    if let Err(e) = store.record_sweep(&sweep).await {
+        // The sweep's own record failing does not undo the deletions; say so.
+        return Sweep {
+            error: Some(format!("the sweep ran but could not be recorded: {e}")),
+            ..sweep
+        };
+    }
+    sweep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_retention_wins_and_a_tenant_cannot_keep_longer() {
+        let lifetime = Policy::builtin();
+        assert_eq!(policy_hours(&lifetime), None);
+        assert_eq!(telemetry_cutoff(&lifetime, None, 1_000), None);
+        assert_eq!(
+            telemetry_cutoff(&lifetime, Some(1), 100 * HOUR_MS),
+            Some(76 * HOUR_MS)
+        );
+        assert!(check_tenant_days(&lifetime, 3650).is_ok());
+        assert!(check_tenant_days(&lifetime, 0).is_err());
+
+        let text = thingsafe_core::policy::DEFAULT_POLICY.replace(
+            "purposes = { essential = \"contract\" }\nretention = \"account_lifetime\"\n\n[categories.\"user.location.precise\"]",
+            "purposes = { essential = \"contract\" }\nretention = \"30d\"\n\n[categories.\"user.location.precise\"]",
+        );
+        let month = thingsafe_core::policy::parse(&text).unwrap();
+        assert_eq!(policy_hours(&month), Some(30 * 24));
+        assert_eq!(
+            check_tenant_days(&month, 31).unwrap_err(),
+            "telemetryDays 31 is longer than the privacy policy allows (30 days): a tenant may keep telemetry for less time, never more"
+        );
+        assert!(check_tenant_days(&month, 7).is_ok());
+        assert_eq!(
+            telemetry_cutoff(&month, Some(40), 100 * 24 * HOUR_MS),
+            Some(70 * 24 * HOUR_MS)
+        );
+    }
+}
