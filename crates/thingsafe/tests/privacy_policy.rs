@@ -167,7 +167,7 @@ async fn the_policy_as_json_with_its_versions() {
     assert_eq!(policy["minimumAge"], 16);
     assert_eq!(policy["requestDeadline"], "30d");
     assert_eq!(policy["automatedDecisionMaking"], Value::Null);
-    assert_eq!(policy["cookies"], json!(["necessary"]));
+    assert_eq!(policy["cookies"], json!(["necessary", "functionality"]));
     assert_eq!(policy["controller"]["email"], "privacy@example.com");
     assert_eq!(
         policy["categories"]["user.demographic.date_of_birth"],
