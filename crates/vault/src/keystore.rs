@@ -49,6 +49,10 @@ impl KeyStore {
                  wrapped BLOB,
                  created_ms INTEGER NOT NULL,
                  destroyed_ms INTEGER
+             );
+             CREATE TABLE IF NOT EXISTS keystore_meta (
+                 name TEXT PRIMARY KEY,
+                 value TEXT NOT NULL
              );",
         )
         .map_err(err)?;
@@ -132,6 +136,71 @@ impl KeyStore {
         })
     }
 
+    /// The fingerprint of the master key that wraps this store's keys, once recorded.
+    pub(crate) fn master_fingerprint(&self) -> Result<Option<String>> {
+        let conn = self.conn.lock().expect("key store lock");
+        read_master_fingerprint(&conn).map_err(|e| self.err(e))
+    }
+
+    pub(crate) fn record_master_fingerprint(&self, master: &MasterKey) -> Result<()> {
+        let conn = self.conn.lock().expect("key store lock");
+        conn.execute(
+            "INSERT OR REPLACE INTO keystore_meta (name, value) VALUES ('master_fingerprint', ?1)",
+            [master.fingerprint()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Re-wraps every live key from `old` to `new` and records `new`'s fingerprint, in one
+    /// transaction: either all keys are wrapped by `new` (and the store says so) or none
+    /// is. Returns how many keys were re-wrapped.
+    pub(crate) fn rewrap_all(&self, old: &MasterKey, new: &MasterKey) -> Result<usize> {
+        let mut conn = self.conn.lock().expect("key store lock");
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let rows: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT name, wrapped FROM data_key WHERE wrapped IS NOT NULL")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        for (name, wrapped) in &rows {
+            let key = old
+                .0
+                .open(&wrap_aad(name), wrapped)
+                .map_err(|_| VaultError::WrongMasterKey(self.path.clone()))?;
+            let rewrapped = new.0.seal(&wrap_aad(name), &key);
+            tx.execute(
+                "UPDATE data_key SET wrapped = ?2 WHERE name = ?1",
+                params![name, rewrapped],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO keystore_meta (name, value) VALUES ('master_fingerprint', ?1)",
+            [new.fingerprint()],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(rows.len())
+    }
+
+    /// A consistent copy of the key store at `dest` (mode 0600), compacted.
+    pub(crate) fn snapshot(&self, dest: &Path) -> Result<()> {
+        crate::create_private_file(dest)?;
+        let conn = self.conn.lock().expect("key store lock");
+        conn.backup(rusqlite::MAIN_DB, dest, None)
+            .map_err(|e| self.err(e))?;
+        drop(conn);
+        let copy = Connection::open(dest).map_err(|e| self.err(e))?;
+        copy.execute_batch("PRAGMA journal_mode = DELETE; VACUUM;")
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     pub(crate) fn destroy(&self, name: &str) -> Result<i64> {
         let now = thingsafe_core::now_ms();
         let conn = self.conn.lock().expect("key store lock");
@@ -151,4 +220,21 @@ impl KeyStore {
             .map_err(|e| self.err(e))?;
         Ok(at)
     }
+}
+
+pub(crate) fn read_master_fingerprint(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'keystore_meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT value FROM keystore_meta WHERE name = 'master_fingerprint'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
 }

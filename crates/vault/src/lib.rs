@@ -26,8 +26,12 @@ use thingsafe_core::Owner;
 use thiserror::Error;
 
 pub use backup::BackupError;
+pub use backup::{
+    BackupFile, BackupHeader, BackupKind, key_backups_expire_at, list_backups, open_key_backup,
+    prune_key_backups,
+};
 pub use keystore::KeyState;
-pub use master::MasterKey;
+pub use master::{MASTER_KEY_FILE, MasterKey, NEW_MASTER_KEY_FILE, rotate_master_key};
 use seal::Key;
 
 /// File name of the key store inside the data directory.
@@ -76,9 +80,22 @@ impl Vault {
     /// Opens (or creates) the key store in `data_dir` with `master`.
     pub fn open(data_dir: &Path, master: MasterKey) -> Result<Vault> {
         let keystore = keystore::KeyStore::open(&data_dir.join(KEYSTORE_FILE))?;
+        let recorded = keystore.master_fingerprint()?;
+        if let Some(recorded) = &recorded
+            && *recorded != master.fingerprint()
+        {
+            return Err(VaultError::WrongMasterKey(format!(
+                "{} (its keys are wrapped by the master key with fingerprint {recorded}; the one given has fingerprint {})",
+                data_dir.join(KEYSTORE_FILE).display(),
+                master.fingerprint()
+            )));
+        }
         let index_key = keystore.system_key("system:blind-index", &master)?;
         let signing_key = keystore.system_key("system:session-signing", &master)?;
         let backup_key = keystore.system_key("system:backup", &master)?;
+        if recorded.is_none() {
+            keystore.record_master_fingerprint(&master)?;
+        }
         Ok(Vault {
             keystore,
             master,
@@ -145,6 +162,11 @@ impl Vault {
         mac.update(&[0]);
         mac.update(value);
         mac.finalize().into_bytes().into()
+    }
+
+    /// The fingerprint of the master key in use.
+    pub fn master_fingerprint(&self) -> String {
+        self.master.fingerprint()
     }
 
     /// The key that signs session (access) tokens.
