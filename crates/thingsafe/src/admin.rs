@@ -1,6 +1,6 @@
 //! `thingsafe admin ...`: tasks an operator runs on the data directory.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -15,9 +15,17 @@ pub enum Task {
         #[arg(long)]
         email: String,
     },
+    /// Replace the master key: every data key in keys.db is re-wrapped under a new one
+    /// (data and data backups are untouched and stay readable). The server must be
+    /// stopped. With master.key the file is replaced; with THINGSAFE_MASTER_KEY the new
+    /// key is printed. A key-store backup under the new key follows.
+    RotateMasterKey,
 }
 
 pub fn run(config: Config, task: Task) -> anyhow::Result<()> {
+    if let Task::RotateMasterKey = task {
+        return rotate_master_key(&config);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -37,7 +45,65 @@ pub fn run(config: Config, task: Task) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Task::RotateMasterKey => unreachable!("handled above"),
     }
+}
+
+fn rotate_master_key(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let _lock = crate::backup::lock_data_dir(dir)?;
+    let env_key = std::env::var("THINGSAFE_MASTER_KEY").ok();
+    let key_file = env_key.is_none();
+    if key_file && !dir.join(thingsafe_vault::MASTER_KEY_FILE).exists() {
+        bail!(
+            "no master key in {} (master.key or THINGSAFE_MASTER_KEY)",
+            dir.display()
+        );
+    }
+    let (old, _) = thingsafe_vault::MasterKey::load_or_create(dir, env_key.as_deref())?;
+    let (new, rewrapped) = thingsafe_vault::rotate_master_key(dir, &old, key_file, |new| {
+        if !key_file {
+            // Printed before the commit: once the keys are re-wrapped, this key is needed.
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "new master key (set THINGSAFE_MASTER_KEY to it once this command succeeds; until then the old one stays in force):\n{}",
+                new.to_hex().as_str()
+            )?;
+            out.flush()?;
+        }
+        Ok(())
+    })
+    .context("the master key was not rotated")?;
+    println!(
+        "re-wrapped {rewrapped} keys: master key fingerprint {} -> {}{}",
+        old.fingerprint(),
+        new.fingerprint(),
+        if key_file {
+            format!(
+                "; {} replaced",
+                dir.join(thingsafe_vault::MASTER_KEY_FILE).display()
+            )
+        } else {
+            "; set THINGSAFE_MASTER_KEY to the new key now".to_string()
+        }
+    );
+    let vault = thingsafe_vault::Vault::open(dir, new)?;
+    match crate::backup::make_key_backup(&vault, &config.backup.dir) {
+        Ok(made) => println!(
+            "key-store backup under the new master key: {}",
+            made.path.display()
+        ),
+        Err(e) => eprintln!(
+            "warning: no key-store backup under the new master key ({e:#}); run `thingsafe backup --keys`"
+        ),
+    }
+    println!(
+        "key-store backups made before now open only with the old master key (fingerprint {}); they expire within {} days. Data backups are unaffected.",
+        old.fingerprint(),
+        config.backup.keys_keep_days
+    );
+    Ok(())
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -23,26 +23,77 @@ pub struct Config {
     pub log: LogConfig,
     pub privacy: PrivacyConfig,
     pub backup: BackupConfig,
+    pub store: StoreConfig,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
-    /// Where `thingsafe backup` writes when no --out is given. Keep it off the data
+    /// Where `thingsafe backup` and the schedule write backups. Keep it off the data
     /// directory's disk.
     pub dir: PathBuf,
-    /// Days a key-store backup is kept. Keys destroyed by an erasure live on in key
-    /// backups at most this long: the erasure receipt gives the date it ends.
+    /// When `thingsafe serve` makes backups by itself.
+    pub schedule: BackupSchedule,
+    /// Time of day of scheduled backups, `HH:MM`, UTC.
+    pub time: String,
+    /// Data backups kept in `dir`; older ones are deleted after a new one succeeds.
+    pub keep: u32,
+    /// Days a key-store backup is kept: the erasure window.
     pub keys_keep_days: u32,
+    /// Seconds between the attempts of a failed scheduled backup (3 attempts in all).
+    pub retry_delay_secs: u32,
+    /// For tests: when above 0, a scheduled backup runs every this many seconds, whatever
+    /// `schedule` says.
+    pub interval_seconds: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupSchedule {
+    Off,
+    Daily,
+    /// Sundays.
+    Weekly,
 }
 
 impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             dir: PathBuf::from("./backups"),
+            schedule: BackupSchedule::Daily,
+            time: "03:00".into(),
+            keep: 7,
             keys_keep_days: 7,
+            retry_delay_secs: 300,
+            interval_seconds: 0,
         }
     }
+}
+
+impl BackupConfig {
+    /// `time` as hour and minute (checked when the config loads).
+    pub fn time_of_day(&self) -> Result<(u8, u8), String> {
+        let bad = || {
+            format!(
+                "{:?} is not a time of day: use HH:MM, 00:00 to 23:59 (UTC)",
+                self.time
+            )
+        };
+        let (h, m) = self.time.split_once(':').ok_or_else(bad)?;
+        let (h, m): (u8, u8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 || self.time.len() != 5 {
+            return Err(bad());
+        }
+        Ok((h, m))
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Largest size of the database in MiB; 0: no limit but the disk. Beyond it writes are
+    /// refused as on a full disk (HTTP 507, no PUBACK) until data is deleted.
+    pub max_size_mib: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -119,6 +170,7 @@ impl Default for Config {
             log: LogConfig::default(),
             privacy: PrivacyConfig::default(),
             backup: BackupConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -261,6 +313,21 @@ impl Config {
         }
         if mqtt.max_connections == 0 {
             return Err(("mqtt.max_connections", "must be 1 or more".into()));
+        }
+        if let Err(why) = self.backup.time_of_day() {
+            return Err(("backup.time", why));
+        }
+        if self.backup.keep == 0 {
+            return Err((
+                "backup.keep",
+                "must be 1 or more: a new backup never replaces the only good one".into(),
+            ));
+        }
+        if self.backup.keys_keep_days == 0 {
+            return Err((
+                "backup.keys_keep_days",
+                "must be 1 or more (days a key-store backup is kept)".into(),
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("data_dir", "must not be empty".into()));
@@ -440,6 +507,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("auth.lockout_secs"), "{e}");
+        for (var, value, needle) in [
+            ("THINGSAFE_BACKUP_TIME", "3am", "HH:MM"),
+            ("THINGSAFE_BACKUP_TIME", "24:00", "HH:MM"),
+            ("THINGSAFE_BACKUP_SCHEDULE", "hourly", "daily"),
+            ("THINGSAFE_BACKUP_KEEP", "0", "1 or more"),
+            ("THINGSAFE_BACKUP_KEYS_KEEP_DAYS", "0", "1 or more"),
+        ] {
+            let e = Config::load(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(var) && e.contains(needle), "{var}={value}: {e}");
+        }
+        let c = Config::load(
+            None,
+            env(&[
+                ("THINGSAFE_BACKUP_SCHEDULE", "weekly"),
+                ("THINGSAFE_BACKUP_TIME", "23:59"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.backup.schedule, BackupSchedule::Weekly);
+        assert_eq!(c.backup.time_of_day(), Ok((23, 59)));
         let e = Config::load(None, env(&[("THINGSAFE_LOG_FORMAT", "xml")]))
             .unwrap_err()
             .to_string();

@@ -34,17 +34,29 @@ struct Cli {
 enum Command {
     /// Run the platform: HTTP API on http.addr, data in the data directory.
     Serve,
-    /// Make a consistent, compressed, sealed backup of the database while the server runs.
+    /// Make a consistent, compressed, sealed backup of the database while the server runs
+    /// (or of the key store with --keys; or list the backups with --list).
     Backup {
         /// The backup file; default: backup.dir/thingsafe-<time>.tsbackup.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["keys", "list"])]
         out: Option<PathBuf>,
+        /// Back up the key store (keys.db) into backup.dir instead, sealed with a key
+        /// derived from the master key; kept backup.keys_keep_days days.
+        #[arg(long, conflicts_with = "list")]
+        keys: bool,
+        /// List the backups in backup.dir: date, size, kind, whether they open here.
+        #[arg(long)]
+        list: bool,
     },
     /// Restore a backup into the data directory (the server must be stopped). The data
     /// directory must hold the installation's key store and master key.
     Restore {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// FILE is a key-store backup: restore keys.db from it (needs the master key in
+        /// force when it was made).
+        #[arg(long)]
+        keys: bool,
     },
     /// Administration tasks on the data directory.
     Admin {
@@ -83,8 +95,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config),
         Command::Admin { task } => admin::run(config, task),
-        Command::Backup { out } => backup::backup(&config, out),
-        Command::Restore { file } => backup::restore(&config, &file),
+        Command::Backup { out, keys, list } => backup::backup(
+            &config,
+            match (list, keys) {
+                (true, _) => backup::BackupTask::List,
+                (false, true) => backup::BackupTask::Keys,
+                (false, false) => backup::BackupTask::Data { out },
+            },
+        ),
+        Command::Restore { file, keys: true } => backup::restore_keys(&config, &file),
+        Command::Restore { file, keys: false } => backup::restore(&config, &file),
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())

@@ -335,3 +335,199 @@ async fn what_was_erased_after_a_backup_stays_unreadable_when_it_is_restored() {
     // And no file of the restored installation holds the erased person's data readably.
     common::assert_absent_from_files(&restored, &["erased.person", "Erased home"]);
 }
+
+fn thingsafe_env(args: &[&str], data: &Path, env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(common::binary());
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("THINGSAFE_MASTER_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test]
+async fn backup_list_shows_data_and_key_backups_and_never_a_partial_as_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("bk");
+    let env = [("THINGSAFE_BACKUP_DIR", backups.as_path())];
+    let s = Server::start_in(&data, &[("THINGSAFE_BACKUP_SCHEDULE", "off")]);
+    s.sign_up("list@example.com").await;
+    let out = thingsafe_env(&["backup"], &data, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = thingsafe_env(&["backup", "--keys"], &data, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("fingerprint"), "{}", text(&out));
+    std::fs::write(
+        backups.join("thingsafe-x.tsbackup.partial"),
+        b"THINGSAFE-BACKUP",
+    )
+    .unwrap();
+    std::fs::write(backups.join("readme.txt"), b"not a backup").unwrap();
+    let out = thingsafe_env(&["backup", "--list"], &data, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = text(&out);
+    let lines: Vec<&str> = listing.lines().filter(|l| l.contains("UTC")).collect();
+    assert_eq!(lines.len(), 3, "{listing}");
+    let data_line = lines.iter().find(|l| l.contains(".tsbackup ")).unwrap();
+    assert!(
+        data_line.contains(" data ") && data_line.contains("opens with this installation"),
+        "{listing}"
+    );
+    let keys_line = lines.iter().find(|l| l.contains(".tskeys")).unwrap();
+    assert!(
+        keys_line.contains(" keys ")
+            && keys_line.contains("opens")
+            && keys_line.contains("expires"),
+        "{listing}"
+    );
+    let partial = lines.iter().find(|l| l.contains(".partial")).unwrap();
+    assert!(
+        partial.contains("INCOMPLETE") && !partial.contains("opens with"),
+        "{listing}"
+    );
+    assert!(!listing.contains("readme.txt"), "{listing}");
+    drop(s);
+    // A partial file is refused by restore, by name and by content.
+    let out = thingsafe(
+        &[
+            "restore",
+            backups
+                .join("thingsafe-x.tsbackup.partial")
+                .to_str()
+                .unwrap(),
+        ],
+        &data,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+}
+
+/// After `admin rotate-master-key`: old data backups restore with the current key store and
+/// master key; an old key-store backup needs the master key that was in force when it was
+/// made (docs/backups.md, "After a rotation").
+#[tokio::test]
+async fn after_a_rotation_old_data_backups_restore_and_old_key_backups_need_the_old_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("bk");
+    let env = [("THINGSAFE_BACKUP_DIR", backups.as_path())];
+    let s = Server::start_in(&data, &[("THINGSAFE_BACKUP_SCHEDULE", "off")]);
+    let user = s.sign_up("rotate@example.com").await;
+    let id = s.device_with_token(&user, "Meter", "ROTATETOKEN").await;
+    let resp = s
+        .http
+        .post(s.url("/api/v1/ROTATETOKEN/telemetry"))
+        .body(r#"{"ts":5,"values":{"kwh":42}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let data_backup = dir.path().join("before.tsbackup");
+    let out = thingsafe_env(
+        &["backup", "--out", data_backup.to_str().unwrap()],
+        &data,
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = thingsafe_env(&["backup", "--keys"], &data, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let old_key_backup = thingsafe_vault_list(&backups, ".tskeys")[0].clone();
+    let old_master = std::fs::read(data.join("master.key")).unwrap();
+
+    // Not while the server runs.
+    let out = thingsafe_env(&["admin", "rotate-master-key"], &data, &env);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("stop it first"), "{}", text(&out));
+    drop(s);
+    let out = thingsafe_env(&["admin", "rotate-master-key"], &data, &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("re-wrapped"), "{}", text(&out));
+    assert_ne!(std::fs::read(data.join("master.key")).unwrap(), old_master);
+    assert!(!data.join("master.key.new").exists());
+    assert_eq!(
+        thingsafe_vault_list(&backups, ".tskeys").len(),
+        2,
+        "a key backup under the new key"
+    );
+
+    // The server runs on with the new key; everything reads.
+    let s = Server::start_in(&data, &[("THINGSAFE_BACKUP_SCHEDULE", "off")]);
+    let (status, pair) = s.login("rotate@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let points = s
+        .timeseries(
+            pair["token"].as_str().unwrap(),
+            &id,
+            "keys=kwh&startTs=0&endTs=10",
+        )
+        .await;
+    assert_eq!(points["kwh"][0]["value"], "42");
+    drop(s);
+    let listing = text(&thingsafe_env(&["backup", "--list"], &data, &env));
+    assert!(
+        listing.contains("does not open with the current master key"),
+        "{listing}"
+    );
+
+    // The old data backup restores with the current key store and (new) master key.
+    let restored = dir.path().join("restored");
+    keys_only(&data, &restored);
+    let out = thingsafe(&["restore", data_backup.to_str().unwrap()], &restored);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = Server::start_in(&restored, &[("THINGSAFE_BACKUP_SCHEDULE", "off")]);
+    let (status, pair) = s.login("rotate@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let points = s
+        .timeseries(
+            pair["token"].as_str().unwrap(),
+            &id,
+            "keys=kwh&startTs=0&endTs=10",
+        )
+        .await;
+    assert_eq!(points["kwh"][0]["value"], "42");
+    drop(s);
+
+    // The old key backup does not open with the new master key...
+    let lost = dir.path().join("lost-keys");
+    std::fs::create_dir_all(&lost).unwrap();
+    std::fs::copy(data.join("master.key"), lost.join("master.key")).unwrap();
+    let out = thingsafe(
+        &["restore", "--keys", old_key_backup.to_str().unwrap()],
+        &lost,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("fingerprint") && text(&out).contains("untouched"),
+        "{}",
+        text(&out)
+    );
+    assert!(!lost.join("keys.db").exists());
+
+    // ...it does with the old one, and then the old data backup restores and opens.
+    std::fs::write(lost.join("master.key"), &old_master).unwrap();
+    let out = thingsafe(
+        &["restore", "--keys", old_key_backup.to_str().unwrap()],
+        &lost,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = thingsafe(&["restore", data_backup.to_str().unwrap()], &lost);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = Server::start_in(&lost, &[("THINGSAFE_BACKUP_SCHEDULE", "off")]);
+    let (status, _) = s.login("rotate@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The backup files in `dir` whose name ends with `ending`, sorted.
+fn thingsafe_vault_list(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(ending))
+        .collect();
+    files.sort();
+    files
+}

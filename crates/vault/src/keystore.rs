@@ -201,8 +201,34 @@ impl KeyStore {
         Ok(())
     }
 
+    pub(crate) fn live_keys(&self) -> Result<usize> {
+        let conn = self.conn.lock().expect("key store lock");
+        conn.query_row(
+            "SELECT count(*) FROM data_key WHERE wrapped IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as usize)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Every destroyed key's name and time of destruction.
+    pub(crate) fn tombstones(&self) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn.lock().expect("key store lock");
+        let mut stmt = conn
+            .prepare("SELECT name, destroyed_ms FROM data_key WHERE destroyed_ms IS NOT NULL")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
     pub(crate) fn destroy(&self, name: &str) -> Result<i64> {
-        let now = thingsafe_core::now_ms();
+        self.destroy_at(name, thingsafe_core::now_ms())
+    }
+
+    pub(crate) fn destroy_at(&self, name: &str, now: i64) -> Result<i64> {
         let conn = self.conn.lock().expect("key store lock");
         conn.execute(
             "INSERT INTO data_key (name, wrapped, created_ms, destroyed_ms) VALUES (?1, NULL, ?2, ?2)

@@ -209,6 +209,57 @@ impl Vault {
     }
 }
 
+/// Checks that the key store file at `path` (e.g. one just taken out of a key-store
+/// backup) opens with `master`: its recorded fingerprint matches and its system keys
+/// unwrap. Returns how many live keys it holds.
+pub fn check_key_store(path: &Path, master: &MasterKey) -> Result<usize> {
+    let store = keystore::KeyStore::open(path)?;
+    if let Some(recorded) = store.master_fingerprint()?
+        && recorded != master.fingerprint()
+    {
+        return Err(VaultError::WrongMasterKey(format!(
+            "{} (its keys are wrapped by the master key with fingerprint {recorded}; the one given has fingerprint {})",
+            path.display(),
+            master.fingerprint()
+        )));
+    }
+    for name in [
+        "system:blind-index",
+        "system:session-signing",
+        "system:backup",
+    ] {
+        if store.load(name, master)?.is_none() {
+            return Err(VaultError::UnknownKey(format!(
+                "{name} in {}: not a Thingsafe key store",
+                path.display()
+            )));
+        }
+    }
+    store.live_keys()
+}
+
+/// Destroys in the key store `into` every key that is destroyed in the key store `from`
+/// (an erasure made after a key-store backup survives its restore when the current key
+/// store is still there to say so). Returns how many live keys of `into` it destroyed.
+pub fn carry_over_erasures(from: &Path, into: &Path) -> Result<usize> {
+    let tombstones = keystore::KeyStore::open(from)?.tombstones()?;
+    let target = keystore::KeyStore::open(into)?;
+    let mut destroyed = 0;
+    for (name, at_ms) in tombstones {
+        match target.state(&name)? {
+            KeyState::Destroyed { .. } => {}
+            KeyState::Live => {
+                destroyed += 1;
+                target.destroy_at(&name, at_ms)?;
+            }
+            KeyState::Absent => {
+                target.destroy_at(&name, at_ms)?;
+            }
+        }
+    }
+    Ok(destroyed)
+}
+
 /// Creates `path` empty with mode 0600 unless it exists, and makes an existing one 0600.
 /// Files that hold sealed data or keys are for the server's user alone.
 pub fn create_private_file(path: &Path) -> std::io::Result<()> {
