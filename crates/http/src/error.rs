@@ -85,6 +85,14 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(m) | StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::Forbidden(m) => ApiError::forbidden(m),
+            StoreError::Full(m) => {
+                tracing::error!(error = %m, "storage full: a write was refused");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    ErrorCode::General,
+                    "The server's storage is full: nothing was stored. Try again later",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal("The server could not complete the request; the error is logged")

@@ -16,12 +16,18 @@ pub enum StoreError {
     Vault(#[from] VaultError),
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The disk (or the database's size limit) is full: nothing was stored.
+    #[error("storage is full: {0}")]
+    Full(String),
     #[error("storage backend is shutting down")]
     Closed,
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return StoreError::Full(e.to_string());
+        }
         StoreError::Backend(e.to_string())
     }
 }

@@ -528,6 +528,41 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ClaimOutcome>;
     /// Unassigns the claimed device named `name` (a customer user: only its own).
     async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device>;
+
+    // --- backup runs ---
+
+    /// Records that a backup of `kind` ("data" or "keys") started; returns the run's id.
+    async fn start_backup_run(&self, kind: &str, attempt: u32, started_ms: i64) -> Result<i64>;
+    /// Records how the run `id` ended.
+    async fn finish_backup_run(&self, id: i64, outcome: BackupOutcome) -> Result<()>;
+    /// Marks runs still "running" as "interrupted" (the server stopped mid-way); returns
+    /// how many. Called at start, before any run.
+    async fn interrupt_backup_runs(&self) -> Result<u64>;
+    /// The newest `limit` runs, newest first.
+    async fn backup_runs(&self, limit: u32) -> Result<Vec<BackupRun>>;
+}
+
+/// How a backup run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupOutcome {
+    pub finished_ms: i64,
+    /// `Ok` with the file written and its size, or `Err` with what went wrong.
+    pub result: std::result::Result<(String, u64), String>,
+}
+
+/// One recorded backup run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRun {
+    pub id: i64,
+    pub kind: String,
+    pub attempt: u32,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// running, ok, failed, or interrupted.
+    pub status: String,
+    pub bytes: Option<u64>,
+    pub file: Option<String>,
+    pub error: Option<String>,
 }
 
 /// Whose consent an entry records.

@@ -33,7 +33,7 @@ pub fn run(config: Config, task: Task) -> anyhow::Result<()> {
         Task::CreateSysadmin { email } => {
             let password = read_password()?;
             runtime.block_on(async {
-                let data = serve::open_data_dir(&config.data_dir)?;
+                let data = serve::open_data_dir(&config.data_dir, &config.store)?;
                 if data.store.sysadmin_exists().await? {
                     bail!(
                         "a system administrator already exists in {}",

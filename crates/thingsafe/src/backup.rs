@@ -100,7 +100,7 @@ pub struct Made {
 }
 
 /// `dir/<prefix>-<time>.<extension>`, a name no file has yet.
-fn fresh_name(dir: &Path, prefix: &str, extension: &str) -> PathBuf {
+pub fn fresh_name(dir: &Path, prefix: &str, extension: &str) -> PathBuf {
     let stamp = crate::now_stamp();
     let mut path = dir.join(format!("{prefix}-{stamp}.{extension}"));
     let mut n = 2;
@@ -206,7 +206,8 @@ pub fn make_data_backup(
 /// Makes a key-store backup in `dir`: a consistent copy of keys.db sealed with a key
 /// derived from the master key.
 pub fn make_key_backup(vault: &Vault, dir: &Path) -> anyhow::Result<Made> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the backup directory {}", dir.display()))?;
     let out = fresh_name(dir, "thingsafe-keys", KEYS_EXTENSION);
     let started = Instant::now();
     let mut scratch_name = out.file_name().unwrap_or_default().to_os_string();

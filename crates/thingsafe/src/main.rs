@@ -5,6 +5,7 @@ mod admin;
 mod backup;
 mod config;
 mod jobs;
+mod scheduled_backups;
 mod serve;
 
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use thingsafe_http::{AppState, AuthSettings, HttpSettings, SETUP_TOKEN_META};
 use thingsafe_store::{NewUser, Store, sqlite::SqliteStore};
 use thingsafe_vault::{MasterKey, Vault};
 
-use crate::config::{Config, LogFormat, PrivacyConfig};
+use crate::config::{Config, LogFormat, PrivacyConfig, StoreConfig};
 
 /// The opened data directory: key store and database.
 pub struct DataDir {
@@ -20,7 +20,7 @@ pub struct DataDir {
 }
 
 /// Opens (creating on first use) the data directory: master key, key store, database.
-pub fn open_data_dir(dir: &Path) -> anyhow::Result<DataDir> {
+pub fn open_data_dir(dir: &Path, limits: &StoreConfig) -> anyhow::Result<DataDir> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
@@ -40,8 +40,12 @@ pub fn open_data_dir(dir: &Path) -> anyhow::Result<DataDir> {
     }
     let vault = Arc::new(Vault::open(dir, master)?);
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(dir, vault.clone())
-            .with_context(|| format!("cannot open the database in {}", dir.display()))?,
+        SqliteStore::open_limited(
+            dir,
+            vault.clone(),
+            (limits.max_size_mib > 0).then(|| u64::from(limits.max_size_mib) << 20),
+        )
+        .with_context(|| format!("cannot open the database in {}", dir.display()))?,
     );
     Ok(DataDir { vault, store })
 }
@@ -115,7 +119,7 @@ pub async fn publish_policy(data: &DataDir, policy: Policy) -> anyhow::Result<Pu
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let policy = load_policy(&config.privacy)?;
-    let data = open_data_dir(&config.data_dir)?;
+    let data = open_data_dir(&config.data_dir, &config.store)?;
     let _lock = crate::backup::lock_data_dir(&config.data_dir)?;
     let policy = Arc::new(publish_policy(&data, policy).await?);
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
@@ -175,6 +179,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_connections: config.mqtt.max_connections as usize,
         ..thingsafe_mqtt::MqttSettings::default()
     };
+    let backups = tokio::spawn(crate::scheduled_backups::run(
+        config.clone(),
+        data.vault.clone(),
+        data.store.clone(),
+        stop_rx.clone(),
+    ));
     let http = axum::serve(listener, thingsafe_http::router(state))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let mqtt = thingsafe_mqtt::serve(
@@ -185,6 +195,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let (http, ()) = tokio::join!(async { http.await }, mqtt);
     http.context("HTTP server failed")?;
+    let _ = backups.await;
     tracing::info!("stopped");
     Ok(())
 }

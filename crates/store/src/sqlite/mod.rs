@@ -1,6 +1,7 @@
 //! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
 
 pub mod backup;
+mod backup_runs;
 mod consent;
 mod erasure;
 mod flush;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_privacy.sql"),
     include_str!("../../migrations/sqlite/0004_provisioning.sql"),
     include_str!("../../migrations/sqlite/0005_consent_erasure.sql"),
+    include_str!("../../migrations/sqlite/0006_backup_runs.sql"),
 ];
 
 pub struct SqliteStore {
@@ -71,6 +73,16 @@ const CHANGE_BUFFER: usize = 4096;
 impl SqliteStore {
     /// Opens (creating and migrating as needed) the database in `data_dir`.
     pub fn open(data_dir: &Path, vault: Arc<Vault>) -> Result<SqliteStore> {
+        Self::open_limited(data_dir, vault, None)
+    }
+
+    /// [`SqliteStore::open`], refusing writes that would grow the database beyond
+    /// `max_bytes` as a full disk is refused ([`StoreError::Full`]).
+    pub fn open_limited(
+        data_dir: &Path,
+        vault: Arc<Vault>,
+        max_bytes: Option<u64>,
+    ) -> Result<SqliteStore> {
         let path = data_dir.join(DATA_FILE);
         // SQLite gives its -wal and -shm files the mode of the database file.
         thingsafe_vault::create_private_file(&path)
@@ -78,6 +90,11 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         pool::configure(&conn)?;
         migrate(&mut conn)?;
+        if let Some(max) = max_bytes {
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (max / page_size.max(1) as u64).max(1);
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        }
         let readers = Readers::open(&path)?;
         let writer = Writer::start(conn);
         let flusher = flush::LogFlusher {
@@ -1645,6 +1662,22 @@ impl Store for SqliteStore {
 
     async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device> {
         provisioning::reclaim(self, scope, name).await
+    }
+
+    async fn start_backup_run(&self, kind: &str, attempt: u32, started_ms: i64) -> Result<i64> {
+        backup_runs::start(self, kind, attempt, started_ms).await
+    }
+
+    async fn finish_backup_run(&self, id: i64, outcome: crate::BackupOutcome) -> Result<()> {
+        backup_runs::finish(self, id, outcome).await
+    }
+
+    async fn interrupt_backup_runs(&self) -> Result<u64> {
+        backup_runs::interrupt(self).await
+    }
+
+    async fn backup_runs(&self, limit: u32) -> Result<Vec<crate::BackupRun>> {
+        backup_runs::list(self, limit).await
     }
 }
 

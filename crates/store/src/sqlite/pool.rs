@@ -30,12 +30,30 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// How a batch's commit went; a failure says whether the disk (or the size limit) was full.
+type Commit = std::result::Result<(), BatchFailure>;
+
+#[derive(Clone, Debug)]
+struct BatchFailure {
+    message: String,
+    full: bool,
+}
+
+impl From<rusqlite::Error> for BatchFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        BatchFailure {
+            full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            message: e.to_string(),
+        }
+    }
+}
+
 trait WriteJob: Send {
     /// Runs inside the batch's transaction; false when the job failed (its changes are
     /// rolled back to its savepoint, the batch goes on).
     fn run(&mut self, conn: &Connection) -> bool;
     /// Reports the job's result once the batch's commit is known.
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
+    fn finish(self: Box<Self>, commit: Commit);
 }
 
 struct TypedJob<T, F> {
@@ -57,10 +75,11 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Commit) {
         let outcome = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
-            (_, Err(e)) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+            (_, Err(e)) if e.full => Err(StoreError::Full(format!("commit failed: {}", e.message))),
+            (_, Err(e)) => Err(StoreError::Backend(format!("commit failed: {}", e.message))),
             (Some(Ok(v)), Ok(())) => Ok(v),
             (None, Ok(())) => Err(StoreError::Backend("write job did not run".into())),
         };
@@ -132,12 +151,8 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
     }
 }
 
-fn run_batch(
-    conn: &Connection,
-    batch: &mut [Box<dyn WriteJob>],
-) -> std::result::Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Commit {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         let step = (|| -> rusqlite::Result<()> {
             conn.execute_batch("SAVEPOINT job")?;
@@ -149,12 +164,12 @@ fn run_batch(
         })();
         if let Err(e) = step {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.to_string());
+            return Err(e.into());
         }
     }
     conn.execute_batch("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
+        e.into()
     })
 }
 

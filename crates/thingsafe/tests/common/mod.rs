@@ -53,6 +53,15 @@ impl Server {
             .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_LOG_LEVEL", "info")
+            // Scheduled backups (if a test runs at backup.time) go next to the data
+            // directory, never into the working directory.
+            .env(
+                "THINGSAFE_BACKUP_DIR",
+                data_dir.with_file_name(format!(
+                    "{}-backups",
+                    data_dir.file_name().unwrap_or_default().to_string_lossy()
+                )),
+            )
             .env_remove("THINGSAFE_ADMIN_EMAIL")
             .env_remove("THINGSAFE_ADMIN_PASSWORD")
             .env_remove("THINGSAFE_MASTER_KEY")
