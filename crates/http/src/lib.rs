@@ -38,6 +38,8 @@ pub struct HttpSettings {
     /// How long key-store backups are kept (`backup.keys_keep_days`): an erasure is complete
     /// in every copy once the last key backup that may hold the destroyed key is gone.
     pub key_backup_keep_days: u32,
+    /// Where backups are written (`backup.dir`): the receipt looks at the key backups there.
+    pub backup_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]

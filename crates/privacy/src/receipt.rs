@@ -18,16 +18,22 @@ fn iso(ms: TimestampMs) -> String {
         .unwrap_or_default()
 }
 
-/// The latest time a key backup can still hold a key destroyed at `erased_ms`: key backups
-/// are deleted once they are `keep_days` old, so one made just before the erasure is gone
+/// The latest time a key backup can still hold a key destroyed at `erased_ms`, when the
+/// existing key backups are not known: one made just before the erasure is deleted
 /// `keep_days` later.
-pub fn key_backups_expire_ms(erased_ms: TimestampMs, keep_days: u32) -> TimestampMs {
+pub fn key_backups_expire_bound(erased_ms: TimestampMs, keep_days: u32) -> TimestampMs {
     erased_ms + i64::from(keep_days) * DAY_MS
 }
 
-/// The receipt for `erasure`, given that key backups are kept `key_backup_keep_days`.
-pub fn receipt(erasure: &Erasure, key_backup_keep_days: u32) -> Value {
-    let expires = key_backups_expire_ms(erasure.erased_ms, key_backup_keep_days);
+/// The receipt for `erasure`: key backups are kept `key_backup_keep_days`, and the last one
+/// that may hold a destroyed key is deleted at `key_backups_expire_ms` (the erasure time
+/// when none exists).
+pub fn receipt(
+    erasure: &Erasure,
+    key_backup_keep_days: u32,
+    key_backups_expire_ms: TimestampMs,
+) -> Value {
+    let expires = key_backups_expire_ms.max(erasure.erased_ms);
     let how = "its data key was destroyed (crypto-shredding): every copy, in the database and in every backup, became unreadable at that moment; the unreadable rows are then deleted in the background";
     let mut erased = vec![
         json!({"what": "Your account: email address, first and last name, birth date and password hash", "how": how}),
@@ -60,10 +66,14 @@ pub fn receipt(erasure: &Erasure, key_backup_keep_days: u32) -> Value {
             "keyBackupsKeepDays": key_backup_keep_days,
             "keyBackupsExpireAt": iso(expires),
             "completeEverywhereAt": iso(expires),
-            "explained": format!(
-                "Backups of the key store are kept {key_backup_keep_days} days; the last one that may hold your key is deleted by {}. From then on your data cannot be recovered from any copy.",
-                iso(expires)
-            ),
+            "explained": if expires > erasure.erased_ms {
+                format!(
+                    "Backups of the key store are kept {key_backup_keep_days} days; the last one that may hold your key is deleted by {}. From then on your data cannot be recovered from any copy.",
+                    iso(expires)
+                )
+            } else {
+                "No backup of the key store holds your key: your data cannot be recovered from any copy from now on.".to_string()
+            },
         },
     })
 }

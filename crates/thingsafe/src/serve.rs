@@ -150,6 +150,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             signup_enabled: config.signup.enabled,
             public_url: config.public_url_for(addr),
             key_backup_keep_days: config.backup.keys_keep_days,
+            backup_dir: config.backup.dir.clone(),
         }),
         metrics,
         policy: policy.clone(),

@@ -398,7 +398,15 @@ pub(super) async fn erase_me(
         ));
     }
     let erasure = state.store.erase_account(principal.user.id).await?;
-    let receipt = receipt::receipt(&erasure, state.settings.key_backup_keep_days);
+    let keep = state.settings.key_backup_keep_days;
+    let expires = match thingsafe_vault::list_backups(&state.settings.backup_dir) {
+        Ok(files) => thingsafe_vault::key_backups_expire_at(keep, &files, erasure.erased_ms),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the key backups: the receipt states the longest window");
+            receipt::key_backups_expire_bound(erasure.erased_ms, keep)
+        }
+    };
+    let receipt = receipt::receipt(&erasure, keep, expires);
     state
         .store
         .save_erasure_receipt(&erasure.id, &receipt.to_string())
