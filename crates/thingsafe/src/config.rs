@@ -41,6 +41,8 @@ pub struct TlsConfig {
     /// Host names (or IP addresses) the generated certificate names, besides `localhost`
     /// and `127.0.0.1`.
     pub hostnames: Vec<String>,
+    /// Seconds between looks at the certificate files for a change; 0: only on SIGHUP.
+    pub reload_check_secs: u32,
 }
 
 impl Default for TlsConfig {
@@ -51,6 +53,7 @@ impl Default for TlsConfig {
             cert: PathBuf::new(),
             key: PathBuf::new(),
             hostnames: Vec::new(),
+            reload_check_secs: 5,
         }
     }
 }

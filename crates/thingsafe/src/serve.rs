@@ -261,8 +261,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let reloads = async {
         if let (Some(certs), Some(hangups)) = (&certificates, hangups) {
+            let every = std::time::Duration::from_secs(config.tls.reload_check_secs.into());
             tokio::select! {
-                () = watch_certificates(certs.clone(), hangups) => {}
+                () = watch_certificates(certs.clone(), hangups, every) => {}
                 () = stopped(stop_rx.clone()) => {}
             }
         }
@@ -273,9 +274,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
-
-/// How often the certificate files are looked at for a change.
-const CERTIFICATE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The certificate the TLS listeners present, when they are on; a file that cannot be used
 /// stops start-up, naming it and the config key.
@@ -328,9 +326,14 @@ fn hangup_signals() -> anyhow::Result<Hangups> {
     Ok(())
 }
 
-/// Reloads the certificate on SIGHUP, and when its files change.
-async fn watch_certificates(certs: Arc<thingsafe_tls::Certificates>, mut hangups: Hangups) {
-    let mut poll = tokio::time::interval(CERTIFICATE_POLL);
+/// Reloads the certificate on SIGHUP, and when its files change (looked at `every`; zero:
+/// never).
+async fn watch_certificates(
+    certs: Arc<thingsafe_tls::Certificates>,
+    mut hangups: Hangups,
+    every: std::time::Duration,
+) {
+    let mut poll = tokio::time::interval(every.max(std::time::Duration::from_secs(1)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         #[cfg(unix)]
@@ -342,7 +345,7 @@ async fn watch_certificates(certs: Arc<thingsafe_tls::Certificates>, mut hangups
                 tracing::info!("SIGHUP: reloading the TLS certificate");
                 let _ = certs.reload();
             }
-            _ = poll.tick() => {
+            _ = poll.tick(), if !every.is_zero() => {
                 let _ = certs.reload_if_changed();
             }
         }

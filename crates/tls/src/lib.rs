@@ -294,9 +294,20 @@ fn load(
         }
     }
     let leaf = &certified.cert[0];
+    let (not_after, expired) = match pem::not_after(leaf) {
+        Some((at, expired)) => (Some(at), expired),
+        None => (None, false),
+    };
+    if expired {
+        tracing::warn!(
+            "the TLS certificate {} expired on {}: clients will refuse it",
+            cert_path.display(),
+            not_after.as_deref().unwrap_or("?")
+        );
+    }
     let summary = Summary {
         fingerprint: fingerprint(leaf),
-        not_after: pem::not_after(leaf),
+        not_after,
     };
     Ok(Loaded {
         key: Arc::new(certified),

@@ -42,6 +42,8 @@ pub struct Thingsafe {
 /// Starts the release binary on ephemeral ports with a fresh data directory and signs up a
 /// tenant.
 pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
+    // reqwest is built without a TLS provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_thingsafe"));
     command
@@ -49,6 +51,8 @@ pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
         .arg(dir.path().join("data"))
         .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
         .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_HTTP_TLS_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:0")
         .env("THINGSAFE_LOG_LEVEL", "warn,thingsafe=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
