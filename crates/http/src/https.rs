@@ -163,7 +163,12 @@ mod tests {
             (308, "https://[::1]:8443/healthz".into())
         );
         assert_eq!(
-            location(8443, Some("https://iot.example.com/"), Some("x:1"), "/privacy"),
+            location(
+                8443,
+                Some("https://iot.example.com/"),
+                Some("x:1"),
+                "/privacy"
+            ),
             (308, "https://iot.example.com/privacy".into())
         );
         assert_eq!(location(8443, None, None, "/"), (400, String::new()));

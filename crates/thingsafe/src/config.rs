@@ -528,9 +528,12 @@ mod tests {
             "{e}"
         );
 
-        let e = Config::load(None, env(&[("THINGSAFE_TLS_HOSTNAMES", "ok.example.com,bad name")]))
-            .unwrap_err()
-            .to_string();
+        let e = Config::load(
+            None,
+            env(&[("THINGSAFE_TLS_HOSTNAMES", "ok.example.com,bad name")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("tls.hostnames") && e.contains("\"bad name\" is not a host name"),
             "{e}"
@@ -548,7 +551,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("tls.required") && e.contains("tls.enabled"), "{e}");
+        assert!(
+            e.contains("tls.required") && e.contains("tls.enabled"),
+            "{e}"
+        );
 
         let f = write("[http]\nadress = \"127.0.0.1:1\"\n");
         let e = Config::load(Some(f.path()), env(&[]))

@@ -140,7 +140,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => (None, None),
     };
-    let https_addr = https_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let https_addr = https_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
     let public_url = match https_addr {
         Some(https) if config.tls.required && config.http.public_url.is_empty() => {
             format!("https://{https}")
@@ -179,7 +182,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let plain_http = match https_addr {
         Some(https) if config.tls.required => thingsafe_http::redirect_to_https(
             https.port(),
-            public_url.starts_with("https://").then(|| public_url.clone()),
+            public_url
+                .starts_with("https://")
+                .then(|| public_url.clone()),
         ),
         _ => api.clone(),
     };

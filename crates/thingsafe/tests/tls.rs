@@ -29,7 +29,9 @@ fn text(out: &Output) -> String {
 }
 
 fn cert_of(s: &Server) -> PathBuf {
-    s.tls_cert.clone().expect("the server printed its certificate")
+    s.tls_cert
+        .clone()
+        .expect("the server printed its certificate")
 }
 
 fn mqtts(s: &Server) -> SocketAddr {
@@ -66,7 +68,11 @@ async fn mosquitto_pub_publishes_over_tls_trusting_the_generated_certificate() {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600, "the generated key is the server's alone");
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the generated key is the server's alone"
+        );
     }
     let (user, id) = tenant_with_device(&s, "mosquitto-tls@example.com", "MOSQTLS").await;
 
@@ -75,8 +81,20 @@ async fn mosquitto_pub_publishes_over_tls_trusting_the_generated_certificate() {
     let out = run(
         "mosquitto_pub",
         &[
-            "-h", "localhost", "-p", &port, "--cafile", cafile, "-u", "MOSQTLS", "-q", "1",
-            "-t", "v1/devices/me/telemetry", "-m", r#"{"temperature":21.5}"#,
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            cafile,
+            "-u",
+            "MOSQTLS",
+            "-q",
+            "1",
+            "-t",
+            "v1/devices/me/telemetry",
+            "-m",
+            r#"{"temperature":21.5}"#,
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -87,15 +105,31 @@ async fn mosquitto_pub_publishes_over_tls_trusting_the_generated_certificate() {
     let out = run(
         "mosquitto_pub",
         &[
-            "-h", "localhost", "-p", &port, "--capath", "/etc/ssl/certs", "-u", "MOSQTLS",
-            "-q", "1", "-t", "v1/devices/me/telemetry", "-m", r#"{"temperature":99}"#,
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--capath",
+            "/etc/ssl/certs",
+            "-u",
+            "MOSQTLS",
+            "-q",
+            "1",
+            "-t",
+            "v1/devices/me/telemetry",
+            "-m",
+            r#"{"temperature":99}"#,
         ],
     );
     assert!(!out.status.success(), "{}", text(&out));
     let values = s
         .timeseries(&user, &id, "keys=temperature&startTs=0&endTs=9999999999999")
         .await;
-    assert_eq!(values["temperature"].as_array().unwrap().len(), 1, "{values}");
+    assert_eq!(
+        values["temperature"].as_array().unwrap().len(),
+        1,
+        "{values}"
+    );
 }
 
 #[tokio::test]
@@ -131,15 +165,26 @@ async fn curl_reads_the_api_over_https_with_cacert_and_refuses_without_it() {
     let out = run(
         "curl",
         &[
-            "-sS", "--fail", "--cacert", cert.to_str().unwrap(), "-X", "POST",
-            &format!("{base}/api/v1/CURLTLS/telemetry"), "-d", r#"{"pressure":1013}"#,
+            "-sS",
+            "--fail",
+            "--cacert",
+            cert.to_str().unwrap(),
+            "-X",
+            "POST",
+            &format!("{base}/api/v1/CURLTLS/telemetry"),
+            "-d",
+            r#"{"pressure":1013}"#,
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let out = run(
         "curl",
         &[
-            "-sS", "--fail", "--cacert", cert.to_str().unwrap(), "-H",
+            "-sS",
+            "--fail",
+            "--cacert",
+            cert.to_str().unwrap(),
+            "-H",
             &format!("X-Authorization: Bearer {user}"),
             &format!("{base}/api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=pressure"),
         ],
@@ -164,8 +209,14 @@ async fn openssl_s_client_negotiates_tls_1_3_and_1_2_and_is_refused_below() {
         let connect = addr.to_string();
         let s_client = |extra: &[&str]| {
             let mut args = vec![
-                "s_client", "-connect", &connect, "-servername", "localhost", "-CAfile",
-                cert.to_str().unwrap(), "-verify_return_error",
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                cert.to_str().unwrap(),
+                "-verify_return_error",
             ];
             args.extend_from_slice(extra);
             Command::new("openssl")
@@ -188,7 +239,10 @@ async fn openssl_s_client_negotiates_tls_1_3_and_1_2_and_is_refused_below() {
             let out = s_client(&[old, "-cipher", "DEFAULT:@SECLEVEL=0"]);
             let said = text(&out);
             assert!(!out.status.success(), "{old}: {said}");
-            assert!(said.contains("New, (NONE), Cipher is (NONE)"), "{old}: {said}");
+            assert!(
+                said.contains("New, (NONE), Cipher is (NONE)"),
+                "{old}: {said}"
+            );
             assert!(said.contains("alert"), "{old}: {said}");
         }
     }
@@ -213,7 +267,9 @@ async fn clients_refuse_an_untrusted_a_wrong_host_or_an_expired_certificate() {
         assert!(
             matches!(
                 refused,
-                Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))
+                Some(TlsError::InvalidCertificate(
+                    CertificateError::UnknownIssuer
+                ))
             ),
             "{refused:?}"
         );
@@ -282,8 +338,13 @@ async fn tls_required_closes_plain_mqtt_and_redirects_plain_http_to_https() {
         ("THINGSAFE_TLS_REQUIRED", "true"),
         ("THINGSAFE_MQTT_ADDR", &plain_mqtt.to_string()),
     ]);
-    assert!(s.mqtt_addr.ip().is_unspecified(), "no plain MQTT listener announced");
-    let refused = tokio::net::TcpStream::connect(plain_mqtt).await.unwrap_err();
+    assert!(
+        s.mqtt_addr.ip().is_unspecified(),
+        "no plain MQTT listener announced"
+    );
+    let refused = tokio::net::TcpStream::connect(plain_mqtt)
+        .await
+        .unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 
     // Plain HTTP answers every request, whatever the method, with a 308 to HTTPS.
@@ -295,7 +356,10 @@ async fn tls_required_closes_plain_mqtt_and_redirects_plain_http_to_https() {
     let plain = s.base.clone();
     assert!(plain.starts_with("http://"), "{plain}");
     for (method, path) in [
-        (reqwest::Method::GET, "/api/tenant/devices?pageSize=10&page=0"),
+        (
+            reqwest::Method::GET,
+            "/api/tenant/devices?pageSize=10&page=0",
+        ),
         (reqwest::Method::POST, "/api/v1/SOMETOKEN/telemetry"),
         (reqwest::Method::GET, "/healthz"),
     ] {
@@ -305,7 +369,11 @@ async fn tls_required_closes_plain_mqtt_and_redirects_plain_http_to_https() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT, "{method} {path}");
+        assert_eq!(
+            response.status(),
+            StatusCode::PERMANENT_REDIRECT,
+            "{method} {path}"
+        );
         assert_eq!(
             response.headers()["location"],
             format!("https://127.0.0.1:{https_port}{path}").as_str()
@@ -324,11 +392,21 @@ async fn tls_required_closes_plain_mqtt_and_redirects_plain_http_to_https() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.url().as_str().starts_with("https://"), "{}", response.url());
+    assert!(
+        response.url().as_str().starts_with("https://"),
+        "{}",
+        response.url()
+    );
     let mut device = v3::connected_tls(&s, "car", "REQTLS", &cert_of(&s)).await;
-    device.publish("v1/devices/me/telemetry", r#"{"speed":8}"#).await;
+    device
+        .publish("v1/devices/me/telemetry", r#"{"speed":8}"#)
+        .await;
     let values = s
-        .timeseries(&user, &id, "keys=speed&startTs=0&endTs=9999999999999&orderBy=ASC")
+        .timeseries(
+            &user,
+            &id,
+            "keys=speed&startTs=0&endTs=9999999999999&orderBy=ASC",
+        )
         .await;
     let speeds: Vec<_> = values["speed"]
         .as_array()
@@ -346,7 +424,10 @@ async fn tls_required_closes_plain_mqtt_and_redirects_plain_http_to_https() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{created}");
-    let path = format!("/api/user/{}/activationLink", created["id"]["id"].as_str().unwrap());
+    let path = format!(
+        "/api/user/{}/activationLink",
+        created["id"]["id"].as_str().unwrap()
+    );
     let (status, link) = s.get(&path, &user).await;
     assert_eq!(status, StatusCode::OK, "{link}");
     let link = link.as_str().unwrap();
@@ -387,7 +468,10 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_the_old_
     .over_https();
     assert_eq!(cert_of(&s), cert);
     let first_fingerprint = tls::file_fingerprint(&first_ca);
-    assert_eq!(s.tls_fingerprint.as_deref(), Some(first_fingerprint.as_str()));
+    assert_eq!(
+        s.tls_fingerprint.as_deref(),
+        Some(first_fingerprint.as_str())
+    );
     let (user, id) = tenant_with_device(&s, "reload@example.com", "RELOADTLS").await;
     let mut old = v3::connected_tls(&s, "old", "RELOADTLS", &first_ca).await;
     old.publish("v1/devices/me/telemetry", r#"{"n":1}"#).await;
@@ -405,7 +489,9 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_the_old_
         assert!(
             matches!(
                 refused,
-                Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))
+                Some(TlsError::InvalidCertificate(
+                    CertificateError::UnknownIssuer
+                ))
             ),
             "{refused:?}"
         );
@@ -466,9 +552,21 @@ fn a_bad_certificate_or_key_stops_start_up_naming_the_file() {
     std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
     let cases: [(&Path, &Path, &[&str]); 4] = [
         (&garbage, &key, &["garbage.crt", "tls.cert"]),
-        (&cert, &other_key, &["does not belong", "server.crt", "other.key"]),
-        (&key, &cert, &["server.key", "no PEM certificate", "swapped"]),
-        (&dir.path().join("missing.crt"), &key, &["missing.crt", "cannot read"]),
+        (
+            &cert,
+            &other_key,
+            &["does not belong", "server.crt", "other.key"],
+        ),
+        (
+            &key,
+            &cert,
+            &["server.key", "no PEM certificate", "swapped"],
+        ),
+        (
+            &dir.path().join("missing.crt"),
+            &key,
+            &["missing.crt", "cannot read"],
+        ),
     ];
     for (cert, key, needles) in cases {
         let data = dir.path().join("data");

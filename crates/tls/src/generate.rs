@@ -71,8 +71,7 @@ fn why_replace(pem: &[u8], names: &[String], now: OffsetDateTime) -> Option<Stri
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
         return Some("it is not valid X.509".into());
     };
-    if cert.validity().not_after.timestamp() < (now + Duration::days(RENEW_DAYS)).unix_timestamp()
-    {
+    if cert.validity().not_after.timestamp() < (now + Duration::days(RENEW_DAYS)).unix_timestamp() {
         return Some(format!("it expires within {RENEW_DAYS} days"));
     }
     let named: Vec<String> = match cert.subject_alternative_name() {
@@ -120,7 +119,10 @@ fn write_new(dir: &Path, names: &[String], cert: &Path, key: &Path) -> Result<()
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(
         rcgen::DnType::CommonName,
-        format!("Thingsafe self-signed ({})", names.last().expect("two or more")),
+        format!(
+            "Thingsafe self-signed ({})",
+            names.last().expect("two or more")
+        ),
     );
     let now = OffsetDateTime::now_utc();
     // An hour back: clocks of devices that just booted are often a little behind.
@@ -162,7 +164,9 @@ pub fn check_hostname(name: &str) -> Result<(), String> {
         (1..=63).contains(&label.len())
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if rest.split('.').all(label_ok) {
         Ok(())
@@ -177,7 +181,13 @@ mod tests {
 
     #[test]
     fn host_names_are_checked() {
-        for good in ["iot.example.com", "localhost", "*.example.com", "10.0.0.7", "::1"] {
+        for good in [
+            "iot.example.com",
+            "localhost",
+            "*.example.com",
+            "10.0.0.7",
+            "::1",
+        ] {
             assert_eq!(check_hostname(good), Ok(()), "{good}");
         }
         for bad in ["", "*.", "exa mple.com", "-a.com", "a..b", "ünï.com", "a/b"] {

@@ -48,7 +48,10 @@ pub enum CertificateSource {
     /// The operator's PEM files: the certificate chain (leaf first) and its private key.
     Files { cert: PathBuf, key: PathBuf },
     /// Generated self-signed into `dir`, naming `localhost`, `127.0.0.1` and `hostnames`.
-    Generated { dir: PathBuf, hostnames: Vec<String> },
+    Generated {
+        dir: PathBuf,
+        hostnames: Vec<String>,
+    },
 }
 
 /// What went wrong with a certificate or key file; always names the file.
@@ -208,9 +211,9 @@ impl Certificates {
                 self.cert_path.display(),
                 summary.fingerprint
             ),
-            Err(e) => tracing::error!(
-                "cannot reload the TLS certificate: {e}; keeping the one in use"
-            ),
+            Err(e) => {
+                tracing::error!("cannot reload the TLS certificate: {e}; keeping the one in use")
+            }
         }
     }
 

@@ -65,8 +65,8 @@ pub(crate) fn private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'st
 /// The certificate's expiry as RFC 3339 and whether it is past, when it parses.
 pub(crate) fn not_after(der: &[u8]) -> Option<(String, bool)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let at = time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
-        .ok()?;
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()?;
     let text = at
         .format(&time::format_description::well_known::Rfc3339)
         .ok()?;

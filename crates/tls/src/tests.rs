@@ -69,7 +69,9 @@ fn bad_files_are_refused_naming_the_file() {
     let e = Certificates::open(&files(&missing, &key)).unwrap_err();
     assert!(e.to_string().contains("nope.pem"), "{e}");
 
-    let e = Certificates::open(&files(&key, &cert)).unwrap_err().to_string();
+    let e = Certificates::open(&files(&key, &cert))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("server.key") && e.contains("no PEM certificate") && e.contains("swapped"),
         "{e}"

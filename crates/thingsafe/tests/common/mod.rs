@@ -103,7 +103,8 @@ impl Server {
             let after = |marker: &str| line.split(marker).nth(1).map(first_word);
             if let Some(rest) = line.split("TLS certificate: ").nth(1) {
                 tls_cert = rest.split(" (").next().map(PathBuf::from);
-                tls_fingerprint = after("SHA-256 fingerprint ").map(|f| f.trim_end_matches(')').to_string());
+                tls_fingerprint =
+                    after("SHA-256 fingerprint ").map(|f| f.trim_end_matches(')').to_string());
             }
             if let Some(addr) = after("MQTT listening on mqtt://") {
                 mqtt_addr = Some(addr.parse().expect("the MQTT address"));
