@@ -6,6 +6,8 @@
 //! - Our own additions: self-service sign-up and first-start setup under `/api/noauth/*`,
 //!   `/healthz`, `/metrics`; the privacy policy rendered from `privacy.toml` (`/privacy`,
 //!   `/api/privacy/policy*`).
+//! - Served over TLS by [`serve_https`]; when TLS is required, the plain listener serves
+//!   only [`redirect_to_https`] (308 to the same path over HTTPS).
 //!
 //! Handlers decide which *roles* may call what; which *rows* a caller reaches is decided by
 //! the store from the caller's scope.
@@ -13,6 +15,7 @@
 mod auth;
 mod error;
 mod extract;
+mod https;
 mod routes;
 mod tb;
 mod ws;
@@ -26,6 +29,7 @@ use thingsafe_vault::Vault;
 
 pub use auth::{AuthSettings, SETUP_TOKEN_META};
 pub use error::ApiError;
+pub use https::{redirect_to_https, serve_https};
 
 /// What the HTTP layer is configured with.
 #[derive(Clone, Debug)]

@@ -35,6 +35,8 @@ pub enum SessionError {
     Encode(EncodeError),
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
     #[error("the server is shutting down")]
     Shutdown,
 }

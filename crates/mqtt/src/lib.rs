@@ -40,6 +40,10 @@
 //!   acknowledged. No input panics.
 //! - **Nothing personal in logs.** Tokens, client ids, payloads and peer addresses are
 //!   not logged; devices appear by id.
+//! - **Plain or TLS, the same session.** [`serve_tls`] hands the session a TLS stream
+//!   once the handshake is done (within `connect_timeout`, in the connection's task, so a
+//!   slow handshake holds up no one else); a failed handshake ends the connection before
+//!   any MQTT byte is read. Certificates are the binary's business (`thingsafe-tls`).
 //! - **Depends on `core` and `store` only**, never on `http`.
 
 pub mod codes;
@@ -54,9 +58,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use thingsafe_store::Store;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use error::SessionError;
@@ -102,6 +107,28 @@ pub async fn serve(
     settings: MqttSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    serve_on(listener, None, store, settings, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake is done by `tls` in the connection's
+/// own task, within `connect_timeout`, before the MQTT session starts.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    store: Arc<dyn Store>,
+    settings: MqttSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    serve_on(listener, Some(tls), store, settings, shutdown).await
+}
+
+async fn serve_on(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    store: Arc<dyn Store>,
+    settings: MqttSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
     let settings = Arc::new(settings);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -134,10 +161,17 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
                 let (store, settings, stop) = (store.clone(), settings.clone(), stop_rx.clone());
+                let tls = tls.clone();
                 sessions.spawn(
                     async move {
                         metrics::gauge!("thingsafe_mqtt_connections").increment(1.0);
-                        let result = handle(stream, store, settings, stop).await;
+                        let result = match tls {
+                            None => handle(stream, store, settings, stop).await,
+                            Some(tls) => match handshake(&tls, stream, &settings).await {
+                                Ok(stream) => handle(stream, store, settings, stop).await,
+                                Err(e) => Err(e),
+                            },
+                        };
                         metrics::gauge!("thingsafe_mqtt_connections").decrement(1.0);
                         drop(slot);
                         if let Err(e) = result {
@@ -167,6 +201,22 @@ pub async fn serve(
         );
         sessions.shutdown().await;
     }
+}
+
+/// The TLS handshake of a new connection, bounded by `connect_timeout`.
+async fn handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+    settings: &MqttSettings,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, SessionError> {
+    let outcome = tokio::time::timeout(settings.connect_timeout, tls.accept(stream)).await;
+    let error = match outcome {
+        Ok(Ok(stream)) => return Ok(stream),
+        Ok(Err(e)) => SessionError::Tls(e),
+        Err(_) => SessionError::ConnectTimeout(settings.connect_timeout),
+    };
+    metrics::counter!("thingsafe_mqtt_refused_total", "reason" => "tls_handshake").increment(1);
+    Err(error)
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! stored, and into mosquitto (persistence off) relaying the same load to one subscriber.
 //!
 //! ```sh
-//! cargo bench -p thingsafe --bench mqtt_load -- [devices] [seconds]
+//! cargo bench -p thingsafe --bench mqtt_load -- [devices] [seconds] [--tls]
 //! ```
+//! `--tls` also runs the same load into Thingsafe's MQTT over TLS listener (rumqttc over
+//! rustls, TLS 1.3), right after the plain run on the same server.
 //! Needs `mosquitto` on PATH for the comparison (Debian package `mosquitto`);
 //! `SKIP_MOSQUITTO=1` measures Thingsafe alone (for quick before/after runs).
 
@@ -30,7 +32,8 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         eprintln!("{devices} devices, {:?} ({} bytes), QoS 1, one message in flight each, {seconds} s after {:?} warm-up", common::PAYLOAD, common::PAYLOAD.len(), common::WARMUP);
-        let thingsafe = thingsafe_run(devices, Duration::from_secs(seconds)).await;
+        let tls = std::env::args().any(|a| a == "--tls");
+        let thingsafe = thingsafe_runs(devices, Duration::from_secs(seconds), tls).await;
         let mosquitto = mosquitto_run(devices, Duration::from_secs(seconds)).await;
         println!();
         println!("| server | acknowledged msg/s | delivered to the subscriber msg/s | server CPU µs per message | server cores busy | durable before PUBACK |");
@@ -38,24 +41,42 @@ fn main() {
         let rate = |l: &common::Load| l.acknowledged as f64 / l.seconds;
         let cost = |l: &common::Load| 1e6 * l.server_cpu / l.acknowledged.max(1) as f64;
         let cores = |l: &common::Load| l.server_cpu / l.seconds;
-        println!("| Thingsafe | {:.0} | (stored; no subscriber) | {:.1} | {:.2} | yes (SQLite WAL, synchronous=FULL) |", rate(&thingsafe), cost(&thingsafe), cores(&thingsafe));
+        for (name, run) in &thingsafe {
+            println!("| {name} | {:.0} | (stored; no subscriber) | {:.1} | {:.2} | yes (SQLite WAL, synchronous=FULL) |", rate(run), cost(run), cores(run));
+        }
+        let thingsafe = &thingsafe[0].1;
         match &mosquitto {
             Some(m) => {
                 let delivered = m.delivered.unwrap_or(0) as f64 / m.seconds;
                 println!("| mosquitto 2 (persistence off, 1 QoS 1 subscriber) | {:.0} | {delivered:.0} | {:.1} | {:.2} | no |", rate(m), cost(m), cores(m));
-                println!("\nThingsafe / mosquitto, acknowledged = {:.2}; Thingsafe stored / mosquitto delivered = {:.2}", rate(&thingsafe) / rate(m), rate(&thingsafe) / delivered);
+                println!("\nThingsafe / mosquitto, acknowledged = {:.2}; Thingsafe stored / mosquitto delivered = {:.2}", rate(thingsafe) / rate(m), rate(thingsafe) / delivered);
             }
             None => println!("| mosquitto | SKIP: mosquitto not installed (apt-get install mosquitto) | | | | |"),
         }
     });
 }
 
-async fn thingsafe_run(devices: usize, duration: Duration) -> common::Load {
+/// The plain run, then (with `tls`) the TLS run on the same server.
+async fn thingsafe_runs(
+    devices: usize,
+    duration: Duration,
+    tls: bool,
+) -> Vec<(&'static str, common::Load)> {
     let t = common::start_thingsafe(&[]).await;
     t.create_devices(devices).await;
     eprintln!("Thingsafe (MQTT on {}):", t.mqtt);
     let login = |i: usize| (format!("bench{i}"), "v1/devices/me/telemetry".into());
-    common::publish_load(t.mqtt, devices, duration, login, None, t.server.pid()).await
+    let pid = t.server.pid();
+    let plain = common::publish_load(t.mqtt, None, devices, duration, login, None, pid).await;
+    let mut runs = vec![("Thingsafe", plain)];
+    if tls {
+        let addr = t.mqtts.expect("MQTT over TLS is on");
+        let ca = std::fs::read(t.tls_cert.as_ref().expect("a certificate")).unwrap();
+        eprintln!("Thingsafe (MQTT over TLS on {addr}):");
+        let load = common::publish_load(addr, Some(&ca), devices, duration, login, None, pid).await;
+        runs.push(("Thingsafe, MQTT over TLS 1.3", load));
+    }
+    runs
 }
 
 async fn mosquitto_run(devices: usize, duration: Duration) -> Option<common::Load> {
@@ -86,6 +107,7 @@ async fn mosquitto_run(devices: usize, duration: Duration) -> Option<common::Loa
     let login = |i: usize| (format!("bench{i}"), format!("bench/{i}"));
     let load = common::publish_load(
         addr,
+        None,
         devices,
         duration,
         login,

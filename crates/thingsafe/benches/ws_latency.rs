@@ -47,6 +47,7 @@ fn main() {
             tokio::spawn(async move {
                 common::publish_load(
                     mqtt,
+                    None,
                     background + 1,
                     Duration::from_secs(seconds + 4),
                     |i| {

@@ -24,6 +24,39 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub backup: BackupConfig,
     pub store: StoreConfig,
+    pub tls: TlsConfig,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The TLS listeners (`mqtt.tls_addr`, `http.tls_addr`).
+    pub enabled: bool,
+    /// Plain MQTT off, plain HTTP only redirecting to HTTPS.
+    pub required: bool,
+    /// The operator's certificate chain (PEM, leaf first); empty: a generated self-signed
+    /// one in `data/tls/`.
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM); set with `cert`.
+    pub key: PathBuf,
+    /// Host names (or IP addresses) the generated certificate names, besides `localhost`
+    /// and `127.0.0.1`.
+    pub hostnames: Vec<String>,
+    /// Seconds between looks at the certificate files for a change; 0: only on SIGHUP.
+    pub reload_check_secs: u32,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: true,
+            required: false,
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            hostnames: Vec::new(),
+            reload_check_secs: 5,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -101,6 +134,8 @@ pub struct StoreConfig {
 pub struct HttpConfig {
     /// Address of the HTTP listener (REST API, device HTTP API).
     pub addr: SocketAddr,
+    /// Address of the HTTPS listener (the same API over TLS).
+    pub tls_addr: SocketAddr,
     /// The URL people reach the server at, for links we hand out; empty: `http://{addr}`.
     pub public_url: String,
 }
@@ -110,6 +145,8 @@ pub struct HttpConfig {
 pub struct MqttConfig {
     /// Address of the MQTT listener (ThingsBoard's device API, MQTT 3.1.1 and 5).
     pub addr: SocketAddr,
+    /// Address of the MQTT over TLS listener.
+    pub tls_addr: SocketAddr,
     /// The largest MQTT packet accepted, in bytes.
     pub max_packet_size: u32,
     /// Messages of one connection being stored at once (MQTT 5 Receive Maximum).
@@ -171,6 +208,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             backup: BackupConfig::default(),
             store: StoreConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -179,6 +217,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_url: String::new(),
         }
     }
@@ -188,6 +227,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
             // ThingsBoard's transport.mqtt.netty.max_payload_size.
             max_packet_size: 65_536,
             receive_maximum: 64,
@@ -329,6 +369,23 @@ impl Config {
                 "must be 1 or more (days a key-store backup is kept)".into(),
             ));
         }
+        let tls = &self.tls;
+        if tls.required && !tls.enabled {
+            return Err((
+                "tls.required",
+                "needs tls.enabled = true: TLS cannot be required with the TLS listeners off"
+                    .into(),
+            ));
+        }
+        if tls.cert.as_os_str().is_empty() != tls.key.as_os_str().is_empty() {
+            return Err((
+                "tls.cert",
+                "tls.cert and tls.key go together: set both (PEM files) or neither (a self-signed certificate is generated)".into(),
+            ));
+        }
+        for name in &tls.hostnames {
+            thingsafe_tls::check_hostname(name).map_err(|why| ("tls.hostnames", why))?;
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(("data_dir", "must not be empty".into()));
         }
@@ -365,9 +422,16 @@ fn leaf_keys(table: &toml::Table) -> Vec<(String, toml::Value)> {
     out
 }
 
-/// An environment value, read as the type of the key's default.
+/// An environment value, read as the type of the key's default; a list is comma-separated.
 fn parse_env(raw: &str, default: &toml::Value) -> Result<toml::Value, String> {
     match default {
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )),
         toml::Value::Boolean(_) => match raw.trim().to_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(toml::Value::Boolean(true)),
             "false" | "0" | "no" | "off" => Ok(toml::Value::Boolean(false)),
@@ -434,6 +498,9 @@ mod tests {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.mqtt.addr.to_string(), "127.0.0.1:1883");
+        assert_eq!(c.mqtt.tls_addr.to_string(), "127.0.0.1:8883");
+        assert_eq!(c.http.tls_addr.to_string(), "127.0.0.1:8443");
+        assert!(c.tls.enabled && !c.tls.required);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert!(c.signup.enabled);
     }
@@ -453,6 +520,9 @@ mod tests {
                     "THINGSAFE_PRIVACY_POLICY_FILE",
                     "/etc/thingsafe/privacy.toml",
                 ),
+                ("THINGSAFE_TLS_HOSTNAMES", "iot.example.com, 10.0.0.7"),
+                ("THINGSAFE_TLS_REQUIRED", "true"),
+                ("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:8884"),
                 ("UNRELATED", "1"),
             ]),
         )
@@ -467,6 +537,9 @@ mod tests {
             c.privacy.policy_file,
             PathBuf::from("/etc/thingsafe/privacy.toml")
         );
+        assert_eq!(c.tls.hostnames, ["iot.example.com", "10.0.0.7"]);
+        assert!(c.tls.required);
+        assert_eq!(c.mqtt.tls_addr.port(), 8884);
         // Every leaf key maps to one variable name.
         let table = toml::Table::try_from(Config::default()).unwrap();
         for (key, _) in leaf_keys(&table) {
@@ -541,6 +614,34 @@ mod tests {
             .to_string();
         assert!(
             e.contains("auth.max_failed_logins") && e.contains("1 or more"),
+            "{e}"
+        );
+
+        let e = Config::load(
+            None,
+            env(&[("THINGSAFE_TLS_HOSTNAMES", "ok.example.com,bad name")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tls.hostnames") && e.contains("\"bad name\" is not a host name"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("THINGSAFE_TLS_CERT", "/etc/ssl/iot.pem")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls.cert") && e.contains("tls.key"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[
+                ("THINGSAFE_TLS_ENABLED", "false"),
+                ("THINGSAFE_TLS_REQUIRED", "true"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tls.required") && e.contains("tls.enabled"),
             "{e}"
         );
 

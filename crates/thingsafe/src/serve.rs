@@ -124,15 +124,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let policy = Arc::new(publish_policy(&data, policy).await?);
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
 
-    let listener = tokio::net::TcpListener::bind(config.http.addr)
-        .await
-        .with_context(|| format!("cannot listen on http.addr {}", config.http.addr))?;
+    let certificates = open_certificates(&config)?;
+
+    let bind = |addr, key: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {key} {addr}"))
+    };
+    let listener = bind(config.http.addr, "http.addr").await?;
     let addr = listener.local_addr()?;
-    let mqtt_listener = tokio::net::TcpListener::bind(config.mqtt.addr)
-        .await
-        .with_context(|| format!("cannot listen on mqtt.addr {}", config.mqtt.addr))?;
-    let mqtt_addr = mqtt_listener.local_addr()?;
-    ensure_admin_access(&data, &config.public_url_for(addr)).await?;
+    let mqtt_listener = match config.tls.required {
+        true => None,
+        false => Some(bind(config.mqtt.addr, "mqtt.addr").await?),
+    };
+    let (https_listener, mqtts_listener) = match &certificates {
+        Some(_) => (
+            Some(bind(config.http.tls_addr, "http.tls_addr").await?),
+            Some(bind(config.mqtt.tls_addr, "mqtt.tls_addr").await?),
+        ),
+        None => (None, None),
+    };
+    let https_addr = https_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    let public_url = match https_addr {
+        Some(https) if config.tls.required && config.http.public_url.is_empty() => {
+            format!("https://{https}")
+        }
+        _ => config.public_url_for(addr),
+    };
+    ensure_admin_access(&data, &public_url).await?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
@@ -148,7 +170,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 lockout_secs: config.auth.lockout_secs.into(),
             },
             signup_enabled: config.signup.enabled,
-            public_url: config.public_url_for(addr),
+            public_url: public_url.clone(),
             key_backup_keep_days: config.backup.keys_keep_days,
             backup_dir: config.backup.dir.clone(),
         }),
@@ -161,10 +183,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         data.store.clone(),
         purge_wanted,
     ));
+    let api = thingsafe_http::router(state);
+    let plain_http = match https_addr {
+        Some(https) if config.tls.required => thingsafe_http::redirect_to_https(
+            https.port(),
+            public_url
+                .starts_with("https://")
+                .then(|| public_url.clone()),
+        ),
+        _ => api.clone(),
+    };
+    // Registered before the listeners are announced: from then on a SIGHUP reloads the
+    // certificate instead of ending the process.
+    let hangups = match &certificates {
+        Some(_) => Some(hangup_signals()?),
+        None => None,
+    };
+
+    // The HTTP API's line comes last: tests and scripts read the lines up to it.
     tracing::info!(data_dir = %data_dir.display(), "data directory");
-    tracing::info!("HTTP API listening on http://{addr}");
-    tracing::info!("MQTT listening on mqtt://{mqtt_addr}");
-    // One signal stops both listeners; each finishes what is in flight.
+    if let Some(mqtt) = &mqtt_listener {
+        tracing::info!("MQTT listening on mqtt://{}", mqtt.local_addr()?);
+    }
+    if let Some(mqtts) = &mqtts_listener {
+        tracing::info!("MQTT over TLS listening on mqtts://{}", mqtts.local_addr()?);
+    }
+    if let Some(https) = https_addr {
+        tracing::info!("HTTPS listening on https://{https}");
+    }
+    match https_addr {
+        Some(https) if config.tls.required => tracing::info!(
+            "HTTP API listening on http://{addr} (TLS required: redirects to https://{https})"
+        ),
+        _ => tracing::info!("HTTP API listening on http://{addr}"),
+    }
+
+    // One signal stops every listener; each finishes what is in flight.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -186,19 +240,133 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         data.store.clone(),
         stop_rx.clone(),
     ));
-    let http = axum::serve(listener, thingsafe_http::router(state))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let mqtt = thingsafe_mqtt::serve(
-        mqtt_listener,
-        data.store.clone(),
-        mqtt_settings,
-        stopped(stop_rx),
-    );
-    let (http, ()) = tokio::join!(async { http.await }, mqtt);
-    http.context("HTTP server failed")?;
+    let http = async {
+        axum::serve(listener, plain_http)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .await
+            .context("HTTP server failed")
+    };
+    let https = async {
+        match (https_listener, &certificates) {
+            (Some(listener), Some(certs)) => thingsafe_http::serve_https(
+                listener,
+                certs.acceptor(&[thingsafe_tls::ALPN_HTTP1]),
+                api,
+                stopped(stop_rx.clone()),
+            )
+            .await
+            .context("HTTPS server failed"),
+            _ => Ok(()),
+        }
+    };
+    let mqtt = async {
+        if let Some(listener) = mqtt_listener {
+            let store = data.store.clone();
+            let settings = mqtt_settings.clone();
+            thingsafe_mqtt::serve(listener, store, settings, stopped(stop_rx.clone())).await;
+        }
+    };
+    let mqtts = async {
+        if let (Some(listener), Some(certs)) = (mqtts_listener, &certificates) {
+            let store = data.store.clone();
+            let settings = mqtt_settings.clone();
+            let tls = certs.acceptor(&[]);
+            thingsafe_mqtt::serve_tls(listener, tls, store, settings, stopped(stop_rx.clone()))
+                .await;
+        }
+    };
+    let reloads = async {
+        if let (Some(certs), Some(hangups)) = (&certificates, hangups) {
+            let every = std::time::Duration::from_secs(config.tls.reload_check_secs.into());
+            tokio::select! {
+                () = watch_certificates(certs.clone(), hangups, every) => {}
+                () = stopped(stop_rx.clone()) => {}
+            }
+        }
+    };
+    let (http, https, (), (), ()) = tokio::join!(http, https, mqtt, mqtts, reloads);
+    http?;
+    https?;
     let _ = backups.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The certificate the TLS listeners present, when they are on; a file that cannot be used
+/// stops start-up, naming it and the config key.
+fn open_certificates(config: &Config) -> anyhow::Result<Option<Arc<thingsafe_tls::Certificates>>> {
+    if !config.tls.enabled {
+        return Ok(None);
+    }
+    let source = if config.tls.cert.as_os_str().is_empty() {
+        thingsafe_tls::CertificateSource::Generated {
+            dir: config.data_dir.join("tls"),
+            hostnames: config.tls.hostnames.clone(),
+        }
+    } else {
+        thingsafe_tls::CertificateSource::Files {
+            cert: config.tls.cert.clone(),
+            key: config.tls.key.clone(),
+        }
+    };
+    let certificates = thingsafe_tls::Certificates::open(&source).map_err(|e| {
+        let keys = match source {
+            thingsafe_tls::CertificateSource::Files { .. } => "config keys tls.cert and tls.key",
+            thingsafe_tls::CertificateSource::Generated { .. } => "the generated certificate",
+        };
+        anyhow::anyhow!("TLS certificate ({keys}): {e}")
+    })?;
+    let summary = certificates.summary();
+    let kind = match certificates.is_generated() {
+        true => "generated, self-signed: give this file to clients as their CA",
+        false => "from tls.cert",
+    };
+    tracing::info!(
+        not_after = summary.not_after.as_deref().unwrap_or("unknown"),
+        "TLS certificate: {} ({kind}; SHA-256 fingerprint {})",
+        certificates.cert_path().display(),
+        summary.fingerprint
+    );
+    Ok(Some(certificates))
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+fn hangup_signals() -> anyhow::Result<Hangups> {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP");
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// Reloads the certificate on SIGHUP, and when its files change (looked at `every`; zero:
+/// never).
+async fn watch_certificates(
+    certs: Arc<thingsafe_tls::Certificates>,
+    mut hangups: Hangups,
+    every: std::time::Duration,
+) {
+    let mut poll = tokio::time::interval(every.max(std::time::Duration::from_secs(1)));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup = hangups.recv();
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            Some(()) = hangup => {
+                tracing::info!("SIGHUP: reloading the TLS certificate");
+                let _ = certs.reload();
+            }
+            _ = poll.tick(), if !every.is_zero() => {
+                let _ = certs.reload_if_changed();
+            }
+        }
+    }
 }
 
 /// Makes sure someone can administer the installation, without any default password:

@@ -211,6 +211,8 @@ fn two_servers_cannot_share_a_data_directory() {
         .arg(&data)
         .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
         .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_HTTP_TLS_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!out.status.success());

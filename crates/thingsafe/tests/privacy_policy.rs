@@ -369,6 +369,8 @@ fn an_invalid_policy_stops_start_up_naming_the_line() {
             .env("THINGSAFE_PRIVACY_POLICY_FILE", &path)
             .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
+            .env("THINGSAFE_HTTP_TLS_ADDR", "127.0.0.1:0")
+            .env("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:0")
             .output()
             .unwrap();
         assert!(!out.status.success());

@@ -33,6 +33,9 @@ pub struct Thingsafe {
     pub server: Server,
     pub base: String,
     pub mqtt: SocketAddr,
+    /// MQTT over TLS, and the certificate to trust for it.
+    pub mqtts: Option<SocketAddr>,
+    pub tls_cert: Option<std::path::PathBuf>,
     /// A tenant administrator's access token.
     pub token: String,
     pub rest: reqwest::Client,
@@ -42,6 +45,8 @@ pub struct Thingsafe {
 /// Starts the release binary on ephemeral ports with a fresh data directory and signs up a
 /// tenant.
 pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
+    // reqwest is built without a TLS provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_thingsafe"));
     command
@@ -49,6 +54,8 @@ pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
         .arg(dir.path().join("data"))
         .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
         .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_HTTP_TLS_ADDR", "127.0.0.1:0")
+        .env("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:0")
         .env("THINGSAFE_LOG_LEVEL", "warn,thingsafe=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
@@ -64,19 +71,26 @@ pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
             let _ = tx.send(line);
         }
     });
-    let (mut http, mut mqtt) = (None, None);
-    while http.is_none() || mqtt.is_none() {
+    // The listeners are announced with the HTTP API's line last.
+    let (mut mqtt, mut mqtts, mut tls_cert) = (None, None, None);
+    let http = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("thingsafe reports its addresses");
-        if let Some(a) = line.split("HTTP API listening on http://").nth(1) {
-            http = Some(a.trim().to_string());
-        }
         if let Some(a) = line.split("MQTT listening on mqtt://").nth(1) {
             mqtt = Some(a.trim().parse::<SocketAddr>().unwrap());
         }
-    }
-    let base = format!("http://{}", http.unwrap());
+        if let Some(a) = line.split("MQTT over TLS listening on mqtts://").nth(1) {
+            mqtts = Some(a.trim().parse::<SocketAddr>().unwrap());
+        }
+        if let Some(rest) = line.split("TLS certificate: ").nth(1) {
+            tls_cert = rest.split(" (").next().map(std::path::PathBuf::from);
+        }
+        if let Some(a) = line.split("HTTP API listening on http://").nth(1) {
+            break a.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let base = format!("http://{http}");
     let rest = reqwest::Client::new();
     let mut signup = json!({"email": "bench@example.com", "password": "bench password 1", "birthDate": "1990-01-01"});
     // Sign-up asks for the policy version accepted, where the server has one.
@@ -99,7 +113,9 @@ pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
     Thingsafe {
         server,
         base,
-        mqtt: mqtt.unwrap(),
+        mqtt: mqtt.expect("plain MQTT is on"),
+        mqtts,
+        tls_cert,
         token,
         rest,
         _dir: dir,
@@ -224,6 +240,7 @@ pub struct Load {
 /// PUBACKs in the measured window. `login(i)` gives device i's username and topic.
 pub async fn publish_load(
     addr: std::net::SocketAddr,
+    tls_ca: Option<&[u8]>,
     devices: usize,
     duration: Duration,
     login: impl Fn(usize) -> (String, String),
@@ -237,8 +254,20 @@ pub async fn publish_load(
     let mut tasks = Vec::with_capacity(devices);
     for i in 0..devices {
         let (username, topic) = login(i);
-        let mut options =
-            MqttOptions::new(format!("bench-{i}"), addr.ip().to_string(), addr.port());
+        let mut options = match tls_ca {
+            None => MqttOptions::new(format!("bench-{i}"), addr.ip().to_string(), addr.port()),
+            Some(ca) => {
+                let mut options = MqttOptions::new(format!("bench-{i}"), "localhost", addr.port());
+                options.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Simple {
+                        ca: ca.to_vec(),
+                        alpn: None,
+                        client_auth: None,
+                    },
+                ));
+                options
+            }
+        };
         options.set_credentials(username, "");
         options.set_keep_alive(Duration::from_secs(60));
         options.set_inflight(1);

@@ -11,14 +11,26 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 pub mod mqtt;
+pub mod tls;
 
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct Server {
     child: Child,
     pub base: String,
-    /// The MQTT listener's address.
+    /// The MQTT listener's address; unspecified (`0.0.0.0:0`) when plain MQTT is off
+    /// (`tls.required`).
     pub mqtt_addr: std::net::SocketAddr,
+    /// The MQTT over TLS listener's address, when TLS is on.
+    pub mqtts_addr: Option<std::net::SocketAddr>,
+    /// `https://127.0.0.1:port`, when TLS is on.
+    pub https_base: Option<String>,
+    /// The certificate the TLS listeners present (the generated one is its own CA).
+    pub tls_cert: Option<PathBuf>,
+    /// Its SHA-256 fingerprint as the server printed it.
+    pub tls_fingerprint: Option<String>,
+    /// What the server printed up to its HTTP API's address.
+    pub startup_output: Vec<String>,
     pub data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
     /// What the server printed on stderr, line by line, as it comes.
@@ -46,12 +58,15 @@ impl Server {
 
     /// Starts on `data_dir` (kept by the caller, so that it can be restarted on it).
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        tls::install_provider();
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .env("THINGSAFE_HTTP_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_MQTT_ADDR", "127.0.0.1:0")
+            .env("THINGSAFE_HTTP_TLS_ADDR", "127.0.0.1:0")
+            .env("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_LOG_LEVEL", "info")
             // Scheduled backups (if a test runs at backup.time) go next to the data
             // directory, never into the working directory.
@@ -83,34 +98,79 @@ impl Server {
             }
         });
         let mut setup_token = None;
-        // Both listeners report their address, in either order.
-        let (mut base, mut mqtt_addr) = (None, None);
-        let (base, mqtt_addr) = loop {
-            if let (Some(base), Some(mqtt)) = (&base, mqtt_addr) {
-                break (String::clone(base), mqtt);
-            }
+        let (mut mqtt_addr, mut mqtts_addr, mut https_base) = (None, None, None);
+        let (mut tls_cert, mut tls_fingerprint) = (None, None);
+        let mut startup_output = Vec::new();
+        // The server announces its listeners with the HTTP API's line last.
+        let base = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("thingsafe did not report its addresses within 30 s");
             if let Some(rest) = line.split("\"setupToken\":\"").nth(1) {
                 setup_token = rest.split('"').next().map(str::to_string);
             }
-            if let Some(addr) = line.split("HTTP API listening on ").nth(1) {
-                base = Some(addr.trim().to_string());
+            let after = |marker: &str| line.split(marker).nth(1).map(first_word);
+            if let Some(rest) = line.split("TLS certificate: ").nth(1) {
+                tls_cert = rest.split(" (").next().map(PathBuf::from);
+                tls_fingerprint =
+                    after("SHA-256 fingerprint ").map(|f| f.trim_end_matches(')').to_string());
             }
-            if let Some(addr) = line.split("MQTT listening on mqtt://").nth(1) {
-                mqtt_addr = Some(addr.trim().parse().expect("the MQTT address"));
+            if let Some(addr) = after("MQTT listening on mqtt://") {
+                mqtt_addr = Some(addr.parse().expect("the MQTT address"));
             }
+            if let Some(addr) = after("MQTT over TLS listening on mqtts://") {
+                mqtts_addr = Some(addr.parse().expect("the MQTT over TLS address"));
+            }
+            if let Some(url) = after("HTTPS listening on ") {
+                https_base = Some(url);
+            }
+            let http = after("HTTP API listening on ");
+            startup_output.push(line);
+            if let Some(url) = http {
+                break url;
+            }
+        };
+        let http = match &tls_cert {
+            Some(cert) => tls::client_trusting(cert),
+            None => reqwest::Client::new(),
         };
         Server {
             child,
             base,
-            mqtt_addr,
+            mqtt_addr: mqtt_addr.unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            mqtts_addr,
+            https_base,
+            tls_cert,
+            tls_fingerprint,
+            startup_output,
             data_dir: data_dir.to_path_buf(),
             _dir: None,
             output: rx,
             setup_token,
-            http: reqwest::Client::new(),
+            http,
+        }
+    }
+
+    /// Sends the REST calls (`call`, `get`, `sign_up`...) over HTTPS from now on.
+    pub fn over_https(mut self) -> Server {
+        self.base = self.https_base.clone().expect("TLS is on");
+        self
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (up to 30 s) for a printed line containing `needle`; returns it.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line containing {needle:?} within 30 s"),
+            }
         }
     }
 
@@ -260,6 +320,31 @@ impl Server {
         }
         Value::Object(out)
     }
+}
+
+fn first_word(text: &str) -> String {
+    text.split_whitespace().next().unwrap_or("").to_string()
+}
+
+/// Whether the outside tool `program` can be run; when it cannot, prints
+/// `SKIP: <program> not installed (<install>)` and returns false, or fails the test under
+/// `THINGSAFE_REQUIRE_ALL=1`.
+pub fn tool_available(program: &str, install: &str) -> bool {
+    let probe = Command::new(program)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        let message = format!("SKIP: {program} not installed ({install})");
+        if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{message}");
+        }
+        println!("{message}");
+        return false;
+    }
+    true
 }
 
 impl Drop for Server {

@@ -31,7 +31,29 @@ pub mod v3 {
         id: &str,
         token: Option<&str>,
     ) -> Result<Client, ConnectReturnCode> {
-        let mut options = MqttOptions::new(id, "127.0.0.1", s.mqtt_addr.port());
+        let options = MqttOptions::new(id, "127.0.0.1", s.mqtt_addr.port());
+        connect_with(options, token).await
+    }
+
+    /// Connects over TLS to the server's MQTT over TLS listener as `localhost`, trusting
+    /// only the PEM certificate `ca`; panics when refused.
+    pub async fn connected_tls(s: &Server, id: &str, token: &str, ca: &std::path::Path) -> Client {
+        let port = s.mqtts_addr.expect("TLS is on").port();
+        let mut options = MqttOptions::new(id, "localhost", port);
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca: std::fs::read(ca).unwrap(),
+                alpn: None,
+                client_auth: None,
+            },
+        ));
+        connect_with(options, Some(token)).await.expect("connected")
+    }
+
+    async fn connect_with(
+        mut options: MqttOptions,
+        token: Option<&str>,
+    ) -> Result<Client, ConnectReturnCode> {
         options.set_keep_alive(Duration::from_secs(30));
         if let Some(token) = token {
             options.set_credentials(token, "");
