@@ -6,11 +6,13 @@
 //! - Our own additions: self-service sign-up and first-start setup under `/api/noauth/*`,
 //!   `/healthz`, `/metrics`; the privacy policy rendered from `privacy.toml` (`/privacy`,
 //!   `/api/privacy/policy*`).
+//! - The web console (`console/`): pages for people, signed in with a session cookie.
 //!
 //! Handlers decide which *roles* may call what; which *rows* a caller reaches is decided by
 //! the store from the caller's scope.
 
 mod auth;
+mod console;
 mod error;
 mod extract;
 mod routes;
@@ -40,6 +42,8 @@ pub struct HttpSettings {
     pub key_backup_keep_days: u32,
     /// Where backups are written (`backup.dir`): the receipt looks at the key backups there.
     pub backup_dir: std::path::PathBuf,
+    /// The port devices reach the MQTT listener on (the console's ready-to-paste commands).
+    pub mqtt_port: u16,
 }
 
 #[derive(Clone)]

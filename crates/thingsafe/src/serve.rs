@@ -151,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             public_url: config.public_url_for(addr),
             key_backup_keep_days: config.backup.keys_keep_days,
             backup_dir: config.backup.dir.clone(),
+            mqtt_port: mqtt_addr.port(),
         }),
         metrics,
         policy: policy.clone(),

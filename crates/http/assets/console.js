@@ -1,0 +1,264 @@
+// Thingsafe console: calls to the JSON API with the session's CSRF token, errors shown
+// next to their field, local times, and the actions of each page. No framework.
+"use strict";
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+/** An error the API answered, with the field it is about when it names one. */
+class ApiProblem extends Error {
+  constructor(status, message) {
+    const m = /^([A-Za-z]+): (.*)$/s.exec(message || "");
+    super(m ? m[2] : message || `The server answered ${status}`);
+    this.status = status;
+    this.field = m ? m[1] : "";
+  }
+}
+
+/** Calls the API; resolves to the answer (JSON or text), rejects with an ApiProblem. */
+async function api(method, url, body) {
+  const headers = { "X-CSRF-Token": csrfToken() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(url, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiProblem(0, "The server could not be reached. Check your connection and try again.");
+  }
+  const text = await response.text();
+  let data = text;
+  try { data = text ? JSON.parse(text) : null; } catch (e) { /* plain text */ }
+  if (!response.ok) {
+    if (response.status === 401) {
+      throw new ApiProblem(401, "Your session has ended. Reload the page to sign in again.");
+    }
+    throw new ApiProblem(response.status, (data && data.message) || text);
+  }
+  return data;
+}
+
+function capitalised(s) { return s ? s[0].toUpperCase() + s.slice(1) : s; }
+
+function clearErrors(form) {
+  form.querySelectorAll("[data-error-for]").forEach((p) => { p.hidden = true; p.textContent = ""; });
+  form.querySelectorAll("[aria-invalid]").forEach((i) => i.removeAttribute("aria-invalid"));
+}
+
+/** Shows `problem` next to its field, or at the form's general error line. */
+function showError(form, problem) {
+  const field = problem.field || "";
+  let slot = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  const input = field && form.querySelector(`[name="${CSS.escape(field)}"]`);
+  if (!slot) slot = form.querySelector('[data-error-for=""]');
+  if (!slot) { alert(problem.message); return; }
+  slot.textContent = capitalised(problem.message);
+  slot.hidden = false;
+  slot.setAttribute("role", "alert");
+  if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+}
+
+/** Runs `action` for the form's submit, with its errors shown and its button busy. */
+function onSubmit(form, action) {
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const button = form.querySelector('[type="submit"]');
+    if (button) button.disabled = true;
+    try {
+      await action(new FormData(form));
+    } catch (problem) {
+      showError(form, problem instanceof ApiProblem ? problem : new ApiProblem(0, String(problem.message || problem)));
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+// --- times in the viewer's time zone ---------------------------------------------------
+
+const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+});
+
+function localTime(ms) { return dateTimeFormat.format(new Date(Number(ms))); }
+
+function showLocalTimes(root) {
+  root.querySelectorAll("time[data-ts]").forEach((t) => {
+    const ms = Number(t.dataset.ts);
+    t.dateTime = new Date(ms).toISOString();
+    t.textContent = localTime(ms);
+    t.title = `${new Date(ms).toISOString()} (UTC)`;
+  });
+}
+
+// --- small shared behaviours ------------------------------------------------------------
+
+function setUp() {
+  showLocalTimes(document);
+  document.querySelectorAll("#tz-note").forEach((n) => { n.textContent = `Times are shown in your time zone, ${timeZone}.`; });
+
+  document.querySelectorAll("[data-open]").forEach((b) => b.addEventListener("click", () => {
+    const target = document.getElementById(b.dataset.open);
+    target.hidden = false;
+    target.querySelector("input")?.focus();
+  }));
+  document.querySelectorAll("[data-close]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById(b.dataset.close).hidden = true;
+  }));
+  document.querySelectorAll("[data-open-dialog]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById(b.dataset.openDialog).showModal();
+  }));
+  document.querySelectorAll("[data-close-dialog]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById(b.dataset.closeDialog).close();
+  }));
+  document.querySelectorAll("[data-copy]").forEach((b) => b.addEventListener("click", async () => {
+    const field = document.getElementById(b.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(field.value);
+    } catch (e) {
+      field.select();
+      document.execCommand("copy");
+    }
+    b.textContent = "Copied";
+    setTimeout(() => { b.textContent = "Copy"; }, 2000);
+  }));
+  document.querySelectorAll("[data-delete]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm(b.dataset.confirm)) return;
+    try {
+      await api("DELETE", b.dataset.delete);
+      location.reload();
+    } catch (problem) {
+      alert(problem.message);
+    }
+  }));
+
+  setUpDevices();
+  setUpDevicePage();
+  setUpAdministration();
+}
+
+// --- devices ----------------------------------------------------------------------------
+
+function setUpDevices() {
+  const form = document.getElementById("add-device-form");
+  onSubmit(form, async (data) => {
+    const device = await api("POST", "/api/device", {
+      name: data.get("name"), type: data.get("type"), label: data.get("label"),
+    });
+    const id = device.id.id;
+    const credentials = await api("GET", `/api/device/${id}/credentials`);
+    const token = credentials.credentialsId;
+    const { httpBase, mqttHost, mqttPort } = form.dataset;
+    const sample = `{"temperature":21.5}`;
+    document.getElementById("created-name").textContent = device.name;
+    document.getElementById("created-token").value = token;
+    document.getElementById("created-mqtt").value =
+      `mosquitto_pub -h ${mqttHost} -p ${mqttPort} -u ${token} -q 1 -t v1/devices/me/telemetry -m '${sample}'`;
+    document.getElementById("created-curl").value =
+      `curl -X POST ${httpBase}/api/v1/${token}/telemetry -H 'Content-Type: application/json' -d '${sample}'`;
+    document.getElementById("created-link").href = `/devices/${id}`;
+    form.hidden = true;
+    const created = document.getElementById("device-created");
+    created.hidden = false;
+    document.getElementById("created-token").focus();
+  });
+}
+
+/** What a person typed as an attribute value, as the JSON the device will receive. */
+function typedValue(raw) {
+  const text = raw.trim();
+  try { return JSON.parse(text); } catch (e) { return raw; }
+}
+
+function setUpDevicePage() {
+  const page = document.getElementById("device");
+  if (!page) return;
+  const id = page.dataset.deviceId;
+
+  onSubmit(document.getElementById("shared-form"), async (data) => {
+    const key = data.get("key").trim();
+    if (!key) throw new ApiProblem(400, "key: enter the attribute's name");
+    await api("POST", `/api/plugins/telemetry/DEVICE/${id}/attributes/SHARED_SCOPE`, { [key]: typedValue(data.get("value")) });
+    location.reload();
+  });
+  document.querySelectorAll("[data-edit-attribute]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById("attr-key").value = b.dataset.editAttribute;
+    const value = document.getElementById("attr-value");
+    value.value = b.dataset.value;
+    value.focus();
+  }));
+
+  const log = document.getElementById("rpc-log");
+  onSubmit(document.getElementById("rpc-form"), async (data) => {
+    const method = data.get("method").trim();
+    if (!method) throw new ApiProblem(400, "method: enter the command's name, e.g. getState");
+    let params;
+    try { params = JSON.parse(data.get("params") || "null"); } catch (e) {
+      throw new ApiProblem(400, `params: this is not JSON (${e.message}). Use {} for none, or e.g. {"on": true}`);
+    }
+    const seconds = Number(data.get("timeout")) || 10;
+    const entry = document.createElement("div");
+    entry.className = "rpc-entry";
+    const sent = document.createElement("p");
+    sent.textContent = `→ ${method} ${JSON.stringify(params)} (${new Date().toLocaleTimeString()})`;
+    const answer = document.createElement("p");
+    answer.className = "rpc-answer";
+    answer.textContent = `Waiting up to ${seconds} s for the device…`;
+    entry.append(sent, answer);
+    log.prepend(entry);
+    try {
+      const reply = await api("POST", `/api/rpc/twoway/${id}`, { method, params, timeout: seconds * 1000 });
+      answer.textContent = `← ${JSON.stringify(reply)}`;
+      answer.classList.add("ok");
+    } catch (problem) {
+      answer.textContent = problem.status === 504 || problem.status === 408
+        ? `✗ No answer within ${seconds} s: is the device connected and subscribed to RPC requests?`
+        : `✗ ${capitalised(problem.message)}`;
+      answer.classList.add("failed");
+    }
+  });
+
+  onSubmit(document.getElementById("assign-form"), async (data) => {
+    const customer = data.get("customer");
+    if (customer) await api("POST", `/api/customer/${customer}/device/${id}`);
+    else await api("DELETE", `/api/customer/device/${id}`);
+    location.reload();
+  });
+
+  onSubmit(document.getElementById("delete-form"), async () => {
+    await api("DELETE", `/api/device/${id}`);
+    location.href = "/devices";
+  });
+}
+
+// --- customers and users ----------------------------------------------------------------
+
+function setUpAdministration() {
+  onSubmit(document.getElementById("add-customer-form"), async (data) => {
+    await api("POST", "/api/customer", { title: data.get("title") });
+    location.reload();
+  });
+  const customer = document.getElementById("customer")?.dataset.customerId;
+  onSubmit(document.getElementById("assign-device-form"), async (data) => {
+    await api("POST", `/api/customer/${customer}/device/${data.get("device")}`);
+    location.reload();
+  });
+  document.querySelectorAll(".invite-form").forEach((form) => onSubmit(form, async (data) => {
+    const body = {
+      email: data.get("email"), authority: form.dataset.authority,
+      firstName: data.get("firstName"), lastName: data.get("lastName"),
+    };
+    if (form.dataset.customerId) body.customerId = { entityType: "CUSTOMER", id: form.dataset.customerId };
+    const user = await api("POST", "/api/user", body);
+    const link = await api("GET", `/api/user/${user.id.id}/activationLink`);
+    const result = form.querySelector(".invite-result");
+    result.querySelector(".invite-link").value = link;
+    result.hidden = false;
+  }));
+}
+
+document.addEventListener("DOMContentLoaded", setUp);
