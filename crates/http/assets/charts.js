@@ -56,7 +56,9 @@ function formatNumber(v) {
  * `small` draws a sparkline: no axes, just the line and its last point.
  */
 function drawChart(box, points, { key, unit, from, to, small }) {
-  const width = small ? 240 : 720, height = small ? 48 : 260;
+  // As wide as its box, so that text keeps its size on a phone.
+  const width = Math.max(small ? 160 : 300, Math.round(box.clientWidth || (small ? 240 : 720)));
+  const height = small ? 48 : Math.round(Math.min(260, Math.max(200, width * 0.36)));
   const pad = small ? { l: 2, r: 2, t: 4, b: 4 } : { l: 64, r: 16, t: 12, b: 44 };
   const values = points.map((p) => p[1]);
   const lo = values.length ? Math.min(...values) : 0, hi = values.length ? Math.max(...values) : 1;
@@ -77,7 +79,7 @@ function drawChart(box, points, { key, unit, from, to, small }) {
       chart.append(svg("line", { x1: pad.l, x2: width - pad.r, y1: y(v), y2: y(v), class: "grid" }));
       chart.append(svg("text", { x: pad.l - 8, y: y(v) + 4, class: "tick", "text-anchor": "end" }, formatNumber(v)));
     }
-    const { ticks, step } = timeTicks(from, to, 6);
+    const { ticks, step } = timeTicks(from, to, Math.max(2, Math.floor(width / 130)));
     for (const t of ticks) {
       chart.append(svg("line", { x1: x(t), x2: x(t), y1: height - pad.b, y2: height - pad.b + 5, class: "axis" }));
       chart.append(svg("text", { x: x(t), y: height - pad.b + 20, class: "tick", "text-anchor": "middle" }, timeLabel(t, step)));
@@ -260,6 +262,11 @@ function setUpDeviceCharts() {
   });
   // A sliding range moves on even when nothing arrives.
   setInterval(() => { if (range.span) for (const key of charts.keys()) redraw(key); }, 30000);
+  let resizing;
+  addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => { for (const key of charts.keys()) redraw(key); }, 200);
+  });
 }
 
 // --- the dashboard ----------------------------------------------------------------------
@@ -268,6 +275,12 @@ function setUpDashboard() {
   const cards = [...document.querySelectorAll(".device-card")];
   if (!cards.length) return;
   const span = 3600000;
+  // A sparkline spans the last hour, or less when the data is younger: a line, not a dot.
+  const sparkRange = (points) => {
+    const to = Date.now();
+    const first = points.length ? points[0][0] : to;
+    return { from: Math.max(to - span, Math.min(first - 60000, to - 300000)), to };
+  };
   const sparks = new Map(); // `${cmdId}/${key}` -> {box, points, valueEl}
   const subscriptions = [];
   cards.forEach((card, i) => {
@@ -281,7 +294,7 @@ function setUpDashboard() {
       try {
         entry.points = await loadSeries(deviceId, key, Date.now() - span, Date.now());
       } catch (e) { /* the live feed still fills it */ }
-      drawChart(entry.box, entry.points, { key, unit: unitsOf(key, {}), from: Date.now() - span, to: Date.now(), small: true });
+      drawChart(entry.box, entry.points, { key, unit: unitsOf(key, {}), ...sparkRange(entry.points), small: true });
     });
   });
   liveUpdates(subscriptions, (cmdId, data) => {
@@ -297,7 +310,7 @@ function setUpDashboard() {
         const unit = unitsOf(key, {});
         entry.valueEl.textContent = unit ? `${last[1]} ${unit}` : String(last[1]);
       }
-      drawChart(entry.box, entry.points, { key, unit: unitsOf(key, {}), from: Date.now() - span, to: Date.now(), small: true });
+      drawChart(entry.box, entry.points, { key, unit: unitsOf(key, {}), ...sparkRange(entry.points), small: true });
     }
   });
 }

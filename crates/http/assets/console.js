@@ -62,6 +62,12 @@ function showError(form, problem) {
 /** Runs `action` for the form's submit, with its errors shown and its button busy. */
 function onSubmit(form, action) {
   if (!form) return;
+  // Correcting a field takes its error away.
+  form.addEventListener("input", (event) => {
+    const name = event.target.name;
+    const slot = name && form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
+    if (slot) { slot.hidden = true; event.target.removeAttribute("aria-invalid"); }
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
@@ -174,6 +180,26 @@ function typedValue(raw) {
   try { return JSON.parse(text); } catch (e) { return raw; }
 }
 
+/** Shows a saved shared attribute in its table, added or changed in place. */
+function showSharedAttribute(key, shown) {
+  const body = document.querySelector("#shared-attributes tbody");
+  let row = body.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.key = key;
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = key;
+    const value = document.createElement("td");
+    value.className = "value";
+    row.append(th, value, document.createElement("td"));
+    body.append(row);
+  }
+  row.querySelector(".value").textContent = shown;
+  const edit = row.querySelector("[data-edit-attribute]");
+  if (edit) edit.dataset.value = shown;
+}
+
 function setUpDevicePage() {
   const page = document.getElementById("device");
   if (!page) return;
@@ -182,8 +208,11 @@ function setUpDevicePage() {
   onSubmit(document.getElementById("shared-form"), async (data) => {
     const key = data.get("key").trim();
     if (!key) throw new ApiProblem(400, "key: enter the attribute's name");
-    await api("POST", `/api/plugins/telemetry/DEVICE/${id}/attributes/SHARED_SCOPE`, { [key]: typedValue(data.get("value")) });
-    location.reload();
+    const value = typedValue(data.get("value"));
+    await api("POST", `/api/plugins/telemetry/DEVICE/${id}/attributes/SHARED_SCOPE`, { [key]: value });
+    showSharedAttribute(key, typeof value === "string" ? value : JSON.stringify(value));
+    document.getElementById("attr-key").value = "";
+    document.getElementById("attr-value").value = "";
   });
   document.querySelectorAll("[data-edit-attribute]").forEach((b) => b.addEventListener("click", () => {
     document.getElementById("attr-key").value = b.dataset.editAttribute;
@@ -219,6 +248,18 @@ function setUpDevicePage() {
         ? `✗ No answer within ${seconds} s: is the device connected and subscribed to RPC requests?`
         : `✗ ${capitalised(problem.message)}`;
       answer.classList.add("failed");
+    }
+  });
+
+  const showToken = document.getElementById("show-token");
+  showToken?.addEventListener("click", async () => {
+    try {
+      const credentials = await api("GET", `/api/device/${id}/credentials`);
+      document.getElementById("device-token").value = credentials.credentialsId;
+      document.getElementById("token-box").hidden = false;
+      showToken.hidden = true;
+    } catch (problem) {
+      alert(problem.message);
     }
   });
 

@@ -7,7 +7,8 @@
 mod common;
 
 use common::browser::{
-    Browser, DESKTOP, PHONE, click, document, element, fill, path_until, text_until,
+    Browser, DESKTOP, PHONE, click, document, element, fill, path_until, text_attr_until,
+    text_until,
 };
 use common::mqtt::v3;
 use common::{PASSWORD, Server};
@@ -88,23 +89,44 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             assert!(curl.contains(&format!("{}/api/v1/{token}/telemetry", s.base)), "{curl}");
             document(c, "device-created", DESKTOP).await;
 
-            // The device page; then the device publishes over MQTT and the page shows it live.
+            // The device sent an hour of readings (ThingsBoard's timestamped form); the
+            // device page charts them from the REST API.
+            let mut device = v3::connected(&s, "greenhouse", &token).await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            let history: Vec<_> = (1..=30)
+                .map(|i| {
+                    let minutes_ago = 61 - 2 * i;
+                    json!({"ts": now - minutes_ago * 60_000, "values": {
+                        "temperature": 19.0 + (i as f64 / 5.0).sin() * 1.5 + i as f64 * 0.05,
+                        "humidity": 45 - i / 3,
+                    }})
+                })
+                .collect();
+            device
+                .publish("v1/devices/me/telemetry", &json!(history).to_string())
+                .await;
             click(c, "#created-link").await;
             path_until(c, "/devices/").await;
+            text_attr_until(c, "figure[data-key=temperature] svg", "aria-label", |l| {
+                l.contains("30 values")
+            })
+            .await;
+            element(c, "figure[data-key=temperature] svg polyline").await;
             text_until(c, "#live-status", |t| t.starts_with("Live")).await;
-            let mut device = v3::connected(&s, "greenhouse", &token).await;
+
+            // Then it publishes now, over MQTT, and the page shows it live.
             device
                 .publish("v1/devices/me/telemetry", r#"{"temperature":21.5,"humidity":40}"#)
                 .await;
             text_until(c, "#latest tr[data-key=temperature] .value", |t| t == "21.5").await;
-            element(c, "figure[data-key=temperature] svg polyline").await;
-            let label = element(c, "figure[data-key=temperature] svg")
-                .await
-                .attr("aria-label")
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(label.contains("latest 21.5 °C"), "{label}");
+            let label = text_attr_until(c, "figure[data-key=temperature] svg", "aria-label", |l| {
+                l.contains("31 values") && l.contains("latest 21.5 °C")
+            })
+            .await;
+            assert!(label.starts_with("temperature"), "{label}");
             device
                 .publish("v1/devices/me/telemetry", r#"{"temperature":22.25}"#)
                 .await;
@@ -148,7 +170,11 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             assert_eq!(topic, "v1/devices/me/attributes");
             assert_eq!(update, json!({"target": 20.5}));
             text_until(c, "#shared-attributes tr[data-key=target] .value", |t| t == "20.5").await;
-            fill(c, "#rpc-params", "{}").await;
+            fill(c, "#rpc-params", r#"{"verbose": true}"#).await;
+            // An administrator can show the token again.
+            click(c, "#show-token").await;
+            let again = element(c, "#token-box:not([hidden]) #device-token").await;
+            assert_eq!(again.prop("value").await.unwrap().as_deref(), Some(token.as_str()));
             document(c, "device", DESKTOP).await;
             document(c, "device-phone", PHONE).await;
 

@@ -187,7 +187,12 @@ pub async fn document(client: &Client, name: &str, size: (u32, u32)) {
         .set_window_size(size.0, (height as u32).clamp(size.1, 4000))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
+    // Charts redraw for the new width.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let png = client.screenshot().await.unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     client.set_window_size(DESKTOP.0, DESKTOP.1).await.unwrap();
@@ -248,4 +253,27 @@ pub async fn fill(client: &Client, css: &str, text: &str) {
 
 pub async fn click(client: &Client, css: &str) {
     element(client, css).await.click().await.unwrap();
+}
+
+/// Waits until attribute `name` of `css` satisfies `check`; returns it.
+pub async fn text_attr_until(
+    client: &Client,
+    css: &str,
+    name: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(e) = client.find(Locator::Css(css)).await
+            && let Ok(Some(value)) = e.attr(name).await
+        {
+            if check(&value) {
+                return value;
+            }
+            last = value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css}[{name}] never showed what was expected; last: {last:?}");
 }
