@@ -145,6 +145,183 @@ function setUp() {
   setUpDevices();
   setUpDevicePage();
   setUpAdministration();
+  setUpCookieBanner();
+  setUpPrivacyCenter();
+}
+
+// --- cookie banner ----------------------------------------------------------------------
+
+const SIGNALS = {
+  GPC: "Your browser sends a Global Privacy Control signal. We treat it as a refusal: only the strictly necessary cookies are used, whatever you choose below.",
+  DNT: "Your browser sends a Do Not Track signal. We treat it as a refusal: only the strictly necessary cookies are used, whatever you choose below.",
+};
+
+/** Asks for a cookie choice on the first visit (and again from "Cookie settings"). */
+async function setUpCookieBanner() {
+  const banner = document.getElementById("cookie-banner");
+  if (!banner) return;
+  let state;
+  try { state = await api("GET", "/api/privacy/cookies"); } catch (e) { return; }
+  const optional = state.categories.filter((c) => !c.necessary);
+  const box = document.getElementById("cookie-categories");
+  for (const c of state.categories) {
+    const row = document.createElement("div");
+    row.className = "field check";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.id = `cookie-${c.name}`;
+    input.name = c.name;
+    input.checked = c.necessary || Boolean(state.choice && state.choice[c.name]);
+    input.disabled = c.necessary;
+    const label = document.createElement("label");
+    label.htmlFor = input.id;
+    label.textContent = `${c.label || c.name}${c.necessary ? " (always on)" : ""}: ${c.description}`;
+    row.append(input, label);
+    box.append(row);
+  }
+  if (state.signal) {
+    const note = document.getElementById("cookie-signal");
+    note.textContent = SIGNALS[state.signal] || `Your browser sends a ${state.signal} privacy signal; we honour it.`;
+    note.hidden = false;
+  }
+  const form = document.getElementById("cookie-form");
+  const send = async (choice) => {
+    clearErrors(form);
+    try {
+      await api("POST", "/api/privacy/cookies", { cookies: choice });
+      banner.hidden = true;
+    } catch (problem) {
+      showError(form, problem);
+    }
+  };
+  const all = (granted) => Object.fromEntries(optional.map((c) => [c.name, granted]));
+  document.getElementById("cookie-accept").addEventListener("click", () => send(all(true)));
+  document.getElementById("cookie-reject").addEventListener("click", () => send(all(false)));
+  document.getElementById("cookie-choose").addEventListener("click", () => {
+    document.getElementById("cookie-choices").hidden = false;
+    document.getElementById("cookie-save").hidden = false;
+    box.querySelector("input:not([disabled])")?.focus();
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(Object.fromEntries(optional.map((c) => [c.name, document.getElementById(`cookie-${c.name}`).checked])));
+  });
+  document.getElementById("cookie-settings")?.addEventListener("click", () => {
+    banner.hidden = false;
+    document.getElementById("cookie-accept").focus();
+  });
+  // Only necessary cookies exist: nothing to ask.
+  if (state.choice === null && optional.length) banner.hidden = false;
+}
+
+// --- privacy center (profile page) ------------------------------------------------------
+
+function cell(row, text, header) {
+  const c = document.createElement(header ? "th" : "td");
+  if (header) c.scope = "row";
+  c.textContent = text;
+  row.append(c);
+  return c;
+}
+
+const HOW = {
+  signup: "at sign-up", form: "in a form", api: "in the privacy center or the API",
+  "signal:GPC": "by your browser's GPC signal", "signal:DNT": "by your browser's Do Not Track signal",
+  unsubscribe_link: "with an unsubscribe link",
+};
+
+function showConsents(view) {
+  const body = document.querySelector("#consents tbody");
+  body.replaceChildren();
+  for (const c of view.current) {
+    const row = document.createElement("tr");
+    row.dataset.purpose = c.purpose;
+    const name = cell(row, c.purpose, true);
+    const description = document.createElement("p");
+    description.className = "hint";
+    description.textContent = c.description;
+    name.append(description);
+    cell(row, c.granted ? "Given" : "Not given").className = c.granted ? "granted" : "withdrawn";
+    cell(row, c.time ? `${localTime(c.time)} (${HOW[c.method] || c.method})` : "never asked");
+    const action = document.createElement("button");
+    action.type = "button";
+    action.className = c.granted ? "danger" : "primary";
+    action.textContent = c.granted ? "Withdraw" : "Give consent";
+    action.setAttribute("aria-label", `${action.textContent}: ${c.purpose}`);
+    action.addEventListener("click", async () => {
+      action.disabled = true;
+      const error = document.getElementById("consents-error");
+      error.hidden = true;
+      try {
+        showConsents(await api("PUT", "/api/privacy/me/consents", { purposes: { [c.purpose]: !c.granted } }));
+      } catch (problem) {
+        error.textContent = capitalised(problem.message);
+        error.hidden = false;
+        action.disabled = false;
+      }
+    });
+    cell(row, "").append(action);
+    body.append(row);
+  }
+  const history = document.querySelector("#consent-history tbody");
+  history.replaceChildren();
+  for (const h of [...view.history].reverse()) {
+    const row = document.createElement("tr");
+    cell(row, localTime(h.time), true);
+    cell(row, h.purpose);
+    cell(row, h.granted ? "given" : "withdrawn");
+    cell(row, HOW[h.method] || h.method);
+    cell(row, h.policyVersion ?? h.policy_version ?? "");
+    history.append(row);
+  }
+}
+
+function showReceipt(receipt) {
+  const section = document.getElementById("erasure-receipt");
+  document.getElementById("receipt-id").textContent = receipt.receiptId;
+  document.getElementById("receipt-time").textContent = `erased ${localTime(receipt.erasedTime)}`;
+  const list = (id, items, text) => {
+    const ul = document.getElementById(id);
+    ul.replaceChildren(...items.map((item) => {
+      const li = document.createElement("li");
+      li.textContent = text(item);
+      return li;
+    }));
+  };
+  list("receipt-erased", receipt.erased, (e) => `${e.what}: ${e.how}`);
+  list("receipt-kept", receipt.kept, (k) => `${k.what}, ${k.why}`);
+  document.getElementById("receipt-backups").textContent = `${receipt.backups.dataBackups} ${receipt.backups.explained}`;
+  const blob = new Blob([JSON.stringify(receipt, null, 2)], { type: "application/json" });
+  document.getElementById("receipt-download").href = URL.createObjectURL(blob);
+  // Everything else on the page belonged to the erased account.
+  for (const other of document.querySelectorAll("main > :not(#erasure-receipt)")) other.remove();
+  document.querySelectorAll(".top nav, .top form").forEach((e) => e.remove());
+  section.hidden = false;
+  section.focus();
+}
+
+async function setUpPrivacyCenter() {
+  if (!document.getElementById("consents")) return;
+  try {
+    showConsents(await api("GET", "/api/privacy/me/consents"));
+  } catch (problem) {
+    const error = document.getElementById("consents-error");
+    error.textContent = capitalised(problem.message);
+    error.hidden = false;
+  }
+  onSubmit(document.getElementById("erase-form"), async (data) => {
+    const password = data.get("password");
+    if (!password) throw new ApiProblem(400, "password: enter your password to confirm");
+    let receipt;
+    try {
+      receipt = await api("DELETE", "/api/privacy/me", { password });
+    } catch (problem) {
+      if (/password/i.test(problem.message) && !problem.field) problem.field = "password";
+      throw problem;
+    }
+    document.getElementById("erase-dialog").close();
+    showReceipt(receipt);
+  });
 }
 
 // --- devices ----------------------------------------------------------------------------

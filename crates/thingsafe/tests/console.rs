@@ -65,11 +65,31 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
         return;
     };
     let s = Server::start();
+    let downloads = browser.downloads.clone();
     browser
         .run(|c| async move {
             let c = &c;
             sign_up_in_browser(c, &s, "ada@example.com").await;
-            text_until(c, ".notice", |t| t.contains("Welcome")).await;
+            text_until(c, "main .notice", |t| t.contains("Welcome")).await;
+
+            // First visit: the cookie banner asks; until then only necessary cookies exist.
+            element(c, "#cookie-banner:not([hidden])").await;
+            let before = cookie_names(c).await;
+            assert_eq!(before, ["ts_refresh", "ts_session"], "before any choice");
+            document(c, "cookie-banner", DESKTOP).await;
+            click(c, "#cookie-choose").await;
+            let functionality = element(c, "#cookie-functionality").await;
+            assert_eq!(functionality.prop("checked").await.unwrap().as_deref(), Some("false"));
+            functionality.click().await.unwrap();
+            click(c, "#cookie-save").await;
+            element(c, "#cookie-banner[hidden]").await;
+            assert!(cookie_names(c).await.contains(&"ts_cookie_consent".to_string()));
+            let choice = fetch_json(c, "/api/privacy/cookies").await;
+            assert_eq!(choice["choice"]["functionality"], true, "{choice}");
+            // Seen again on the next page? No: the choice is remembered.
+            c.refresh().await.unwrap();
+            element(c, "#add-device-form").await;
+            assert!(element(c, "#cookie-banner").await.attr("hidden").await.unwrap().is_some());
             document(c, "devices-empty", DESKTOP).await;
 
             // Create a device: the token once, with commands for this server's real ports.
@@ -213,14 +233,90 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             path_until(c, "/devices").await;
             text_until(c, "main", |t| t.contains("No devices yet")).await;
 
-            // Sign out: the pages are closed again.
-            click(c, "form.signout button").await;
-            path_until(c, "/signin?done=signedout").await;
-            c.goto(&s.url("/devices")).await.unwrap();
-            path_until(c, "/signin?next=/devices").await;
-            document(c, "signin", DESKTOP).await;
+            // The privacy center: consents with one-click withdraw, and their history.
+            click(c, "nav a[href='/profile']").await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| t.contains("Not given")).await;
+            click(c, "#consents tr[data-purpose=marketing] button").await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| t.contains("Given") && !t.contains("Not given")).await;
+            click(c, "#consents tr[data-purpose=marketing] button").await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| t.contains("Not given")).await;
+            click(c, "#consent-history-box summary").await;
+            text_until(c, "#consent-history tbody", |t| t.matches("marketing").count() >= 3).await;
+            document(c, "profile-privacy", DESKTOP).await;
+
+            // Download my data: the browser saves a zip.
+            click(c, "#export-link").await;
+            let zip = downloaded(&downloads, ".zip").await;
+            let bytes = std::fs::read(&zip).unwrap();
+            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+            let mut everything = String::new();
+            for i in 0..archive.len() {
+                use std::io::Read;
+                archive.by_index(i).unwrap().read_to_string(&mut everything).unwrap();
+            }
+            assert!(everything.contains("ada@example.com"), "the export holds the account");
+
+            // Delete the account: a wrong password is said next to the field.
+            click(c, "button[data-open-dialog=erase-dialog]").await;
+            fill(c, "#erase-password", "not my password").await;
+            click(c, "#confirm-erase").await;
+            let error = text_until(c, "#erase-password-error", |t| !t.is_empty()).await;
+            assert!(error.contains("password"), "{error}");
+            fill(c, "#erase-password", PASSWORD).await;
+            click(c, "#confirm-erase").await;
+            let receipt = text_until(c, "#erasure-receipt", |t| t.contains("Receipt")).await;
+            assert!(receipt.contains("Kept, and why"), "{receipt}");
+            assert!(receipt.contains("key store"), "{receipt}");
+            document(c, "erasure-receipt", DESKTOP).await;
+
+            // Sign-in is refused now.
+            c.goto(&s.url("/signin")).await.unwrap();
+            fill(c, "#email", "ada@example.com").await;
+            fill(c, "#password", PASSWORD).await;
+            click(c, "main button[type=submit]").await;
+            text_until(c, "#signin-error", |t| t.contains("do not match")).await;
+            let (status, _) = s.login("ada@example.com", PASSWORD).await;
+            assert_eq!(status, 401);
         })
         .await;
+}
+
+/// Names of the browser's cookies for the page's site, sorted (HttpOnly ones included).
+async fn cookie_names(c: &fantoccini::Client) -> Vec<String> {
+    let mut names: Vec<String> = c
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// GETs `path` from the page (with its session), as JSON.
+async fn fetch_json(c: &fantoccini::Client, path: &str) -> serde_json::Value {
+    c.execute_async(
+        "const [path, done] = arguments; fetch(path).then(r => r.json()).then(done);",
+        vec![json!(path)],
+    )
+    .await
+    .unwrap()
+}
+
+/// The file ending in `suffix` the browser finished downloading into `dir`.
+async fn downloaded(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    for _ in 0..150 {
+        let done = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(suffix));
+        if let Some(p) = done {
+            return p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {suffix} file was downloaded into {}", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,12 +333,16 @@ async fn customers_users_and_assignment() {
             // Sign in with the form; wrong password said plainly.
             c.goto(&s.url("/customers")).await.unwrap();
             path_until(c, "/signin?next=/customers").await;
+            // Rejecting is as easy as accepting.
+            click(c, "#cookie-banner:not([hidden]) #cookie-reject").await;
+            element(c, "#cookie-banner[hidden]").await;
+            document(c, "signin", DESKTOP).await;
             fill(c, "#email", "grace@example.com").await;
             fill(c, "#password", "not the password").await;
-            click(c, "button[type=submit]").await;
+            click(c, "main button[type=submit]").await;
             text_until(c, "#signin-error", |t| t.contains("do not match")).await;
             fill(c, "#password", PASSWORD).await;
-            click(c, "button[type=submit]").await;
+            click(c, "main button[type=submit]").await;
             path_until(c, "/customers").await;
 
             fill(c, "#customer-title", "Acme Farms").await;
@@ -278,7 +378,12 @@ async fn customers_users_and_assignment() {
             document(c, "users", DESKTOP).await;
             click(c, "nav a[href='/profile']").await;
             text_until(c, "main", |t| t.contains("You accepted version 1")).await;
-            document(c, "profile", DESKTOP).await;
+
+            // Sign out: the pages are closed again.
+            click(c, "form.signout button").await;
+            path_until(c, "/signin?done=signedout").await;
+            c.goto(&s.url("/devices")).await.unwrap();
+            path_until(c, "/signin?next=/devices").await;
         })
         .await;
 }

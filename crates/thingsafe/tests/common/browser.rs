@@ -49,6 +49,8 @@ impl Drop for Driver {
 
 pub struct Browser {
     pub client: Client,
+    /// Where the browser saves downloads.
+    pub downloads: PathBuf,
     driver: Driver,
     /// Where a failing test's screenshot goes.
     name: String,
@@ -88,6 +90,8 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().unwrap();
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
         let driver = Driver {
             child,
             _profile: profile,
@@ -108,7 +112,14 @@ impl Browser {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({ "binary": chromium, "args": args }),
+            json!({
+                "binary": chromium,
+                "args": args,
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
+            }),
         );
         let url = format!("http://127.0.0.1:{port}");
         // chromedriver takes a moment to listen.
@@ -129,6 +140,7 @@ impl Browser {
         };
         Some(Browser {
             client,
+            downloads,
             driver,
             name: test.to_string(),
         })
