@@ -23,7 +23,10 @@ async fn sign_up_in_browser(c: &fantoccini::Client, s: &Server, email: &str) {
     // The policy is one click away; marketing is not pre-ticked.
     element(c, "label[for=accept_policy] a[href='/privacy']").await;
     let marketing = element(c, "#marketing").await;
-    assert_eq!(marketing.prop("checked").await.unwrap().as_deref(), Some("false"));
+    assert_eq!(
+        marketing.prop("checked").await.unwrap().as_deref(),
+        Some("false")
+    );
 
     fill(c, "#email", email).await;
     fill(c, "#first_name", "Ada").await;
@@ -51,7 +54,12 @@ async fn sign_up_in_browser(c: &fantoccini::Client, s: &Server, email: &str) {
     assert!(password.to_lowercase().contains("10"), "{password}");
     // What was typed is kept, except the password.
     assert_eq!(
-        element(c, "#email").await.prop("value").await.unwrap().as_deref(),
+        element(c, "#email")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
         Some(email)
     );
     fill(c, "#password", PASSWORD).await;
@@ -79,17 +87,31 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             document(c, "cookie-banner", DESKTOP).await;
             click(c, "#cookie-choose").await;
             let functionality = element(c, "#cookie-functionality").await;
-            assert_eq!(functionality.prop("checked").await.unwrap().as_deref(), Some("false"));
+            assert_eq!(
+                functionality.prop("checked").await.unwrap().as_deref(),
+                Some("false")
+            );
             functionality.click().await.unwrap();
             click(c, "#cookie-save").await;
             element(c, "#cookie-banner[hidden]").await;
-            assert!(cookie_names(c).await.contains(&"ts_cookie_consent".to_string()));
+            assert!(
+                cookie_names(c)
+                    .await
+                    .contains(&"ts_cookie_consent".to_string())
+            );
             let choice = fetch_json(c, "/api/privacy/cookies").await;
             assert_eq!(choice["choice"]["functionality"], true, "{choice}");
             // Seen again on the next page? No: the choice is remembered.
             c.refresh().await.unwrap();
             element(c, "#add-device-form").await;
-            assert!(element(c, "#cookie-banner").await.attr("hidden").await.unwrap().is_some());
+            assert!(
+                element(c, "#cookie-banner")
+                    .await
+                    .attr("hidden")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
             document(c, "devices-empty", DESKTOP).await;
 
             // Create a device: the token once, with commands for this server's real ports.
@@ -100,13 +122,26 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             let token_field = element(c, "#device-created:not([hidden]) #created-token").await;
             let token = token_field.prop("value").await.unwrap().unwrap();
             assert_eq!(token.len(), 20, "{token}");
-            let mqtt_command = element(c, "#created-mqtt").await.prop("value").await.unwrap().unwrap();
+            let mqtt_command = element(c, "#created-mqtt")
+                .await
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap();
             assert!(
                 mqtt_command.contains(&format!("-p {} -u {token}", s.mqtt_addr.port())),
                 "{mqtt_command}"
             );
-            let curl = element(c, "#created-curl").await.prop("value").await.unwrap().unwrap();
-            assert!(curl.contains(&format!("{}/api/v1/{token}/telemetry", s.base)), "{curl}");
+            let curl = element(c, "#created-curl")
+                .await
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                curl.contains(&format!("{}/api/v1/{token}/telemetry", s.base)),
+                "{curl}"
+            );
             document(c, "device-created", DESKTOP).await;
 
             // The device sent an hour of readings (ThingsBoard's timestamped form); the
@@ -139,9 +174,15 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
 
             // Then it publishes now, over MQTT, and the page shows it live.
             device
-                .publish("v1/devices/me/telemetry", r#"{"temperature":21.5,"humidity":40}"#)
+                .publish(
+                    "v1/devices/me/telemetry",
+                    r#"{"temperature":21.5,"humidity":40}"#,
+                )
                 .await;
-            text_until(c, "#latest tr[data-key=temperature] .value", |t| t == "21.5").await;
+            text_until(c, "#latest tr[data-key=temperature] .value", |t| {
+                t == "21.5"
+            })
+            .await;
             let label = text_attr_until(c, "figure[data-key=temperature] svg", "aria-label", |l| {
                 l.contains("31 values") && l.contains("latest 21.5 °C")
             })
@@ -150,7 +191,10 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             device
                 .publish("v1/devices/me/telemetry", r#"{"temperature":22.25}"#)
                 .await;
-            text_until(c, "#latest tr[data-key=temperature] .value", |t| t == "22.25").await;
+            text_until(c, "#latest tr[data-key=temperature] .value", |t| {
+                t == "22.25"
+            })
+            .await;
             text_until(c, "#device-state", |t| t.contains("Online")).await;
 
             // RPC round trip: the page sends, the device (this test) answers.
@@ -163,14 +207,20 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
                 assert_eq!(request["params"], json!({"verbose": true}));
                 let id = topic.rsplit('/').next().unwrap().to_string();
                 device
-                    .publish(&format!("v1/devices/me/rpc/response/{id}"), r#"{"heating":"on"}"#)
+                    .publish(
+                        &format!("v1/devices/me/rpc/response/{id}"),
+                        r#"{"heating":"on"}"#,
+                    )
                     .await;
                 device
             });
             fill(c, "#rpc-method", "getState").await;
             fill(c, "#rpc-params", r#"{"verbose": true}"#).await;
             click(c, "#rpc-form button[type=submit]").await;
-            text_until(c, "#rpc-log .rpc-answer", |t| t.contains(r#"{"heating":"on"}"#)).await;
+            text_until(c, "#rpc-log .rpc-answer", |t| {
+                t.contains(r#"{"heating":"on"}"#)
+            })
+            .await;
             let mut device = answering.await.unwrap();
 
             // Bad parameters are refused next to the field, before anything is sent.
@@ -189,12 +239,18 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             let (topic, update) = device.message().await;
             assert_eq!(topic, "v1/devices/me/attributes");
             assert_eq!(update, json!({"target": 20.5}));
-            text_until(c, "#shared-attributes tr[data-key=target] .value", |t| t == "20.5").await;
+            text_until(c, "#shared-attributes tr[data-key=target] .value", |t| {
+                t == "20.5"
+            })
+            .await;
             fill(c, "#rpc-params", r#"{"verbose": true}"#).await;
             // An administrator can show the token again.
             click(c, "#show-token").await;
             let again = element(c, "#token-box:not([hidden]) #device-token").await;
-            assert_eq!(again.prop("value").await.unwrap().as_deref(), Some(token.as_str()));
+            assert_eq!(
+                again.prop("value").await.unwrap().as_deref(),
+                Some(token.as_str())
+            );
             document(c, "device", DESKTOP).await;
             document(c, "device-phone", PHONE).await;
 
@@ -213,12 +269,18 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             device
                 .publish("v1/devices/me/telemetry", r#"{"temperature":23}"#)
                 .await;
-            text_until(c, ".spark[data-key=temperature] .value", |t| t.starts_with("23")).await;
+            text_until(c, ".spark[data-key=temperature] .value", |t| {
+                t.starts_with("23")
+            })
+            .await;
             document(c, "dashboard", DESKTOP).await;
 
             // The list: search and state.
             click(c, "nav a[href='/devices']").await;
-            text_until(c, "table.list tbody", |t| t.contains("Greenhouse") && t.contains("Online")).await;
+            text_until(c, "table.list tbody", |t| {
+                t.contains("Greenhouse") && t.contains("Online")
+            })
+            .await;
             fill(c, "#q", "nothing-like-this").await;
             click(c, "form.search button").await;
             text_until(c, ".empty", |t| t.contains("nothing-like-this")).await;
@@ -235,13 +297,25 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
 
             // The privacy center: consents with one-click withdraw, and their history.
             click(c, "nav a[href='/profile']").await;
-            text_until(c, "#consents tr[data-purpose=marketing]", |t| t.contains("Not given")).await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| {
+                t.contains("Not given")
+            })
+            .await;
             click(c, "#consents tr[data-purpose=marketing] button").await;
-            text_until(c, "#consents tr[data-purpose=marketing]", |t| t.contains("Given") && !t.contains("Not given")).await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| {
+                t.contains("Given") && !t.contains("Not given")
+            })
+            .await;
             click(c, "#consents tr[data-purpose=marketing] button").await;
-            text_until(c, "#consents tr[data-purpose=marketing]", |t| t.contains("Not given")).await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| {
+                t.contains("Not given")
+            })
+            .await;
             click(c, "#consent-history-box summary").await;
-            text_until(c, "#consent-history tbody", |t| t.matches("marketing").count() >= 3).await;
+            text_until(c, "#consent-history tbody", |t| {
+                t.matches("marketing").count() >= 3
+            })
+            .await;
             document(c, "profile-privacy", DESKTOP).await;
 
             // Download my data: the browser saves a zip.
@@ -252,9 +326,16 @@ async fn sign_up_create_device_live_chart_rpc_and_sign_out() {
             let mut everything = String::new();
             for i in 0..archive.len() {
                 use std::io::Read;
-                archive.by_index(i).unwrap().read_to_string(&mut everything).unwrap();
+                archive
+                    .by_index(i)
+                    .unwrap()
+                    .read_to_string(&mut everything)
+                    .unwrap();
             }
-            assert!(everything.contains("ada@example.com"), "the export holds the account");
+            assert!(
+                everything.contains("ada@example.com"),
+                "the export holds the account"
+            );
 
             // Delete the account: a wrong password is said next to the field.
             click(c, "button[data-open-dialog=erase-dialog]").await;
@@ -367,17 +448,25 @@ async fn customers_users_and_assignment() {
                 .unwrap();
             assert!(link.contains("activateToken="), "{link}");
             c.refresh().await.unwrap();
-            text_until(c, "main", |t| t.contains("farmer@example.com") && t.contains("Invited")).await;
+            text_until(c, "main", |t| {
+                t.contains("farmer@example.com") && t.contains("Invited")
+            })
+            .await;
             document(c, "customer", DESKTOP).await;
 
             click(c, "nav a[href='/customers']").await;
             text_until(c, "table.list tbody", |t| t.contains("Acme Farms")).await;
             document(c, "customers", DESKTOP).await;
             click(c, "nav a[href='/users']").await;
-            text_until(c, "table.list", |t| t.contains("farmer@example.com") && t.contains("(you)")).await;
+            text_until(c, "table.list", |t| {
+                t.contains("farmer@example.com") && t.contains("(you)")
+            })
+            .await;
             document(c, "users", DESKTOP).await;
             click(c, "nav a[href='/profile']").await;
             text_until(c, "main", |t| t.contains("You accepted version 1")).await;
+            text_until(c, "#consents", |t| t.contains("marketing")).await;
+            document(c, "profile", DESKTOP).await;
 
             // Sign out: the pages are closed again.
             click(c, "form.signout button").await;
@@ -403,8 +492,14 @@ async fn console_sessions_need_the_csrf_token_and_pages_send_security_headers() 
     assert_eq!(page.status(), 303, "{page:?}");
     assert_eq!(page.headers()["location"], "/signin?next=/devices");
     let signin = http.get(s.url("/signin")).send().await.unwrap();
-    let csp = signin.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = signin.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(signin.headers()["x-frame-options"], "DENY");
     assert_eq!(signin.headers()["x-content-type-options"], "nosniff");
@@ -423,12 +518,20 @@ async fn console_sessions_need_the_csrf_token_and_pages_send_security_headers() 
     // Sign in: HttpOnly, SameSite=Lax cookies.
     let signed_in = http
         .post(s.url("/signin"))
-        .form(&[("email", "csrf@example.com"), ("password", PASSWORD), ("next", "//evil.example")])
+        .form(&[
+            ("email", "csrf@example.com"),
+            ("password", PASSWORD),
+            ("next", "//evil.example"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(signed_in.status(), 303);
-    assert_eq!(signed_in.headers()["location"], "/devices", "no open redirect");
+    assert_eq!(
+        signed_in.headers()["location"],
+        "/devices",
+        "no open redirect"
+    );
     let cookies: Vec<String> = signed_in
         .headers()
         .get_all("set-cookie")
@@ -490,8 +593,18 @@ async fn console_sessions_need_the_csrf_token_and_pages_send_security_headers() 
     // Assets: served by the binary, cached, typed.
     let css = http.get(s.url("/assets/console.css")).send().await.unwrap();
     assert_eq!(css.status(), 200);
-    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
-    assert!(css.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(
+        css.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
 
     // Sign-out ends the session: the cookie no longer opens anything.
     let out = http

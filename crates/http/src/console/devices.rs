@@ -9,7 +9,9 @@ use axum::http::header::HOST;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use thingsafe_core::payload::{Point, Value};
-use thingsafe_core::{Attribute, AttributeScope, Device, DeviceId, PageRequest, TimestampMs, now_ms};
+use thingsafe_core::{
+    Attribute, AttributeScope, Device, DeviceId, PageRequest, TimestampMs, now_ms,
+};
 
 use super::{Layout, Viewer, render, url_encode, utc_time};
 use crate::AppState;
@@ -287,9 +289,15 @@ pub(super) async fn page(
             .map(|p| p.key.clone())
             .collect(),
         latest: latest.iter().map(ValueRow::of).collect(),
-        client: attributes.remove(&AttributeScope::Client).unwrap_or_default(),
-        shared: attributes.remove(&AttributeScope::Shared).unwrap_or_default(),
-        server: attributes.remove(&AttributeScope::Server).unwrap_or_default(),
+        client: attributes
+            .remove(&AttributeScope::Client)
+            .unwrap_or_default(),
+        shared: attributes
+            .remove(&AttributeScope::Shared)
+            .unwrap_or_default(),
+        server: attributes
+            .remove(&AttributeScope::Server)
+            .unwrap_or_default(),
         customers,
         can_edit,
         units,

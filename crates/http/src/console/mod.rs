@@ -219,7 +219,10 @@ mod tests {
 
     #[test]
     fn url_encoding_keeps_paths_readable_and_escapes_the_rest() {
-        assert_eq!(url_encode("/devices?q=a b&page=2"), "/devices%3Fq%3Da%20b%26page%3D2");
+        assert_eq!(
+            url_encode("/devices?q=a b&page=2"),
+            "/devices%3Fq%3Da%20b%26page%3D2"
+        );
         assert_eq!(utc_time(0), "1970-01-01 00:00 UTC");
     }
 }

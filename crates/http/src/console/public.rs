@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 
 use super::session::{cleared_cookies, redirect_with_cookies, session_cookies};
@@ -98,8 +98,7 @@ pub(super) async fn sign_in(
             notice: None,
         })
     };
-    let user = match accounts::check_credentials(&state, &form.email, form.password.clone()).await
-    {
+    let user = match accounts::check_credentials(&state, &form.email, form.password.clone()).await {
         Ok(user) => user,
         Err(e) if e.message == "Invalid username or password" => {
             return failed(

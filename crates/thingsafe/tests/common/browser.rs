@@ -125,10 +125,11 @@ impl Browser {
         // chromedriver takes a moment to listen.
         let deadline = std::time::Instant::now() + WAIT;
         let client = loop {
-            let attempt = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await;
+            let attempt =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await;
             match attempt {
                 Ok(c) => break c,
                 Err(e) if std::time::Instant::now() < deadline => {
@@ -190,7 +191,10 @@ pub async fn document(client: &Client, name: &str, size: (u32, u32)) {
     std::fs::create_dir_all(&dir).unwrap();
     // The whole page, not just the window: as tall as the document.
     let height: u64 = client
-        .execute("return Math.ceil(document.documentElement.scrollHeight)", vec![])
+        .execute(
+            "return Math.ceil(document.documentElement.scrollHeight)",
+            vec![],
+        )
         .await
         .unwrap()
         .as_u64()
