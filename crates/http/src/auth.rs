@@ -189,16 +189,93 @@ pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Princi
     Ok(Principal { user, session })
 }
 
+/// The browser session's cookies (set by the console's sign-in): the access token, and the
+/// refresh token that renews it when it expires. `HttpOnly`, `SameSite=Lax`.
+pub const SESSION_COOKIE: &str = "ts_session";
+pub const REFRESH_COOKIE: &str = "ts_refresh";
+/// The header carrying the session's CSRF token on cookie-authenticated changes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(crate) fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether `token` is a well-signed access token past its expiry (the console then renews
+/// the browser session with its refresh cookie).
+pub(crate) fn is_expired(state: &AppState, token: &str) -> bool {
+    matches!(
+        decode_jwt(state.vault.session_signing_key(), token),
+        Err(JwtError::Expired)
+    )
+}
+
+/// The session's CSRF token: a MAC of the session id, so it needs no storage and dies with
+/// the session. Pages carry it in a meta tag; scripts send it as `X-CSRF-Token`.
+pub fn csrf_token(state: &AppState, session: SessionId) -> String {
+    let mac = sign(
+        state.vault.session_signing_key(),
+        &format!("csrf:{session}"),
+    );
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `given` is the session's CSRF token (compared in constant time).
+pub(crate) fn csrf_matches(state: &AppState, session: SessionId, given: &str) -> bool {
+    let Ok(given) = URL_SAFE_NO_PAD.decode(given) else {
+        return false;
+    };
+    sign(
+        state.vault.session_signing_key(),
+        &format!("csrf:{session}"),
+    )
+    .verify_slice(&given)
+    .is_ok()
+}
+
+fn is_safe_method(method: &axum::http::Method) -> bool {
+    matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    )
+}
+
+/// API clients send a bearer token; browsers send the session cookie, and then every
+/// change (any method but GET, HEAD, OPTIONS) must carry the session's CSRF token.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized(
+        if let Some(token) = bearer(parts) {
+            return authenticate(state, token).await;
+        }
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(ApiError::unauthorized(
                 "Authentication failed: send 'X-Authorization: Bearer <token>' (or Authorization) with the token from POST /api/auth/login",
-            )
-        })?;
-        authenticate(state, token).await
+            ));
+        };
+        let principal = authenticate(state, token).await?;
+        if !is_safe_method(&parts.method) {
+            let given = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !csrf_matches(state, principal.session, given) {
+                return Err(ApiError::forbidden(
+                    "This change came with the browser's session cookie but without the page's CSRF token (X-CSRF-Token); reload the page and try again",
+                ));
+            }
+        }
+        Ok(principal)
     }
 }
 

@@ -25,6 +25,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    /// The request field the error is about, when it is about one (the console shows the
+    /// message next to that field); not part of the JSON body.
+    pub field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -33,7 +36,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// The same error, about `field`.
+    pub fn on_field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -108,6 +118,7 @@ impl From<Invalid> for ApiError {
             ErrorCode::InvalidArguments,
             e.to_string(),
         )
+        .on_field(e.field)
     }
 }
 

@@ -8,11 +8,13 @@
 //!   `/api/privacy/policy*`).
 //! - Served over TLS by [`serve_https`]; when TLS is required, the plain listener serves
 //!   only [`redirect_to_https`] (308 to the same path over HTTPS).
+//! - The web console (`console/`): pages for people, signed in with a session cookie.
 //!
 //! Handlers decide which *roles* may call what; which *rows* a caller reaches is decided by
 //! the store from the caller's scope.
 
 mod auth;
+mod console;
 mod error;
 mod extract;
 mod https;
@@ -44,6 +46,8 @@ pub struct HttpSettings {
     pub key_backup_keep_days: u32,
     /// Where backups are written (`backup.dir`): the receipt looks at the key backups there.
     pub backup_dir: std::path::PathBuf,
+    /// The port devices reach the MQTT listener on (the console's ready-to-paste commands).
+    pub mqtt_port: u16,
 }
 
 #[derive(Clone)]

@@ -37,12 +37,19 @@ pub(crate) struct WsParams {
     token: Option<String>,
 }
 
+/// A browser's session cookie signs the connection in, when the page opening it is ours
+/// (same origin): a page of another site cannot use a visitor's session this way.
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Query(params): Query<WsParams>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| session(socket, state, params.token))
+    let cookie_token = crate::console::same_origin(&headers)
+        .then(|| auth::cookie(&headers, auth::SESSION_COOKIE).map(str::to_owned))
+        .flatten();
+    let token = params.token.or(cookie_token);
+    ws.on_upgrade(move |socket| session(socket, state, token))
 }
 
 #[derive(Deserialize, Default)]

@@ -268,6 +268,13 @@ pub trait Store: Send + Sync + 'static {
         id: DeviceId,
         credentials: DeviceCredentials,
     ) -> Result<()>;
+    /// When each device in `scope` last sent telemetry: the newest timestamp among its
+    /// latest values and its not yet flushed log rows. Devices that never sent anything
+    /// are absent. One statement over the scope's devices, however many.
+    async fn devices_last_activity(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::HashMap<DeviceId, TimestampMs>>;
     /// Assigns the device to `customer`, or back to the tenant with `None`.
     async fn assign_device(
         &self,

@@ -144,6 +144,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => (None, None),
     };
+    // The port the console's ready-to-paste commands use: plain MQTT, or MQTT over TLS
+    // when plain MQTT is off.
+    let mqtt_port = match (&mqtt_listener, &mqtts_listener) {
+        (Some(l), _) | (None, Some(l)) => l.local_addr()?.port(),
+        (None, None) => config.mqtt.addr.port(),
+    };
     let https_addr = https_listener
         .as_ref()
         .map(|l| l.local_addr())
@@ -173,6 +179,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             public_url: public_url.clone(),
             key_backup_keep_days: config.backup.keys_keep_days,
             backup_dir: config.backup.dir.clone(),
+            mqtt_port,
         }),
         metrics,
         policy: policy.clone(),

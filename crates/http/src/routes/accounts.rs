@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use thingsafe_core::{Authority, CustomerId, UserId, now_ms, validate};
+use thingsafe_core::{Authority, CustomerId, Tenant, User, UserId, now_ms, validate};
 use thingsafe_store::{LoginFailure, NewUser};
 
 use crate::AppState;
@@ -53,9 +53,19 @@ pub(super) async fn login(
     State(state): State<AppState>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<axum::Json<JwtPair>> {
-    let record = state.store.login_record(&req.username).await?;
+    let user = check_credentials(&state, &req.username, req.password).await?;
+    Ok(axum::Json(auth::start_session(&state, &user).await?))
+}
+
+/// The user this email and password sign in; failures count towards the lockout.
+pub(crate) async fn check_credentials(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> ApiResult<User> {
+    let record = state.store.login_record(username).await?;
     let Some(record) = record else {
-        verify_password(req.password, None).await?;
+        verify_password(password, None).await?;
         return Err(bad_credentials());
     };
     if let Some(until) = record.locked_until_ms.filter(|&u| u > now_ms()) {
@@ -66,7 +76,7 @@ pub(super) async fn login(
             "User account is not active: set a password with the activation link first",
         ));
     }
-    if !verify_password(req.password, record.password_hash).await? {
+    if !verify_password(password, record.password_hash).await? {
         let settings = &state.settings.auth;
         let outcome = state
             .store
@@ -85,7 +95,7 @@ pub(super) async fn login(
     if record.failed_logins > 0 || record.locked_until_ms.is_some() {
         state.store.record_login_success(record.user.id).await?;
     }
-    Ok(axum::Json(auth::start_session(&state, &record.user).await?))
+    Ok(record.user)
 }
 
 #[derive(Deserialize)]
@@ -133,18 +143,18 @@ pub(super) async fn current_user(principal: Principal) -> axum::Json<Value> {
 /// consents) are accepted here and handled by the privacy engine.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct SignUpRequest {
-    email: String,
-    password: String,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    birth_date: Option<String>,
+pub(crate) struct SignUpRequest {
+    pub email: String,
+    pub password: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub birth_date: Option<String>,
     /// The organisation's name; the tenant's title. Defaults to the person's name.
-    organization: Option<String>,
+    pub organization: Option<String>,
     /// The version of the privacy policy the person read and accepted: the current one.
-    accepted_policy_version: Option<u32>,
+    pub accepted_policy_version: Option<u32>,
     /// Opt-in to marketing (off unless given).
-    marketing: Option<bool>,
+    pub marketing: Option<bool>,
 }
 
 fn optional_name(field: &'static str, raw: Option<String>) -> ApiResult<Option<String>> {
@@ -163,6 +173,26 @@ pub(super) async fn sign_up(
     headers: axum::http::HeaderMap,
     Json(req): Json<SignUpRequest>,
 ) -> ApiResult<impl IntoResponse> {
+    let (tenant, user) = register(&state, &headers, req).await?;
+    let pair = auth::start_session(&state, &user).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": pair.token,
+            "refreshToken": pair.refresh_token,
+            "userId": tb::entity_id("USER", user.id.as_uuid()),
+            "tenantId": tb::entity_id("TENANT", tenant.id.as_uuid()),
+        })),
+    ))
+}
+
+/// Creates a tenant and its first administrator from a sign-up, after the policy's gates;
+/// `headers` carry the browser's privacy signals (GPC, DNT).
+pub(crate) async fn register(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    req: SignUpRequest,
+) -> ApiResult<(Tenant, User)> {
     if !state.settings.signup_enabled {
         return Err(ApiError::forbidden(
             "Self-service sign-up is turned off on this server (signup.enabled = false)",
@@ -180,8 +210,8 @@ pub(super) async fn sign_up(
     })?;
     let birth_date = validate::birth_date(&birth_raw, today())?;
     // The privacy policy's gates, before anything about the person is stored.
-    super::privacy::check_age(&state, birth_date, today())?;
-    let policy_version = super::privacy::check_acceptance(&state, req.accepted_policy_version)?;
+    super::privacy::check_age(state, birth_date, today())?;
+    let policy_version = super::privacy::check_acceptance(state, req.accepted_policy_version)?;
     let title = match optional_name("organization", req.organization)? {
         Some(org) => org,
         None => [first_name.as_deref(), last_name.as_deref()]
@@ -196,7 +226,7 @@ pub(super) async fn sign_up(
         title
     };
     let password_hash = hash_password(req.password).await?;
-    let consents = super::privacy_rights::sign_up_consents(&state, &headers, req.marketing);
+    let consents = super::privacy_rights::sign_up_consents(state, headers, req.marketing);
     let (tenant, user) = state
         .store
         .sign_up_with_consents(
@@ -215,16 +245,7 @@ pub(super) async fn sign_up(
         )
         .await?;
     tracing::info!(tenant = %tenant.id, user = %user.id, policy_version, "new tenant signed up");
-    let pair = auth::start_session(&state, &user).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "token": pair.token,
-            "refreshToken": pair.refresh_token,
-            "userId": tb::entity_id("USER", user.id.as_uuid()),
-            "tenantId": tb::entity_id("TENANT", tenant.id.as_uuid()),
-        })),
-    ))
+    Ok((tenant, user))
 }
 
 #[derive(Deserialize)]

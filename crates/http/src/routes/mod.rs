@@ -1,4 +1,4 @@
-mod accounts;
+pub(crate) mod accounts;
 mod customers;
 mod device_api;
 mod devices;
@@ -166,9 +166,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/{token}/rpc/{id}", post(rpc::device_reply))
         .route("/api/rpc/oneway/{device}", post(rpc::oneway))
         .route("/api/rpc/twoway/{device}", post(rpc::twoway))
+        .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(device_api::MAX_PAYLOAD_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::renew_expired_session,
+        ))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

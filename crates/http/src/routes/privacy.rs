@@ -98,7 +98,8 @@ pub(super) fn check_age(
         return Err(ApiError::forbidden(format!(
             "You must be at least {minimum} years old to create an account on this service (see the privacy policy at {}). Nothing you entered has been kept.",
             policy_url(state)
-        )));
+        ))
+        .on_field("birthDate"));
     }
     Ok(())
 }

@@ -1134,6 +1134,38 @@ impl Store for SqliteStore {
         Ok(page.apply(devices))
     }
 
+    async fn devices_last_activity(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::HashMap<DeviceId, TimestampMs>> {
+        let tenant = scope.tenant()?;
+        let customer = scope.customer();
+        let rows = self
+            .readers
+            .read(move |c| {
+                // The log has no device index; it holds only what the last flush left.
+                let mut stmt = c.prepare(
+                    "SELECT d.id, MAX(t.ts) FROM device d
+                     JOIN (SELECT device_id, ts FROM telemetry_latest
+                           UNION ALL SELECT device_id, ts_max FROM telemetry_log) t
+                       ON t.device_id = d.id
+                     WHERE d.tenant_id = ?1 AND (?2 IS NULL OR d.customer_id = ?2)
+                     GROUP BY d.id",
+                )?;
+                let rows = stmt
+                    .query_map(params![tenant.to_string(), id_text(customer)], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, ts)| Some((DeviceId(id.parse().ok()?), ts)))
+            .collect())
+    }
+
     async fn update_device(
         &self,
         scope: &Scope,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+pub mod browser;
 pub mod mqtt;
 pub mod tls;
 

@@ -1,0 +1,482 @@
+// Thingsafe console: calls to the JSON API with the session's CSRF token, errors shown
+// next to their field, local times, and the actions of each page. No framework.
+"use strict";
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+/** An error the API answered, with the field it is about when it names one. */
+class ApiProblem extends Error {
+  constructor(status, message) {
+    const m = /^([A-Za-z]+): (.*)$/s.exec(message || "");
+    super(m ? m[2] : message || `The server answered ${status}`);
+    this.status = status;
+    this.field = m ? m[1] : "";
+  }
+}
+
+/** Calls the API; resolves to the answer (JSON or text), rejects with an ApiProblem. */
+async function api(method, url, body) {
+  const headers = { "X-CSRF-Token": csrfToken() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(url, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiProblem(0, "The server could not be reached. Check your connection and try again.");
+  }
+  const text = await response.text();
+  let data = text;
+  try { data = text ? JSON.parse(text) : null; } catch (e) { /* plain text */ }
+  if (!response.ok) {
+    if (response.status === 401) {
+      throw new ApiProblem(401, "Your session has ended. Reload the page to sign in again.");
+    }
+    throw new ApiProblem(response.status, (data && data.message) || text);
+  }
+  return data;
+}
+
+function capitalised(s) { return s ? s[0].toUpperCase() + s.slice(1) : s; }
+
+function clearErrors(form) {
+  form.querySelectorAll("[data-error-for]").forEach((p) => { p.hidden = true; p.textContent = ""; });
+  form.querySelectorAll("[aria-invalid]").forEach((i) => i.removeAttribute("aria-invalid"));
+}
+
+/** Shows `problem` next to its field, or at the form's general error line. */
+function showError(form, problem) {
+  const field = problem.field || "";
+  let slot = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  const input = field && form.querySelector(`[name="${CSS.escape(field)}"]`);
+  if (!slot) slot = form.querySelector('[data-error-for=""]');
+  if (!slot) { alert(problem.message); return; }
+  slot.textContent = capitalised(problem.message);
+  slot.hidden = false;
+  slot.setAttribute("role", "alert");
+  if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+}
+
+/** Runs `action` for the form's submit, with its errors shown and its button busy. */
+function onSubmit(form, action) {
+  if (!form) return;
+  // Correcting a field takes its error away.
+  form.addEventListener("input", (event) => {
+    const name = event.target.name;
+    const slot = name && form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
+    if (slot) { slot.hidden = true; event.target.removeAttribute("aria-invalid"); }
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const button = form.querySelector('[type="submit"]');
+    if (button) button.disabled = true;
+    try {
+      await action(new FormData(form));
+    } catch (problem) {
+      showError(form, problem instanceof ApiProblem ? problem : new ApiProblem(0, String(problem.message || problem)));
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+// --- times in the viewer's time zone ---------------------------------------------------
+
+const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+});
+
+function localTime(ms) { return dateTimeFormat.format(new Date(Number(ms))); }
+
+function showLocalTimes(root) {
+  root.querySelectorAll("time[data-ts]").forEach((t) => {
+    const ms = Number(t.dataset.ts);
+    t.dateTime = new Date(ms).toISOString();
+    t.textContent = localTime(ms);
+    t.title = `${new Date(ms).toISOString()} (UTC)`;
+  });
+}
+
+// --- small shared behaviours ------------------------------------------------------------
+
+function setUp() {
+  showLocalTimes(document);
+  document.querySelectorAll("#tz-note").forEach((n) => { n.textContent = `Times are shown in your time zone, ${timeZone}.`; });
+
+  document.querySelectorAll("[data-open]").forEach((b) => b.addEventListener("click", () => {
+    const target = document.getElementById(b.dataset.open);
+    target.hidden = false;
+    target.querySelector("input")?.focus();
+  }));
+  document.querySelectorAll("[data-close]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById(b.dataset.close).hidden = true;
+  }));
+  document.querySelectorAll("[data-open-dialog]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById(b.dataset.openDialog).showModal();
+  }));
+  document.querySelectorAll("[data-close-dialog]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById(b.dataset.closeDialog).close();
+  }));
+  document.querySelectorAll("[data-copy]").forEach((b) => b.addEventListener("click", async () => {
+    const field = document.getElementById(b.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(field.value);
+    } catch (e) {
+      field.select();
+      document.execCommand("copy");
+    }
+    b.textContent = "Copied";
+    setTimeout(() => { b.textContent = "Copy"; }, 2000);
+  }));
+  document.querySelectorAll("[data-delete]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm(b.dataset.confirm)) return;
+    try {
+      await api("DELETE", b.dataset.delete);
+      location.reload();
+    } catch (problem) {
+      alert(problem.message);
+    }
+  }));
+
+  setUpDevices();
+  setUpDevicePage();
+  setUpAdministration();
+  setUpCookieBanner();
+  setUpPrivacyCenter();
+}
+
+// --- cookie banner ----------------------------------------------------------------------
+
+const SIGNALS = {
+  GPC: "Your browser sends a Global Privacy Control signal. We treat it as a refusal: only the strictly necessary cookies are used, whatever you choose below.",
+  DNT: "Your browser sends a Do Not Track signal. We treat it as a refusal: only the strictly necessary cookies are used, whatever you choose below.",
+};
+
+/** Asks for a cookie choice on the first visit (and again from "Cookie settings"). */
+async function setUpCookieBanner() {
+  const banner = document.getElementById("cookie-banner");
+  if (!banner) return;
+  let state;
+  try { state = await api("GET", "/api/privacy/cookies"); } catch (e) { return; }
+  const optional = state.categories.filter((c) => !c.necessary);
+  const box = document.getElementById("cookie-categories");
+  for (const c of state.categories) {
+    const row = document.createElement("div");
+    row.className = "field check";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.id = `cookie-${c.name}`;
+    input.name = c.name;
+    input.checked = c.necessary || Boolean(state.choice && state.choice[c.name]);
+    input.disabled = c.necessary;
+    const label = document.createElement("label");
+    label.htmlFor = input.id;
+    label.textContent = `${c.label || c.name}${c.necessary ? " (always on)" : ""}: ${c.description}`;
+    row.append(input, label);
+    box.append(row);
+  }
+  if (state.signal) {
+    const note = document.getElementById("cookie-signal");
+    note.textContent = SIGNALS[state.signal] || `Your browser sends a ${state.signal} privacy signal; we honour it.`;
+    note.hidden = false;
+  }
+  const form = document.getElementById("cookie-form");
+  const send = async (choice) => {
+    clearErrors(form);
+    try {
+      await api("POST", "/api/privacy/cookies", { cookies: choice });
+      banner.hidden = true;
+    } catch (problem) {
+      showError(form, problem);
+    }
+  };
+  const all = (granted) => Object.fromEntries(optional.map((c) => [c.name, granted]));
+  document.getElementById("cookie-accept").addEventListener("click", () => send(all(true)));
+  document.getElementById("cookie-reject").addEventListener("click", () => send(all(false)));
+  document.getElementById("cookie-choose").addEventListener("click", () => {
+    document.getElementById("cookie-choices").hidden = false;
+    document.getElementById("cookie-save").hidden = false;
+    box.querySelector("input:not([disabled])")?.focus();
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(Object.fromEntries(optional.map((c) => [c.name, document.getElementById(`cookie-${c.name}`).checked])));
+  });
+  document.getElementById("cookie-settings")?.addEventListener("click", () => {
+    banner.hidden = false;
+    document.getElementById("cookie-accept").focus();
+  });
+  // Only necessary cookies exist: nothing to ask.
+  if (state.choice === null && optional.length) banner.hidden = false;
+}
+
+// --- privacy center (profile page) ------------------------------------------------------
+
+function cell(row, text, header) {
+  const c = document.createElement(header ? "th" : "td");
+  if (header) c.scope = "row";
+  c.textContent = text;
+  row.append(c);
+  return c;
+}
+
+const HOW = {
+  signup: "at sign-up", form: "in a form", api: "in the privacy center or the API",
+  "signal:GPC": "by your browser's GPC signal", "signal:DNT": "by your browser's Do Not Track signal",
+  unsubscribe_link: "with an unsubscribe link",
+};
+
+function showConsents(view) {
+  const body = document.querySelector("#consents tbody");
+  body.replaceChildren();
+  for (const c of view.current) {
+    const row = document.createElement("tr");
+    row.dataset.purpose = c.purpose;
+    const name = cell(row, c.purpose, true);
+    const description = document.createElement("p");
+    description.className = "hint";
+    description.textContent = c.description;
+    name.append(description);
+    cell(row, c.granted ? "Given" : "Not given").className = c.granted ? "granted" : "withdrawn";
+    cell(row, c.time ? `${localTime(c.time)} (${HOW[c.method] || c.method})` : "never asked");
+    const action = document.createElement("button");
+    action.type = "button";
+    action.className = c.granted ? "danger" : "primary";
+    action.textContent = c.granted ? "Withdraw" : "Give consent";
+    action.setAttribute("aria-label", `${action.textContent}: ${c.purpose}`);
+    action.addEventListener("click", async () => {
+      action.disabled = true;
+      const error = document.getElementById("consents-error");
+      error.hidden = true;
+      try {
+        showConsents(await api("PUT", "/api/privacy/me/consents", { purposes: { [c.purpose]: !c.granted } }));
+      } catch (problem) {
+        error.textContent = capitalised(problem.message);
+        error.hidden = false;
+        action.disabled = false;
+      }
+    });
+    cell(row, "").append(action);
+    body.append(row);
+  }
+  const history = document.querySelector("#consent-history tbody");
+  history.replaceChildren();
+  for (const h of [...view.history].reverse()) {
+    const row = document.createElement("tr");
+    cell(row, localTime(h.time), true);
+    cell(row, h.purpose);
+    cell(row, h.granted ? "given" : "withdrawn");
+    cell(row, HOW[h.method] || h.method);
+    cell(row, h.policyVersion ?? h.policy_version ?? "");
+    history.append(row);
+  }
+}
+
+function showReceipt(receipt) {
+  const section = document.getElementById("erasure-receipt");
+  document.getElementById("receipt-id").textContent = receipt.receiptId;
+  document.getElementById("receipt-time").textContent = `erased ${localTime(receipt.erasedTime)}`;
+  const list = (id, items, text) => {
+    const ul = document.getElementById(id);
+    ul.replaceChildren(...items.map((item) => {
+      const li = document.createElement("li");
+      li.textContent = text(item);
+      return li;
+    }));
+  };
+  list("receipt-erased", receipt.erased, (e) => `${e.what}: ${e.how}`);
+  list("receipt-kept", receipt.kept, (k) => `${k.what}, ${k.why}`);
+  document.getElementById("receipt-backups").textContent = `${receipt.backups.dataBackups} ${receipt.backups.explained}`;
+  const blob = new Blob([JSON.stringify(receipt, null, 2)], { type: "application/json" });
+  document.getElementById("receipt-download").href = URL.createObjectURL(blob);
+  // Everything else on the page belonged to the erased account.
+  for (const other of document.querySelectorAll("main > :not(#erasure-receipt)")) other.remove();
+  document.querySelectorAll(".top nav, .top form").forEach((e) => e.remove());
+  section.hidden = false;
+  section.focus();
+}
+
+async function setUpPrivacyCenter() {
+  if (!document.getElementById("consents")) return;
+  try {
+    showConsents(await api("GET", "/api/privacy/me/consents"));
+  } catch (problem) {
+    const error = document.getElementById("consents-error");
+    error.textContent = capitalised(problem.message);
+    error.hidden = false;
+  }
+  onSubmit(document.getElementById("erase-form"), async (data) => {
+    const password = data.get("password");
+    if (!password) throw new ApiProblem(400, "password: enter your password to confirm");
+    let receipt;
+    try {
+      receipt = await api("DELETE", "/api/privacy/me", { password });
+    } catch (problem) {
+      if (/password/i.test(problem.message) && !problem.field) problem.field = "password";
+      throw problem;
+    }
+    document.getElementById("erase-dialog").close();
+    showReceipt(receipt);
+  });
+}
+
+// --- devices ----------------------------------------------------------------------------
+
+function setUpDevices() {
+  const form = document.getElementById("add-device-form");
+  onSubmit(form, async (data) => {
+    const device = await api("POST", "/api/device", {
+      name: data.get("name"), type: data.get("type"), label: data.get("label"),
+    });
+    const id = device.id.id;
+    const credentials = await api("GET", `/api/device/${id}/credentials`);
+    const token = credentials.credentialsId;
+    const { httpBase, mqttHost, mqttPort } = form.dataset;
+    const sample = `{"temperature":21.5}`;
+    document.getElementById("created-name").textContent = device.name;
+    document.getElementById("created-token").value = token;
+    document.getElementById("created-mqtt").value =
+      `mosquitto_pub -h ${mqttHost} -p ${mqttPort} -u ${token} -q 1 -t v1/devices/me/telemetry -m '${sample}'`;
+    document.getElementById("created-curl").value =
+      `curl -X POST ${httpBase}/api/v1/${token}/telemetry -H 'Content-Type: application/json' -d '${sample}'`;
+    document.getElementById("created-link").href = `/devices/${id}`;
+    form.hidden = true;
+    const created = document.getElementById("device-created");
+    created.hidden = false;
+    document.getElementById("created-token").focus();
+  });
+}
+
+/** What a person typed as an attribute value, as the JSON the device will receive. */
+function typedValue(raw) {
+  const text = raw.trim();
+  try { return JSON.parse(text); } catch (e) { return raw; }
+}
+
+/** Shows a saved shared attribute in its table, added or changed in place. */
+function showSharedAttribute(key, shown) {
+  const body = document.querySelector("#shared-attributes tbody");
+  let row = body.querySelector(`tr[data-key="${CSS.escape(key)}"]`);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.key = key;
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = key;
+    const value = document.createElement("td");
+    value.className = "value";
+    row.append(th, value, document.createElement("td"));
+    body.append(row);
+  }
+  row.querySelector(".value").textContent = shown;
+  const edit = row.querySelector("[data-edit-attribute]");
+  if (edit) edit.dataset.value = shown;
+}
+
+function setUpDevicePage() {
+  const page = document.getElementById("device");
+  if (!page) return;
+  const id = page.dataset.deviceId;
+
+  onSubmit(document.getElementById("shared-form"), async (data) => {
+    const key = data.get("key").trim();
+    if (!key) throw new ApiProblem(400, "key: enter the attribute's name");
+    const value = typedValue(data.get("value"));
+    await api("POST", `/api/plugins/telemetry/DEVICE/${id}/attributes/SHARED_SCOPE`, { [key]: value });
+    showSharedAttribute(key, typeof value === "string" ? value : JSON.stringify(value));
+    document.getElementById("attr-key").value = "";
+    document.getElementById("attr-value").value = "";
+  });
+  document.querySelectorAll("[data-edit-attribute]").forEach((b) => b.addEventListener("click", () => {
+    document.getElementById("attr-key").value = b.dataset.editAttribute;
+    const value = document.getElementById("attr-value");
+    value.value = b.dataset.value;
+    value.focus();
+  }));
+
+  const log = document.getElementById("rpc-log");
+  onSubmit(document.getElementById("rpc-form"), async (data) => {
+    const method = data.get("method").trim();
+    if (!method) throw new ApiProblem(400, "method: enter the command's name, e.g. getState");
+    let params;
+    try { params = JSON.parse(data.get("params") || "null"); } catch (e) {
+      throw new ApiProblem(400, `params: this is not JSON (${e.message}). Use {} for none, or e.g. {"on": true}`);
+    }
+    const seconds = Number(data.get("timeout")) || 10;
+    const entry = document.createElement("div");
+    entry.className = "rpc-entry";
+    const sent = document.createElement("p");
+    sent.textContent = `→ ${method} ${JSON.stringify(params)} (${new Date().toLocaleTimeString()})`;
+    const answer = document.createElement("p");
+    answer.className = "rpc-answer";
+    answer.textContent = `Waiting up to ${seconds} s for the device…`;
+    entry.append(sent, answer);
+    log.prepend(entry);
+    try {
+      const reply = await api("POST", `/api/rpc/twoway/${id}`, { method, params, timeout: seconds * 1000 });
+      answer.textContent = `← ${JSON.stringify(reply)}`;
+      answer.classList.add("ok");
+    } catch (problem) {
+      answer.textContent = problem.status === 504 || problem.status === 408
+        ? `✗ No answer within ${seconds} s: is the device connected and subscribed to RPC requests?`
+        : `✗ ${capitalised(problem.message)}`;
+      answer.classList.add("failed");
+    }
+  });
+
+  const showToken = document.getElementById("show-token");
+  showToken?.addEventListener("click", async () => {
+    try {
+      const credentials = await api("GET", `/api/device/${id}/credentials`);
+      document.getElementById("device-token").value = credentials.credentialsId;
+      document.getElementById("token-box").hidden = false;
+      showToken.hidden = true;
+    } catch (problem) {
+      alert(problem.message);
+    }
+  });
+
+  onSubmit(document.getElementById("assign-form"), async (data) => {
+    const customer = data.get("customer");
+    if (customer) await api("POST", `/api/customer/${customer}/device/${id}`);
+    else await api("DELETE", `/api/customer/device/${id}`);
+    location.reload();
+  });
+
+  onSubmit(document.getElementById("delete-form"), async () => {
+    await api("DELETE", `/api/device/${id}`);
+    location.href = "/devices";
+  });
+}
+
+// --- customers and users ----------------------------------------------------------------
+
+function setUpAdministration() {
+  onSubmit(document.getElementById("add-customer-form"), async (data) => {
+    await api("POST", "/api/customer", { title: data.get("title") });
+    location.reload();
+  });
+  const customer = document.getElementById("customer")?.dataset.customerId;
+  onSubmit(document.getElementById("assign-device-form"), async (data) => {
+    await api("POST", `/api/customer/${customer}/device/${data.get("device")}`);
+    location.reload();
+  });
+  document.querySelectorAll(".invite-form").forEach((form) => onSubmit(form, async (data) => {
+    const body = {
+      email: data.get("email"), authority: form.dataset.authority,
+      firstName: data.get("firstName"), lastName: data.get("lastName"),
+    };
+    if (form.dataset.customerId) body.customerId = { entityType: "CUSTOMER", id: form.dataset.customerId };
+    const user = await api("POST", "/api/user", body);
+    const link = await api("GET", `/api/user/${user.id.id}/activationLink`);
+    const result = form.querySelector(".invite-result");
+    result.querySelector(".invite-link").value = link;
+    result.hidden = false;
+  }));
+}
+
+document.addEventListener("DOMContentLoaded", setUp);

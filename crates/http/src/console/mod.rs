@@ -1,0 +1,228 @@
+//! The web console: server-rendered pages (askama templates in `templates/console/`) and
+//! the small scripts and style sheet they use (`assets/`, compiled into the binary).
+//!
+//! Pages read through the store with the viewer's scope, like the API's handlers; every
+//! change a page makes goes through the JSON API from its script, authenticated by the
+//! session cookie and the page's CSRF token (`auth.rs`). Pages load nothing from other
+//! hosts and run no inline script: the CSP says so.
+
+mod admin;
+mod devices;
+mod public;
+mod session;
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::{Path, Request};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use thingsafe_core::{TimestampMs, User};
+
+use crate::AppState;
+use crate::error::ApiError;
+pub(crate) use session::{Viewer, renew_expired_session, same_origin};
+
+/// Pages load scripts, styles, images and connections from this server only; nothing
+/// runs inline; no other site may frame them or receive their forms.
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub(crate) fn router() -> Router<AppState> {
+    let pages = Router::new()
+        .route("/", get(public::root))
+        .route("/signin", get(public::sign_in_page).post(public::sign_in))
+        .route("/signup", get(public::sign_up_page).post(public::sign_up))
+        .route("/signout", post(public::sign_out))
+        .route("/dashboard", get(devices::dashboard))
+        .route("/devices", get(devices::list))
+        .route("/devices/{id}", get(devices::page))
+        .route("/customers", get(admin::customers))
+        .route("/customers/{id}", get(admin::customer))
+        .route("/users", get(admin::users))
+        .route("/profile", get(admin::profile))
+        .layer(middleware::from_fn(page_headers));
+    Router::new()
+        .merge(pages)
+        .route("/assets/{name}", get(asset))
+}
+
+/// Security headers of every page; pages hold personal data and a CSRF token, so no
+/// cache keeps them.
+async fn page_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    };
+    set(headers, "content-security-policy", CONSOLE_CSP);
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "referrer-policy", "same-origin");
+    set(headers, "cache-control", "no-store");
+    response
+}
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "console.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../../assets/console.css"),
+    },
+    Asset {
+        name: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../assets/console.js"),
+    },
+    Asset {
+        name: "charts.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../assets/charts.js"),
+    },
+];
+
+/// A hash of all assets: pages link `/assets/x?v=<this>`, so a browser may keep an asset
+/// for a year and still fetches the new one after an upgrade.
+static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
+    let mut hash = Sha256::new();
+    for a in ASSETS {
+        hash.update(a.body.as_bytes());
+    }
+    hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+});
+
+async fn asset(Path(name): Path<String>) -> Response {
+    let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
+        return ApiError::not_found(format!("No asset named {name:?}")).into_response();
+    };
+    (
+        [
+            (CONTENT_TYPE, asset.content_type),
+            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (HeaderName::from_static("x-content-type-options"), "nosniff"),
+        ],
+        asset.body,
+    )
+        .into_response()
+}
+
+/// What every page's frame shows: title, navigation, who is signed in.
+pub(crate) struct Layout {
+    pub title: String,
+    /// The navigation entry of this page (`devices`, `dashboard`, ...).
+    pub nav: &'static str,
+    pub csrf: String,
+    /// The signed-in person's name, or None on public pages.
+    pub user: Option<String>,
+    pub tenant_admin: bool,
+    pub asset_version: &'static str,
+}
+
+impl Layout {
+    pub fn public(title: &str) -> Layout {
+        Layout {
+            title: title.to_string(),
+            nav: "",
+            csrf: String::new(),
+            user: None,
+            tenant_admin: false,
+            asset_version: ASSET_VERSION.as_str(),
+        }
+    }
+
+    pub fn signed_in(title: impl Into<String>, nav: &'static str, viewer: &Viewer) -> Layout {
+        Layout {
+            title: title.into(),
+            nav,
+            csrf: viewer.csrf.clone(),
+            user: Some(display_name(&viewer.principal.user)),
+            tenant_admin: viewer.is_tenant_admin(),
+            asset_version: ASSET_VERSION.as_str(),
+        }
+    }
+}
+
+pub(crate) fn display_name(user: &User) -> String {
+    let name = [user.first_name.as_deref(), user.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name.is_empty() {
+        user.email.clone()
+    } else {
+        name
+    }
+}
+
+/// Renders a page, or a plain error page if the template fails.
+pub(crate) fn render(page: &impl askama::Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be shown; the error is logged.",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn url_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `2026-05-01 14:03 UTC`; scripts rewrite it in the viewer's time zone.
+pub(crate) fn utc_time(ms: TimestampMs) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_keeps_paths_readable_and_escapes_the_rest() {
+        assert_eq!(
+            url_encode("/devices?q=a b&page=2"),
+            "/devices%3Fq%3Da%20b%26page%3D2"
+        );
+        assert_eq!(utc_time(0), "1970-01-01 00:00 UTC");
+    }
+}

@@ -1,0 +1,287 @@
+//! Pages without a session: sign-in, sign-up; and sign-out.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::session::{cleared_cookies, redirect_with_cookies, session_cookies};
+use super::{Layout, render};
+use crate::AppState;
+use crate::auth::{self, SESSION_COOKIE};
+use crate::error::ApiError;
+use crate::routes::accounts::{self, SignUpRequest};
+
+/// Where to go after signing in: a path of ours, never another site.
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        _ => "/devices",
+    }
+}
+
+fn forbidden_origin() -> Response {
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        "This form was sent from another site; open the page on this server and send it again.",
+    )
+        .into_response()
+}
+
+pub(super) async fn root(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
+    let signed_in = match auth::cookie(&headers, SESSION_COOKIE) {
+        Some(token) => auth::authenticate(&state, token).await.is_ok(),
+        None => false,
+    };
+    Redirect::to(if signed_in { "/devices" } else { "/signin" })
+}
+
+#[derive(Template)]
+#[template(path = "console/signin.html")]
+struct SignInPage {
+    layout: Layout,
+    email: String,
+    next: String,
+    /// A message for the whole form (wrong email or password, lockout).
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignInQuery {
+    next: Option<String>,
+    /// `deleted`, `signedout`: why the visitor is here.
+    done: Option<String>,
+}
+
+pub(super) async fn sign_in_page(Query(q): Query<SignInQuery>) -> Response {
+    let notice = match q.done.as_deref() {
+        Some("signedout") => Some("You are signed out.".to_string()),
+        Some("deleted") => Some("Your account is deleted.".to_string()),
+        _ => None,
+    };
+    render(&SignInPage {
+        layout: Layout::public("Sign in"),
+        email: String::new(),
+        next: local_path(q.next.as_deref()).to_string(),
+        error: None,
+        notice,
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignInForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub(super) async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    if !super::same_origin(&headers) {
+        return forbidden_origin();
+    }
+    let next = local_path(form.next.as_deref()).to_string();
+    let failed = |message: String| {
+        render(&SignInPage {
+            layout: Layout::public("Sign in"),
+            email: form.email.clone(),
+            next: next.clone(),
+            error: Some(message),
+            notice: None,
+        })
+    };
+    let user = match accounts::check_credentials(&state, &form.email, form.password.clone()).await {
+        Ok(user) => user,
+        Err(e) if e.message == "Invalid username or password" => {
+            return failed(
+                "That email address and password do not match an account. Check both and try again."
+                    .into(),
+            );
+        }
+        Err(e) => return failed(e.message),
+    };
+    match auth::start_session(&state, &user).await {
+        Ok(pair) => redirect_with_cookies(&next, session_cookies(&state, &pair)),
+        Err(e) => failed(e.message),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/signup.html")]
+struct SignUpPage {
+    layout: Layout,
+    form: SignUpForm,
+    policy_version: u32,
+    minimum_age: u8,
+    /// Field name → what is wrong with it.
+    errors: HashMap<&'static str, String>,
+    /// A problem that belongs to no one field.
+    error: Option<String>,
+}
+
+impl SignUpPage {
+    fn error_for(&self, field: &str) -> Option<&String> {
+        self.errors.get(field)
+    }
+
+    fn age_hint(&self) -> String {
+        format!(
+            "You must be at least {} years old to have an account.",
+            self.minimum_age
+        )
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct SignUpForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    organization: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    password: String,
+    /// The policy version on the page when the box was ticked.
+    accept_policy: Option<u32>,
+    marketing: Option<String>,
+}
+
+pub(super) async fn sign_up_page(State(state): State<AppState>) -> Response {
+    render(&SignUpPage {
+        layout: Layout::public("Create your account"),
+        form: SignUpForm::default(),
+        policy_version: state.policy.version.version,
+        minimum_age: state.policy.policy.minimum_age,
+        errors: HashMap::new(),
+        error: None,
+    })
+}
+
+/// The API's field names, as the form names them.
+fn form_field(api_field: &str) -> &'static str {
+    match api_field {
+        "email" => "email",
+        "password" => "password",
+        "firstName" => "first_name",
+        "lastName" => "last_name",
+        "organization" => "organization",
+        "birthDate" => "birth_date",
+        "acceptedPolicyVersion" => "accept_policy",
+        _ => "",
+    }
+}
+
+/// The message without the API's `field: ` prefix, first letter up.
+fn plain_message(e: &ApiError) -> String {
+    let text = match e.field {
+        Some(f) => e
+            .message
+            .strip_prefix(&format!("{f}: "))
+            .unwrap_or(&e.message),
+        None => &e.message,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+pub(super) async fn sign_up(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignUpForm>,
+) -> Response {
+    if !super::same_origin(&headers) {
+        return forbidden_origin();
+    }
+    let mut page = SignUpPage {
+        layout: Layout::public("Create your account"),
+        policy_version: state.policy.version.version,
+        minimum_age: state.policy.policy.minimum_age,
+        errors: HashMap::new(),
+        error: None,
+        form,
+    };
+    let f = &page.form;
+    if f.accept_policy.is_none() {
+        page.errors.insert(
+            "accept_policy",
+            "Tick the box to accept the privacy policy; an account cannot be created without it."
+                .into(),
+        );
+    }
+    if f.birth_date.trim().is_empty() {
+        page.errors
+            .insert("birth_date", "Enter your date of birth.".into());
+    }
+    if !page.errors.is_empty() {
+        return render(&page);
+    }
+    let request = SignUpRequest {
+        email: f.email.clone(),
+        password: f.password.clone(),
+        first_name: Some(f.first_name.clone()),
+        last_name: Some(f.last_name.clone()),
+        birth_date: Some(f.birth_date.clone()),
+        organization: Some(f.organization.clone()),
+        accepted_policy_version: f.accept_policy,
+        marketing: Some(f.marketing.is_some()),
+    };
+    match accounts::register(&state, &headers, request).await {
+        Ok((_, user)) => match auth::start_session(&state, &user).await {
+            Ok(pair) => redirect_with_cookies("/devices?welcome=1", session_cookies(&state, &pair)),
+            Err(e) => {
+                page.error = Some(plain_message(&e));
+                render(&page)
+            }
+        },
+        Err(e) => {
+            match e.field.map(form_field).filter(|f| !f.is_empty()) {
+                Some(field) => {
+                    page.errors.insert(field, plain_message(&e));
+                }
+                None => page.error = Some(plain_message(&e)),
+            }
+            // The password is never sent back to the browser.
+            page.form.password.clear();
+            render(&page)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignOutForm {
+    csrf: String,
+}
+
+pub(super) async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignOutForm>,
+) -> Response {
+    if let Some(token) = auth::cookie(&headers, SESSION_COOKIE)
+        && let Ok(principal) = auth::authenticate(&state, token).await
+    {
+        if !auth::csrf_matches(&state, principal.session, &form.csrf) {
+            return forbidden_origin();
+        }
+        if let Err(e) = state.store.revoke_session(principal.session).await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    redirect_with_cookies("/signin?done=signedout", cleared_cookies(&state))
+}
