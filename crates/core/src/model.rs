@@ -156,12 +156,69 @@ pub struct Attribute {
 pub enum DeviceCredentials {
     /// ThingsBoard's `ACCESS_TOKEN`: the token is the MQTT username / HTTP path segment.
     AccessToken(String),
+    /// ThingsBoard's `X509_CERTIFICATE`: the device presents this certificate (its own,
+    /// self-signed or not) as its TLS client certificate on MQTT over TLS, and is found by
+    /// its `fingerprint`, the SHA-256 of its DER in lower-case hex. Made by
+    /// [`DeviceCredentials::x509_certificate`].
+    X509Certificate { fingerprint: String, pem: String },
+}
+
+impl DeviceCredentials {
+    /// ThingsBoard's name of the kind: `ACCESS_TOKEN`, `X509_CERTIFICATE`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceCredentials::AccessToken(_) => "ACCESS_TOKEN",
+            DeviceCredentials::X509Certificate { .. } => "X509_CERTIFICATE",
+        }
+    }
+
+    /// X.509 credentials from one PEM certificate; the error says what is wrong.
+    pub fn x509_certificate(pem: &str) -> Result<DeviceCredentials, String> {
+        const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+        const END: &str = "-----END CERTIFICATE-----";
+        let start = pem.find(BEGIN).ok_or_else(|| {
+            format!(
+                "credentialsValue must hold the device's certificate in PEM ({BEGIN} ... {END})"
+            )
+        })?;
+        let body_start = start + BEGIN.len();
+        let body_len = pem[body_start..]
+            .find(END)
+            .ok_or_else(|| format!("the PEM certificate is not closed by {END}"))?;
+        let block_end = body_start + body_len + END.len();
+        if pem[block_end..].contains(BEGIN) {
+            return Err("credentialsValue must hold one certificate, the device's own".into());
+        }
+        let body: String = pem[body_start..body_start + body_len]
+            .split_whitespace()
+            .collect();
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|e| format!("the PEM certificate's body is not valid base64: {e}"))?;
+        // An X.509 certificate is a DER SEQUENCE; anything else never matches a handshake.
+        if der.len() < 64 || der[0] != 0x30 {
+            return Err("the PEM block does not hold a DER X.509 certificate".into());
+        }
+        use sha2::Digest;
+        let fingerprint = sha2::Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(DeviceCredentials::X509Certificate {
+            fingerprint,
+            pem: format!("{}\n", &pem[start..block_end]),
+        })
+    }
 }
 
 impl fmt::Debug for DeviceCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceCredentials::AccessToken(_) => f.write_str("AccessToken(<redacted>)"),
+            DeviceCredentials::X509Certificate { fingerprint, .. } => {
+                write!(f, "X509Certificate(sha256 {fingerprint})")
+            }
         }
     }
 }
@@ -490,6 +547,44 @@ pub mod provisioning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device certificate made with openssl; its fingerprint as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it.
+    const DEVICE_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBezCCASGgAwIBAgIUdugoYykwAaoXBxQYM+O+QfxSOSMwCgYIKoZIzj0EAwIw\nEzERMA8GA1UEAwwIZGV2aWNlLTEwHhcNMjYxMTIzMTIyNTQ5WhcNMzYxMTIwMTIy\nNTQ5WjATMREwDwYDVQQDDAhkZXZpY2UtMTBZMBMGByqGSM49AgEGCCqGSM49AwEH\nA0IABH8cwQncQ6sC+y2oeOKZZo5L6AkqfYsC+/ARmF5d5iGxlWiszFoWMrm6CRhE\ntXnMmm/vVC1Ckkn4xQy2BJZjGF+jUzBRMB0GA1UdDgQWBBQoDkw9TG5HJXolNrHE\nVZojPJ4i9zAfBgNVHSMEGDAWgBQoDkw9TG5HJXolNrHEVZojPJ4i9zAPBgNVHRMB\nAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCNfhzPLn0YcY1+G6rajWv3oM3z\nHHJABO1Y8XIbGi1GcAIgDye6ktpiz/lCp0KA0SEUbL34nH8rQyn7z740eClX2oc=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn x509_credentials_are_found_by_the_certificates_sha256() {
+        let given = format!("  \n{DEVICE_PEM}\n\n");
+        let credentials = DeviceCredentials::x509_certificate(&given).unwrap();
+        assert_eq!(credentials.kind(), "X509_CERTIFICATE");
+        let DeviceCredentials::X509Certificate { fingerprint, pem } = &credentials else {
+            panic!("{credentials:?}");
+        };
+        assert_eq!(
+            fingerprint,
+            "571f26537a8b9d5d69e07dd530cf0b33ba04b20be8261aa73bb90579542003cb"
+        );
+        assert_eq!(pem, DEVICE_PEM);
+
+        for (bad, why) in [
+            ("MIIBezCCASGgAwIBAgIU", "in PEM"),
+            ("-----BEGIN CERTIFICATE-----\nMIIB", "not closed"),
+            (
+                "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----",
+                "not valid base64",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----",
+                "does not hold a DER X.509 certificate",
+            ),
+        ] {
+            let e = DeviceCredentials::x509_certificate(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let two = format!("{DEVICE_PEM}{DEVICE_PEM}");
+        let e = DeviceCredentials::x509_certificate(&two).unwrap_err();
+        assert!(e.contains("one certificate"), "{e}");
+    }
 
     fn req(page_size: usize, page: usize) -> PageRequest {
         PageRequest {

@@ -44,6 +44,10 @@
 //!   once the handshake is done (within `connect_timeout`, in the connection's task, so a
 //!   slow handshake holds up no one else); a failed handshake ends the connection before
 //!   any MQTT byte is read. Certificates are the binary's business (`thingsafe-tls`).
+//! - **A client certificate is an identity only when a device claims it.** Over TLS, a
+//!   certificate the client presented (and proved it holds the key of, in the handshake)
+//!   authenticates the device whose `X509_CERTIFICATE` credentials have its SHA-256;
+//!   one no device has changes nothing: the access token decides.
 //! - **Depends on `core` and `store` only**, never on `http`.
 
 pub mod codes;
@@ -65,7 +69,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use error::SessionError;
-pub use session::handle;
+pub use session::{handle, handle_with_certificate};
 
 /// Limits of the MQTT listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +172,11 @@ async fn serve_on(
                         let result = match tls {
                             None => handle(stream, store, settings, stop).await,
                             Some(tls) => match handshake(&tls, stream, &settings).await {
-                                Ok(stream) => handle(stream, store, settings, stop).await,
+                                Ok(stream) => {
+                                    let certificate = client_certificate(&stream);
+                                    handle_with_certificate(stream, certificate, store, settings, stop)
+                                        .await
+                                }
                                 Err(e) => Err(e),
                             },
                         };
@@ -201,6 +209,19 @@ async fn serve_on(
         );
         sessions.shutdown().await;
     }
+}
+
+/// The SHA-256 fingerprint (lower-case hex) of the certificate the TLS client presented,
+/// if any: what X.509 device credentials are found by.
+fn client_certificate(stream: &tokio_rustls::server::TlsStream<TcpStream>) -> Option<String> {
+    use sha2::Digest;
+    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
+    Some(
+        sha2::Sha256::digest(leaf)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 /// The TLS handshake of a new connection, bounded by `connect_timeout`.

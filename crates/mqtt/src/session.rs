@@ -51,12 +51,28 @@ pub async fn handle<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    handle_with_certificate(stream, None, store, settings, stop).await
+}
+
+/// [`handle`] for a connection whose TLS client presented a certificate: `certificate` is
+/// its SHA-256 fingerprint (lower-case hex). A device whose X.509 credentials are that
+/// certificate is authenticated by it; otherwise the access token decides, as without.
+pub async fn handle_with_certificate<S>(
+    stream: S,
+    certificate: Option<String>,
+    store: Arc<dyn Store>,
+    settings: Arc<MqttSettings>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Small buffers that grow with the traffic: most devices are idle most of the time
     // (tokio-util's default is 8 KiB each way per connection).
     let mut io = Framed::with_capacity(stream, MqttCodec::Version(VersionCodec), IO_BUFFER_START);
     let (proto, hello, device) = match timeout(
         settings.connect_timeout,
-        connect(&mut io, &*store, &settings),
+        connect(&mut io, certificate.as_deref(), &*store, &settings),
     )
     .await
     {
@@ -125,6 +141,7 @@ struct Hello {
 /// with a CONNACK.
 async fn connect<S>(
     io: &mut Framed<S, MqttCodec>,
+    certificate: Option<&str>,
     store: &dyn Store,
     settings: &MqttSettings,
 ) -> Result<(Protocol, Hello, Option<Device>), SessionError>
@@ -202,10 +219,20 @@ where
         }
     };
 
-    let refusal = if hello.auth_method {
-        Err(ConnectRefusal::AuthMethod)
-    } else {
-        match hello.username.as_deref().filter(|u| !u.is_empty()) {
+    // ThingsBoard's X509_CERTIFICATE: the certificate is the device's identity, whatever
+    // the user name says.
+    let by_certificate = match certificate {
+        None => Ok(None),
+        Some(fingerprint) => store.device_by_certificate(fingerprint).await,
+    };
+    let refusal = match (hello.auth_method, by_certificate) {
+        (true, _) => Err(ConnectRefusal::AuthMethod),
+        (false, Err(e)) => {
+            tracing::error!(error = %e, "cannot look up an MQTT client certificate");
+            Err(ConnectRefusal::Unavailable)
+        }
+        (false, Ok(Some(device))) => Ok(Some(device)),
+        (false, Ok(None)) => match hello.username.as_deref().filter(|u| !u.is_empty()) {
             None => Err(ConnectRefusal::MissingToken),
             // ThingsBoard's provisioning user, whatever the password.
             Some(provision::USERNAME) => Ok(None),
@@ -217,7 +244,7 @@ where
                     Err(ConnectRefusal::Unavailable)
                 }
             },
-        }
+        },
     };
     let device = match refusal {
         Ok(device) => device,

@@ -287,6 +287,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The device whose access token this is (the token is the device's proof of identity).
     async fn device_by_token(&self, token: &str) -> Result<Option<Device>>;
+    /// The device whose X.509 credentials have this SHA-256 fingerprint (lower-case hex):
+    /// the TLS handshake proved the client holds that certificate's key.
+    async fn device_by_certificate(&self, fingerprint: &str) -> Result<Option<Device>>;
 
     // --- device data: `device` was obtained through a scope or the device's token --------
 

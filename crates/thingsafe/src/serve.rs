@@ -277,7 +277,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         if let (Some(listener), Some(certs)) = (mqtts_listener, &certificates) {
             let store = data.store.clone();
             let settings = mqtt_settings.clone();
-            let tls = certs.acceptor(&[]);
+            let tls = certs.device_acceptor();
             thingsafe_mqtt::serve_tls(listener, tls, store, settings, stopped(stop_rx.clone()))
                 .await;
         }

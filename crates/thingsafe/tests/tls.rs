@@ -617,3 +617,149 @@ async fn tls_can_be_turned_off() {
     s.device_with_token(&user, "Plain", "PLAINTOKEN").await;
     v3::connected(&s, "plain", "PLAINTOKEN").await;
 }
+
+/// ThingsBoard's `X509_CERTIFICATE` credentials: the device's own certificate, registered by
+/// its owner, authenticates it on MQTT over TLS with no access token.
+#[tokio::test]
+async fn a_device_authenticates_with_its_registered_x509_certificate() {
+    let s = Server::start().over_https();
+    let server_ca = cert_of(&s);
+    let user = s.sign_up("x509@example.com").await;
+    let id = s.device_with_token(&user, "Meter", "X509TOKEN").await;
+    // The device's certificate and key, as its firmware holds them.
+    let now = time::OffsetDateTime::now_utc();
+    let day = time::Duration::days(1);
+    let (device_cert, device_key) = tls::self_signed(&["meter-1"], now - day, now + 30 * day);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("meter.crt"), dir.path().join("meter.key"));
+    std::fs::write(&cert_file, &device_cert).unwrap();
+    std::fs::write(&key_file, &device_key).unwrap();
+    let fingerprint = tls::file_fingerprint(&cert_file)
+        .replace(':', "")
+        .to_lowercase();
+
+    // Bad PEM is refused, saying what is wrong.
+    let set = |value: serde_json::Value| json!({"deviceId": {"entityType": "DEVICE", "id": id}, "credentialsType": "X509_CERTIFICATE", "credentialsValue": value});
+    let (status, body) = s
+        .post("/api/device/credentials", &user, set(json!("MIIB...")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("PEM"), "{body}");
+
+    let (status, body) = s
+        .post("/api/device/credentials", &user, set(json!(device_cert)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credentialsType"], "X509_CERTIFICATE");
+    assert_eq!(body["credentialsId"], fingerprint.as_str());
+    let (status, body) = s.get(&format!("/api/device/{id}/credentials"), &user).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["credentialsValue"], device_cert.as_str());
+
+    // rumqttc presenting the certificate, with no user name, is the device.
+    let mut meter = v3::connect_tls(
+        &s,
+        "meter",
+        None,
+        &server_ca,
+        Some((&device_cert, &device_key)),
+    )
+    .await
+    .expect("the certificate authenticates the device");
+    meter
+        .publish("v1/devices/me/telemetry", r#"{"kwh":5}"#)
+        .await;
+    // So is mosquitto_pub with --cert/--key.
+    let mut expected = vec![json!("5")];
+    if tool_available("mosquitto_pub", "apt-get install mosquitto-clients") {
+        expected.push(json!("6"));
+        let port = mqtts(&s).port().to_string();
+        let out = run(
+            "mosquitto_pub",
+            &[
+                "-h",
+                "localhost",
+                "-p",
+                &port,
+                "--cafile",
+                server_ca.to_str().unwrap(),
+                "--cert",
+                cert_file.to_str().unwrap(),
+                "--key",
+                key_file.to_str().unwrap(),
+                "-q",
+                "1",
+                "-t",
+                "v1/devices/me/telemetry",
+                "-m",
+                r#"{"kwh":6}"#,
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let values = s
+        .timeseries(
+            &user,
+            &id,
+            "keys=kwh&startTs=0&endTs=9999999999999&orderBy=ASC",
+        )
+        .await;
+    let kwh: Vec<_> = values["kwh"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].clone())
+        .collect();
+    assert_eq!(kwh, expected, "{values}");
+
+    // The credentials replaced the token; a certificate nobody registered is no one.
+    let refused = v3::connect_tls(&s, "old", Some("X509TOKEN"), &server_ca, None)
+        .await
+        .err();
+    assert_eq!(refused, Some(v3::ConnectReturnCode::NotAuthorized));
+    let (stranger_cert, stranger_key) = tls::self_signed(&["stranger"], now - day, now + 30 * day);
+    let refused = v3::connect_tls(
+        &s,
+        "x",
+        None,
+        &server_ca,
+        Some((&stranger_cert, &stranger_key)),
+    )
+    .await
+    .err();
+    assert!(refused.is_some(), "an unregistered certificate is refused");
+    // An expired certificate fails the handshake even though registered.
+    let (old_cert, old_key) = tls::self_signed(&["meter-old"], now - 60 * day, now - day);
+    let other = s.device_with_token(&user, "Old meter", "OLDMETER").await;
+    let (status, body) = s
+        .post(
+            "/api/device/credentials",
+            &user,
+            json!({"deviceId": {"entityType": "DEVICE", "id": other}, "credentialsType": "X509_CERTIFICATE", "credentialsValue": old_cert}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let options = {
+        let mut o = rumqttc::MqttOptions::new("old", "localhost", mqtts(&s).port());
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca: std::fs::read(&server_ca).unwrap(),
+                alpn: None,
+                client_auth: Some((old_cert.into(), old_key.into())),
+            },
+        ));
+        o
+    };
+    let (_client, mut events) = rumqttc::AsyncClient::new(options, 4);
+    let outcome = tokio::time::timeout(common::mqtt::WAIT, events.poll())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(rumqttc::ConnectionError::Tls(_) | rumqttc::ConnectionError::Io(_))
+        ),
+        "{outcome:?}"
+    );
+    drop(meter);
+}

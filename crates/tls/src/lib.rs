@@ -22,6 +22,7 @@
 //! - **Depends on `vault` only**, for its private-file helper; the transports take the
 //!   acceptor it builds and know nothing of certificates.
 
+mod client_auth;
 mod generate;
 mod pem;
 
@@ -220,11 +221,27 @@ impl Certificates {
     /// A TLS acceptor presenting the certificate in force, TLS 1.3 and 1.2 only, offering
     /// `alpn` (empty: no ALPN).
     pub fn acceptor(self: &Arc<Self>, alpn: &[&[u8]]) -> TlsAcceptor {
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+        self.build(alpn, false)
+    }
+
+    /// [`acceptor`](Self::acceptor) for devices: also asks for a client certificate,
+    /// without requiring one and without trusting any CA (client_auth.rs). The session
+    /// reads the one presented and looks it up among devices' X.509 credentials.
+    pub fn device_acceptor(self: &Arc<Self>) -> TlsAcceptor {
+        self.build(&[], true)
+    }
+
+    fn build(self: &Arc<Self>, alpn: &[&[u8]], device_certificates: bool) -> TlsAcceptor {
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("the ring provider speaks TLS 1.3 and 1.2")
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+            .expect("the ring provider speaks TLS 1.3 and 1.2");
+        let builder = match device_certificates {
+            true => builder.with_client_cert_verifier(Arc::new(client_auth::DeviceCertificates {
+                provider: self.provider.clone(),
+            })),
+            false => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         TlsAcceptor::from(Arc::new(config))
     }

@@ -35,12 +35,16 @@ pub(super) struct CreateParams {
 }
 
 fn credentials_json(device: DeviceId, credentials: &DeviceCredentials) -> Value {
-    let DeviceCredentials::AccessToken(token) = credentials;
+    // ThingsBoard's shape: the id is what devices are found by, the value the certificate.
+    let (id, value) = match credentials {
+        DeviceCredentials::AccessToken(token) => (token, None),
+        DeviceCredentials::X509Certificate { fingerprint, pem } => (fingerprint, Some(pem)),
+    };
     json!({
         "deviceId": tb::entity_id("DEVICE", device.as_uuid()),
-        "credentialsType": "ACCESS_TOKEN",
-        "credentialsId": token,
-        "credentialsValue": null,
+        "credentialsType": credentials.kind(),
+        "credentialsId": id,
+        "credentialsValue": value,
     })
 }
 
@@ -144,6 +148,8 @@ pub(super) struct SetCredentials {
     device_id: EntityIdIn,
     credentials_type: String,
     credentials_id: Option<String>,
+    /// `X509_CERTIFICATE`: the device's certificate, PEM.
+    credentials_value: Option<String>,
 }
 
 pub(super) async fn set_credentials(
@@ -152,18 +158,28 @@ pub(super) async fn set_credentials(
     Json(req): Json<SetCredentials>,
 ) -> ApiResult<axum::Json<Value>> {
     principal.require(&[Authority::TenantAdmin])?;
-    if req.credentials_type != "ACCESS_TOKEN" {
-        return Err(ApiError::bad_request(format!(
-            "credentialsType {:?} is not supported; use ACCESS_TOKEN",
-            req.credentials_type
-        )));
-    }
-    let token = match req.credentials_id {
-        Some(t) => validate::access_token(&t)?,
-        None => thingsafe_vault::random_alphanumeric(GENERATED_TOKEN_LEN),
+    let credentials = match req.credentials_type.as_str() {
+        "ACCESS_TOKEN" => DeviceCredentials::AccessToken(match req.credentials_id {
+            Some(t) => validate::access_token(&t)?,
+            None => thingsafe_vault::random_alphanumeric(GENERATED_TOKEN_LEN),
+        }),
+        // The id is derived from the certificate (its SHA-256); one given is ignored, as
+        // ThingsBoard does.
+        "X509_CERTIFICATE" => {
+            let pem = req.credentials_value.ok_or_else(|| {
+                ApiError::bad_request(
+                    "X509_CERTIFICATE credentials need credentialsValue: the device's certificate in PEM",
+                )
+            })?;
+            DeviceCredentials::x509_certificate(&pem).map_err(ApiError::bad_request)?
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "credentialsType {other:?} is not supported; use ACCESS_TOKEN or X509_CERTIFICATE"
+            )));
+        }
     };
     let id = DeviceId(req.device_id.id);
-    let credentials = DeviceCredentials::AccessToken(token);
     state
         .store
         .set_device_credentials(&principal.scope(), id, credentials.clone())

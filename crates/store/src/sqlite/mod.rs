@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_provisioning.sql"),
     include_str!("../../migrations/sqlite/0005_consent_erasure.sql"),
     include_str!("../../migrations/sqlite/0006_backup_runs.sql"),
+    include_str!("../../migrations/sqlite/0007_x509_credentials.sql"),
 ];
 
 pub struct SqliteStore {
@@ -152,6 +153,51 @@ impl SqliteStore {
         self.vault
             .blind_index("device.token", token.as_bytes())
             .to_vec()
+    }
+
+    /// The lookup key of a device certificate: its own hash domain, apart from tokens.
+    fn certificate_index(&self, fingerprint: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("device.x509", fingerprint.as_bytes())
+            .to_vec()
+    }
+
+    /// The device whose credentials have this lookup key.
+    async fn device_by_credentials_index(&self, index: Vec<u8>) -> Result<Option<Device>> {
+        let row = self
+            .readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!(
+                        "SELECT {} FROM device d JOIN device_credentials k ON k.device_id = d.id
+                         WHERE k.token_index = ?1",
+                        DeviceRow::qualified("d")
+                    ),
+                    [index],
+                    DeviceRow::read,
+                )
+                .optional()?)
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
+        }
+    }
+
+    /// What `device_credentials` holds for `credentials`: kind, lookup key, secret text.
+    fn credentials_row<'a>(
+        &self,
+        credentials: &'a DeviceCredentials,
+    ) -> (&'static str, Vec<u8>, &'a str) {
+        match credentials {
+            DeviceCredentials::AccessToken(token) => {
+                ("ACCESS_TOKEN", self.token_index(token), token)
+            }
+            DeviceCredentials::X509Certificate { fingerprint, pem } => {
+                ("X509_CERTIFICATE", self.certificate_index(fingerprint), pem)
+            }
+        }
     }
 
     fn refresh_index(&self, token: &str) -> Vec<u8> {
@@ -274,7 +320,7 @@ impl SqliteStore {
         let id = DeviceId::random();
         let owner = Owner::Tenant(tenant);
         let row = id.to_string();
-        let DeviceCredentials::AccessToken(token) = &device.credentials;
+        let (credentials_type, token_index, secret) = self.credentials_row(&device.credentials);
         Ok(SealedDevice {
             id,
             tenant,
@@ -282,8 +328,9 @@ impl SqliteStore {
             name: self.seal(owner, "device.name", &row, &device.name)?,
             device_type: device.device_type.clone(),
             label: self.seal_opt(owner, "device.label", &row, device.label.as_deref())?,
-            token_index: self.token_index(token),
-            credentials: self.seal(owner, "device.credentials", &row, token)?,
+            credentials_type,
+            token_index,
+            credentials: self.seal(owner, "device.credentials", &row, secret)?,
             created_ms: now_ms(),
         })
     }
@@ -335,6 +382,7 @@ struct SealedDevice {
     name: Vec<u8>,
     device_type: String,
     label: Option<Vec<u8>>,
+    credentials_type: &'static str,
     token_index: Vec<u8>,
     credentials: Vec<u8>,
     created_ms: TimestampMs,
@@ -368,8 +416,8 @@ fn insert_device(
     .map_err(|e| conflict(e, "a device with this name already exists"))?;
     c.execute(
         "INSERT INTO device_credentials (device_id, credentials_type, token_index, credentials)
-         VALUES (?1, 'ACCESS_TOKEN', ?2, ?3)",
-        params![row, s.token_index, s.credentials],
+         VALUES (?1, ?2, ?3, ?4)",
+        params![row, s.credentials_type, s.token_index, s.credentials],
     )
     .map_err(|e| conflict(e, "this access token is already used by another device"))?;
     Ok(())
@@ -1225,27 +1273,33 @@ impl Store for SqliteStore {
     async fn device_credentials(&self, scope: &Scope, id: DeviceId) -> Result<DeviceCredentials> {
         let tenant = scope.tenant()?;
         let only = scope.customer();
-        let sealed: Vec<u8> = self
+        let (kind, sealed): (String, Vec<u8>) = self
             .readers
             .read(move |c| {
                 c.query_row(
-                    "SELECT k.credentials FROM device_credentials k JOIN device d ON d.id = k.device_id
+                    "SELECT k.credentials_type, k.credentials
+                     FROM device_credentials k JOIN device d ON d.id = k.device_id
                      WHERE d.id = ?1 AND d.tenant_id = ?2 AND (?3 IS NULL OR d.customer_id = ?3)",
                     params![id.to_string(), tenant.to_string(), id_text(only)],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?
                 .ok_or(StoreError::NotFound("device"))
             })
             .await?;
-        let token = rows::open_text(
+        let secret = rows::open_text(
             &self.vault,
             Owner::Tenant(tenant),
             "device.credentials",
             &id.to_string(),
             &sealed,
         )?;
-        Ok(DeviceCredentials::AccessToken(token))
+        match kind.as_str() {
+            "X509_CERTIFICATE" => DeviceCredentials::x509_certificate(&secret).map_err(|e| {
+                StoreError::Backend(format!("stored certificate of device {id}: {e}"))
+            }),
+            _ => Ok(DeviceCredentials::AccessToken(secret)),
+        }
     }
 
     async fn set_device_credentials(
@@ -1255,23 +1309,31 @@ impl Store for SqliteStore {
         credentials: DeviceCredentials,
     ) -> Result<()> {
         let tenant = whole_tenant(scope)?;
-        let DeviceCredentials::AccessToken(token) = &credentials;
-        let token_index = self.token_index(token);
+        let (kind, token_index, secret) = self.credentials_row(&credentials);
         let sealed = self.seal(
             Owner::Tenant(tenant),
             "device.credentials",
             &id.to_string(),
-            token,
+            secret,
         )?;
+        let taken = match credentials {
+            DeviceCredentials::AccessToken(_) => {
+                "this access token is already used by another device"
+            }
+            DeviceCredentials::X509Certificate { .. } => {
+                "this certificate is already the credentials of another device"
+            }
+        };
         self.writer
             .write(move |c| {
                 let changed = c
                     .execute(
-                        "UPDATE device_credentials SET token_index = ?3, credentials = ?4
+                        "UPDATE device_credentials
+                         SET credentials_type = ?3, token_index = ?4, credentials = ?5
                          WHERE device_id = (SELECT id FROM device WHERE id = ?1 AND tenant_id = ?2)",
-                        params![id.to_string(), tenant.to_string(), token_index, sealed],
+                        params![id.to_string(), tenant.to_string(), kind, token_index, sealed],
                     )
-                    .map_err(|e| conflict(e, "this access token is already used by another device"))?;
+                    .map_err(|e| conflict(e, taken))?;
                 if changed == 0 {
                     return Err(StoreError::NotFound("device"));
                 }
@@ -1313,26 +1375,13 @@ impl Store for SqliteStore {
     }
 
     async fn device_by_token(&self, token: &str) -> Result<Option<Device>> {
-        let index = self.token_index(token);
-        let row = self
-            .readers
-            .read(move |c| {
-                Ok(c.query_row(
-                    &format!(
-                        "SELECT {} FROM device d JOIN device_credentials k ON k.device_id = d.id
-                         WHERE k.token_index = ?1",
-                        DeviceRow::qualified("d")
-                    ),
-                    [index],
-                    DeviceRow::read,
-                )
-                .optional()?)
-            })
-            .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => skip_shredded(row.open(&self.vault)).transpose(),
-        }
+        self.device_by_credentials_index(self.token_index(token))
+            .await
+    }
+
+    async fn device_by_certificate(&self, fingerprint: &str) -> Result<Option<Device>> {
+        self.device_by_credentials_index(self.certificate_index(fingerprint))
+            .await
     }
 
     async fn append_telemetry(&self, device: &Device, points: Vec<Point>) -> Result<()> {
@@ -1781,8 +1830,11 @@ mod gateway_tests {
         );
         assert!(!child.gateway);
         assert_eq!(store.device(&a, child.id).await.unwrap(), child);
-        let DeviceCredentials::AccessToken(token) =
-            store.device_credentials(&a, child.id).await.unwrap();
+        let Ok(DeviceCredentials::AccessToken(token)) =
+            store.device_credentials(&a, child.id).await
+        else {
+            panic!("a generated access token");
+        };
         assert_eq!(token.len(), GENERATED_TOKEN_LEN);
         assert_eq!(
             store.device_by_token(&token).await.unwrap(),

@@ -1036,3 +1036,116 @@ async fn erasure_work_does_not_depend_on_the_amount_of_data() {
         );
     }
 }
+
+/// A device certificate's credentials, from a fresh self-signed certificate.
+fn certificate(n: u8) -> DeviceCredentials {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![format!("device-{n}")])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    DeviceCredentials::x509_certificate(&cert.pem()).unwrap()
+}
+
+#[tokio::test]
+async fn x509_credentials_replace_the_token_and_find_the_device_by_its_certificate() {
+    let f = fixture();
+    let (t, _) = f.store.sign_up("Acme", admin("a@acme.test")).await.unwrap();
+    let a = Scope::Tenant(t.id);
+    let dev = f
+        .store
+        .create_device(&a, device("Meter", "meter-token"))
+        .await
+        .unwrap();
+    let other = f
+        .store
+        .create_device(&a, device("Pump", "pump-token"))
+        .await
+        .unwrap();
+    let cert = certificate(1);
+    let DeviceCredentials::X509Certificate { fingerprint, pem } = cert.clone() else {
+        unreachable!()
+    };
+    f.store
+        .set_device_credentials(&a, dev.id, cert.clone())
+        .await
+        .unwrap();
+    assert_eq!(f.store.device_credentials(&a, dev.id).await.unwrap(), cert);
+    assert_eq!(
+        f.store.device_by_certificate(&fingerprint).await.unwrap(),
+        Some(dev.clone())
+    );
+    // The old token is gone; the fingerprint is no token; other certificates are no one.
+    assert_eq!(f.store.device_by_token("meter-token").await.unwrap(), None);
+    assert_eq!(f.store.device_by_token(&fingerprint).await.unwrap(), None);
+    let DeviceCredentials::X509Certificate {
+        fingerprint: unknown,
+        ..
+    } = certificate(2)
+    else {
+        unreachable!()
+    };
+    assert_eq!(f.store.device_by_certificate(&unknown).await.unwrap(), None);
+    // One certificate, one device.
+    let taken = f.store.set_device_credentials(&a, other.id, cert).await;
+    assert!(
+        matches!(&taken, Err(StoreError::Conflict(m)) if m.contains("certificate")),
+        "{taken:?}"
+    );
+    // Back to a token, and the certificate no longer finds the device.
+    let token = DeviceCredentials::AccessToken("meter-token-2".into());
+    f.store
+        .set_device_credentials(&a, other.id, token)
+        .await
+        .unwrap();
+    f.store
+        .set_device_credentials(
+            &a,
+            dev.id,
+            DeviceCredentials::AccessToken("meter-token".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.device_by_certificate(&fingerprint).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.store.device_by_token("meter-token").await.unwrap(),
+        Some(dev.clone())
+    );
+    let last = certificate(3);
+    f.store
+        .set_device_credentials(&a, dev.id, last.clone())
+        .await
+        .unwrap();
+    // Certificates are sealed at rest like tokens (neither the PEM's base64 nor the DER).
+    drop(f.store);
+    let DeviceCredentials::X509Certificate { pem: last, .. } = last else {
+        unreachable!()
+    };
+    for pem in [pem, last] {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64_decode(&body);
+        for file in std::fs::read_dir(&f.dir).unwrap() {
+            let path = file.unwrap().path();
+            if path.is_dir() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(
+                !found(&body.as_bytes()[..40]) && !found(&der[..40]),
+                "the certificate in plaintext in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}

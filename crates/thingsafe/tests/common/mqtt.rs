@@ -38,16 +38,30 @@ pub mod v3 {
     /// Connects over TLS to the server's MQTT over TLS listener as `localhost`, trusting
     /// only the PEM certificate `ca`; panics when refused.
     pub async fn connected_tls(s: &Server, id: &str, token: &str, ca: &std::path::Path) -> Client {
+        connect_tls(s, id, Some(token), ca, None)
+            .await
+            .expect("connected")
+    }
+
+    /// Connects over TLS, presenting the client certificate and key (PEM) `client` if
+    /// given; the CONNACK's return code when refused.
+    pub async fn connect_tls(
+        s: &Server,
+        id: &str,
+        token: Option<&str>,
+        ca: &std::path::Path,
+        client: Option<(&str, &str)>,
+    ) -> Result<Client, ConnectReturnCode> {
         let port = s.mqtts_addr.expect("TLS is on").port();
         let mut options = MqttOptions::new(id, "localhost", port);
         options.set_transport(rumqttc::Transport::tls_with_config(
             rumqttc::TlsConfiguration::Simple {
                 ca: std::fs::read(ca).unwrap(),
                 alpn: None,
-                client_auth: None,
+                client_auth: client.map(|(cert, key)| (cert.into(), key.into())),
             },
         ));
-        connect_with(options, Some(token)).await.expect("connected")
+        connect_with(options, token).await
     }
 
     async fn connect_with(
