@@ -432,7 +432,11 @@ function setUpDevicePage() {
   showToken?.addEventListener("click", async () => {
     try {
       const credentials = await api("GET", `/api/device/${id}/credentials`);
-      document.getElementById("device-token").value = credentials.credentialsId;
+      // A device with X.509 credentials has no token: say which certificate it uses.
+      document.getElementById("device-token").value =
+        credentials.credentialsType === "X509_CERTIFICATE"
+          ? `X.509 certificate, SHA-256 ${credentials.credentialsId}`
+          : credentials.credentialsId;
       document.getElementById("token-box").hidden = false;
       showToken.hidden = true;
     } catch (problem) {
