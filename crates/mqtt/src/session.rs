@@ -70,14 +70,18 @@ where
     // Small buffers that grow with the traffic: most devices are idle most of the time
     // (tokio-util's default is 8 KiB each way per connection).
     let mut io = Framed::with_capacity(stream, MqttCodec::Version(VersionCodec), IO_BUFFER_START);
-    let (proto, hello, device) = match timeout(
+    // A connection still without CONNECT holds nothing to finish: at shutdown it just ends.
+    let mut stop_connecting = stop.clone();
+    let connecting = timeout(
         settings.connect_timeout,
         connect(&mut io, certificate.as_deref(), &*store, &settings),
-    )
-    .await
-    {
-        Ok(accepted) => accepted?,
-        Err(_) => return Err(SessionError::ConnectTimeout(settings.connect_timeout)),
+    );
+    let (proto, hello, device) = tokio::select! {
+        accepted = connecting => match accepted {
+            Ok(accepted) => accepted?,
+            Err(_) => return Err(SessionError::ConnectTimeout(settings.connect_timeout)),
+        },
+        () = stopped(&mut stop_connecting) => return Err(SessionError::Shutdown),
     };
     // The `provision` user only asks for credentials (provision.rs).
     let Some(device) = device else {

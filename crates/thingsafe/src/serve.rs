@@ -200,8 +200,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         _ => api.clone(),
     };
-    // Registered before the listeners are announced: from then on a SIGHUP reloads the
-    // certificate instead of ending the process.
+    // Registered before the listeners are announced: from then on SIGTERM and SIGINT stop
+    // the server cleanly and SIGHUP reloads the certificate, instead of the default action
+    // of ending the process at once.
+    let shutdown = shutdown_signal()?;
     let hangups = match &certificates {
         Some(_) => Some(hangup_signals()?),
         None => None,
@@ -228,7 +230,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // One signal stops every listener; each finishes what is in flight.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -426,24 +428,25 @@ pub async fn create_sysadmin(data: &DataDir, email: &str, password: &str) -> any
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at the first SIGTERM or SIGINT (Ctrl-C). The handlers are installed now, not
+/// at the first poll, so that a signal right after start-up is not the default kill.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
