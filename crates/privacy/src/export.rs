@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use thingsafe_core::policy::PublishedPolicy;
-use thingsafe_core::{Authority, Device, TimestampMs, User, now_ms};
+use thingsafe_core::{Authority, Device, User, now_ms};
 use thingsafe_store::{ConsentSubject, Scope, Store, TelemetryQuery};
 use zip::write::{SimpleFileOptions, ZipWriter};
 
-use crate::consent;
+use crate::{consent, rfc3339};
 
 /// Points read per telemetry page.
 const PAGE: usize = 10_000;
@@ -142,16 +142,6 @@ fn csv_row(fields: &[&str]) -> String {
     row
 }
 
-fn iso(ms: TimestampMs) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// What GDPR Art. 15(1)(a)–(h) says a person must be told, from the policy in force.
 fn processing(policy: &PublishedPolicy) -> Value {
     let p = &policy.policy;
@@ -216,7 +206,7 @@ pub async fn export_person<S: Sink>(
                  disclosures.json     to whom your data was disclosed\r\n\
                  processing.json      why we process it, on what legal basis, how long we keep it, who receives it, your rights (GDPR Art. 15(1))\r\n\
                  \r\nThe privacy policy in force now is version {}; it is at /privacy.\r\n",
-                iso(generated),
+                rfc3339(generated),
                 policy.version.version
             )
             .as_bytes(),
@@ -237,7 +227,7 @@ pub async fn export_person<S: Sink>(
                 "tenantId": user.tenant_id,
                 "customerId": user.customer_id,
                 "createdTime": user.created_ms,
-                "created": iso(user.created_ms),
+                "created": rfc3339(user.created_ms),
                 "acceptedPolicyVersion": accepted,
             }),
         )
@@ -257,7 +247,7 @@ pub async fn export_person<S: Sink>(
     let mut csv = csv_row(&["time", "purpose", "granted", "method", "policy_version"]);
     for c in &history {
         csv.push_str(&csv_row(&[
-            &iso(c.at_ms),
+            &rfc3339(c.at_ms),
             &c.purpose,
             if c.granted { "yes" } else { "no" },
             &c.method,
@@ -271,9 +261,9 @@ pub async fn export_person<S: Sink>(
     let mut json_sessions = Vec::new();
     for s in &sessions {
         csv.push_str(&csv_row(&[
-            &iso(s.created_ms),
-            &iso(s.expires_ms),
-            &s.revoked_ms.map(iso).unwrap_or_default(),
+            &rfc3339(s.created_ms),
+            &rfc3339(s.expires_ms),
+            &s.revoked_ms.map(rfc3339).unwrap_or_default(),
         ]));
         json_sessions.push(json!({
             "signedInTime": s.created_ms, "expiresTime": s.expires_ms, "endedTime": s.revoked_ms,
@@ -345,7 +335,7 @@ pub async fn export_person<S: Sink>(
                 let mut rows = String::new();
                 for p in &page {
                     rows.push_str(&csv_row(&[
-                        &iso(p.ts),
+                        &rfc3339(p.ts),
                         &p.ts.to_string(),
                         &p.key,
                         &p.value.as_string(),

@@ -15,3 +15,14 @@ pub mod export;
 pub mod receipt;
 pub mod retention;
 pub mod unsubscribe;
+
+/// A time in ms since the epoch as RFC 3339 (UTC), as people and the export read it.
+pub(crate) fn rfc3339(ms: thingsafe_core::TimestampMs) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

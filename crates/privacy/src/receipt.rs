@@ -6,17 +6,9 @@ use serde_json::{Value, json};
 use thingsafe_core::TimestampMs;
 use thingsafe_store::Erasure;
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+use crate::rfc3339;
 
-fn iso(ms: TimestampMs) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The latest time a key backup can still hold a key destroyed at `erased_ms`, when the
 /// existing key backups are not known: one made just before the erasure is deleted
@@ -52,7 +44,7 @@ pub fn receipt(
         "receiptId": erasure.id,
         "accountId": erasure.user,
         "erasedTime": erasure.erased_ms,
-        "erasedAt": iso(erasure.erased_ms),
+        "erasedAt": rfc3339(erasure.erased_ms),
         "erased": erased,
         "kept": [
             {
@@ -64,12 +56,12 @@ pub fn receipt(
         "backups": {
             "dataBackups": "Backups of the database hold your data only sealed with the destroyed key: restoring one gives nothing back.",
             "keyBackupsKeepDays": key_backup_keep_days,
-            "keyBackupsExpireAt": iso(expires),
-            "completeEverywhereAt": iso(expires),
+            "keyBackupsExpireAt": rfc3339(expires),
+            "completeEverywhereAt": rfc3339(expires),
             "explained": if expires > erasure.erased_ms {
                 format!(
                     "Backups of the key store are kept {key_backup_keep_days} days; the last one that may hold your key is deleted by {}. From then on your data cannot be recovered from any copy.",
-                    iso(expires)
+                    rfc3339(expires)
                 )
             } else {
                 "No backup of the key store holds your key: your data cannot be recovered from any copy from now on.".to_string()

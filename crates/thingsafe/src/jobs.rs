@@ -12,8 +12,9 @@ const PURGE_BATCH: usize = 5_000;
 /// short).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// How often the retention sweeper runs.
+/// How often the retention sweeper runs, and how long after start it runs first.
 const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+const FIRST_SWEEP_AFTER: Duration = Duration::from_secs(60);
 
 /// Deletes expired telemetry of every tenant once an hour (the first run a minute after
 /// start), recording each run.
@@ -21,7 +22,7 @@ pub async fn sweep_retention(
     store: Arc<dyn Store>,
     policy: Arc<thingsafe_core::policy::PublishedPolicy>,
 ) {
-    tokio::time::sleep(PURGE_EVERY).await;
+    tokio::time::sleep(FIRST_SWEEP_AFTER).await;
     loop {
         let sweep = thingsafe_privacy::retention::sweep(store.as_ref(), &policy.policy, None).await;
         match &sweep.error {

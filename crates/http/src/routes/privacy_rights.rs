@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, SET_COOKIE,
+    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE,
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -182,14 +182,7 @@ pub(super) async fn unsubscribe(
 // --- cookie choices of visitors ---------------------------------------------------------
 
 fn visitor(headers: &HeaderMap) -> Option<uuid::Uuid> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == CONSENT_COOKIE)
-        .and_then(|(_, value)| uuid::Uuid::parse_str(value).ok())
+    crate::auth::cookie(headers, CONSENT_COOKIE).and_then(|v| uuid::Uuid::parse_str(v).ok())
 }
 
 async fn cookie_view(

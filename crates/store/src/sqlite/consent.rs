@@ -20,17 +20,21 @@ struct Entry {
 
 const FIELD: &str = "consent.entry";
 
-fn seal_entry(vault: &Vault, user: UserId, record: &ConsentRecord) -> Result<Vec<u8>> {
-    let entry = Entry {
+/// The entry's JSON: kept open for a visitor, sealed for a person.
+fn entry_json(record: &ConsentRecord) -> Vec<u8> {
+    serde_json::to_vec(&Entry {
         purpose: record.purpose.clone(),
         granted: record.granted,
         method: record.method.clone(),
-    };
-    let json = serde_json::to_vec(&entry).expect("a consent entry serialises");
+    })
+    .expect("a consent entry serialises")
+}
+
+fn seal_entry(vault: &Vault, user: UserId, record: &ConsentRecord) -> Result<Vec<u8>> {
     Ok(vault.seal(
         Owner::User(user),
         aad(FIELD, &user.to_string()).as_bytes(),
-        &json,
+        &entry_json(record),
     )?)
 }
 
@@ -85,17 +89,11 @@ pub(super) async fn record(
                      VALUES (?1, ?2, ?3, ?4)",
                 )?;
                 for record in &records {
-                    let entry = serde_json::to_vec(&Entry {
-                        purpose: record.purpose.clone(),
-                        granted: record.granted,
-                        method: record.method.clone(),
-                    })
-                    .expect("a consent entry serialises");
                     stmt.execute(params![
                         visitor.to_string(),
                         record.at_ms,
                         record.policy_version,
-                        entry
+                        entry_json(record)
                     ])?;
                 }
                 Ok(())

@@ -500,6 +500,16 @@ fn whole_tenant(scope: &Scope) -> Result<TenantId> {
     }
 }
 
+/// The customer a listing is confined to: a customer user's own (asking for another is
+/// `NotFound`), else the one asked for, if any.
+fn narrowed_customer(scope: &Scope, asked: Option<CustomerId>) -> Result<Option<CustomerId>> {
+    match (scope.customer(), asked) {
+        (Some(own), Some(asked)) if own != asked => Err(StoreError::NotFound("customer")),
+        (Some(own), _) => Ok(Some(own)),
+        (None, asked) => Ok(asked),
+    }
+}
+
 fn sort_newest_first<T>(items: &mut [T], key: impl Fn(&T) -> (TimestampMs, String)) {
     items.sort_by_key(|item| std::cmp::Reverse(key(item)));
 }
@@ -1048,13 +1058,7 @@ impl Store for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<User>> {
         let tenant = scope.tenant()?;
-        let customer = match (scope.customer(), customer) {
-            (Some(own), Some(asked)) if own != asked => {
-                return Err(StoreError::NotFound("customer"));
-            }
-            (Some(own), _) => Some(own),
-            (None, asked) => asked,
-        };
+        let customer = narrowed_customer(scope, customer)?;
         let rows = self
             .readers
             .read(move |c| {
@@ -1153,13 +1157,7 @@ impl Store for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<Device>> {
         let tenant = scope.tenant()?;
-        let customer = match (scope.customer(), customer) {
-            (Some(own), Some(asked)) if own != asked => {
-                return Err(StoreError::NotFound("customer"));
-            }
-            (Some(own), _) => Some(own),
-            (None, asked) => asked,
-        };
+        let customer = narrowed_customer(scope, customer)?;
         let rows = self
             .readers
             .read(move |c| {
