@@ -483,6 +483,10 @@ pub trait Store: Send + Sync + 'static {
     /// Physically deletes up to `max_rows` rows of erased people and tenants (destroying
     /// any key an interrupted erasure left); returns how many went. Zero: nothing is left.
     async fn purge_erased(&self, max_rows: usize) -> Result<usize>;
+    /// Re-applies erasures the key store knows of and the database does not (a data
+    /// backup from before them was restored with the current key store): their rows,
+    /// keyed email hashes and sessions go as the erasure made them go. Run at start.
+    async fn reapply_erasures(&self) -> Result<Reapplied>;
 
     // --- provisioning and claiming ---
 
@@ -637,6 +641,16 @@ pub struct Erasure {
     pub other_users: u64,
     /// The data keys destroyed, by name (`user:…`, `tenant:…`, `customer:…`).
     pub destroyed_keys: Vec<String>,
+}
+
+/// What [`Store::reapply_erasures`] found erased in the key store but present in the database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reapplied {
+    /// Tenants whose key is destroyed: recorded as erasures, their rows purged later.
+    pub tenants: usize,
+    /// Customers and people whose key is destroyed: their rows deleted now.
+    pub customers: usize,
+    pub users: usize,
 }
 
 /// A profile to create; the key and secret are the tenant's choice.

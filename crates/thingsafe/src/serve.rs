@@ -123,6 +123,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _lock = crate::backup::lock_data_dir(&config.data_dir)?;
     let policy = Arc::new(publish_policy(&data, policy).await?);
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let reapplied = data
+        .store
+        .reapply_erasures()
+        .await
+        .context("cannot re-apply the erasures the key store records")?;
+    if reapplied != Default::default() {
+        tracing::warn!(
+            tenants = reapplied.tenants,
+            customers = reapplied.customers,
+            users = reapplied.users,
+            "the database held data of people, customers or tenants erased after it was backed up; their keys are destroyed and their rows are being removed again"
+        );
+    }
 
     let certificates = open_certificates(&config)?;
 

@@ -533,3 +533,156 @@ fn thingsafe_vault_list(dir: &Path, ending: &str) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+/// The heart of the backup promise: a person who deletes their account after a backup
+/// (`DELETE /api/privacy/me`, the last administrator of their tenant) stays erased when
+/// that backup is restored with the current key store. The server starts, everyone
+/// else's data is intact, the person cannot sign in, their device's token is refused over
+/// HTTP and MQTT, and their email, names, device and readings are in no file, no API
+/// answer and no export; the erasure is re-applied at start, so their address is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_deleted_their_account_after_a_backup_stays_erased_when_it_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &[]);
+    let email = "quimbleton.vandersnoot@example.test";
+    let version = s.policy_version().await;
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/noauth/signup",
+            None,
+            Some(json!({
+                "email": email, "password": PASSWORD, "firstName": "Quimbleton",
+                "lastName": "Vandersnoot", "birthDate": "1984-02-29",
+                "acceptedPolicyVersion": version, "marketing": true
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let person = body["token"].as_str().unwrap().to_string();
+    let kept = s.sign_up("kept.tenant@example.test").await;
+    let kept_device = s.device_with_token(&kept, "Kept meter", "KEPTTOKEN1").await;
+    s.device_with_token(&person, "Quimbleton greenhouse", "QUIMBTOKEN1")
+        .await;
+    for (token, value) in [
+        ("QUIMBTOKEN1", "whisper-8815"),
+        ("KEPTTOKEN1", "kept-reading"),
+    ] {
+        let resp = s
+            .http
+            .post(s.url(&format!("/api/v1/{token}/telemetry")))
+            .json(&json!({"ts": 1000, "values": {"note": value}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let file = dir.path().join("before-erasure.tsbackup");
+    let out = thingsafe(&["backup", "--out", file.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let (status, receipt) = s
+        .call(
+            reqwest::Method::DELETE,
+            "/api/privacy/me",
+            Some(&person),
+            Some(json!({ "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    drop(s);
+
+    let restored = dir.path().join("restored");
+    keys_only(&data, &restored);
+    let out = thingsafe(&["restore", file.to_str().unwrap()], &restored);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = Server::start_in(&restored, &[]);
+    let log = s
+        .startup_output
+        .iter()
+        .find(|l| l.contains("being removed again"))
+        .expect("the server says it re-applies the erasure");
+    assert!(log.contains("tenants=1"), "{log}");
+
+    // The person and their device are refused everywhere.
+    let (status, _) = s.login(email, PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let resp = s
+        .http
+        .post(s.url("/api/v1/QUIMBTOKEN1/telemetry"))
+        .json(&json!({"note": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let refused = common::mqtt::v3::connect(&s, "greenhouse", Some("QUIMBTOKEN1")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(common::mqtt::v3::ConnectReturnCode::NotAuthorized)
+        ),
+        "MQTT with the erased device's token: {:?}",
+        refused.err()
+    );
+
+    // Everyone else's data came back whole, and holds nothing of the person.
+    let (status, pair) = s.login("kept.tenant@example.test", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    let kept = pair["token"].as_str().unwrap().to_string();
+    let series = s
+        .timeseries(&kept, &kept_device, "keys=note&startTs=0&endTs=5000")
+        .await;
+    assert_eq!(series["note"][0]["value"], "kept-reading");
+    let needles = [
+        "quimbleton",
+        "Quimbleton",
+        "Vandersnoot",
+        "greenhouse",
+        "whisper-8815",
+        "QUIMBTOKEN1",
+    ];
+    let export = s.export(&kept).await;
+    let everything = format!("{export:?}");
+    assert!(
+        everything.contains("kept-reading"),
+        "the export is complete"
+    );
+    for needle in needles {
+        assert!(
+            !everything.contains(needle),
+            "{needle} in another person's export"
+        );
+    }
+
+    // The erasure's rows are purged again; then no file holds the person's bytes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let db = rusqlite::Connection::open_with_flags(
+            restored.join("thingsafe.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let (unpurged, devices): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM erasure WHERE purged_ms IS NULL),
+                        (SELECT COUNT(*) FROM device)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        // Left: the kept tenant's device.
+        if (unpurged, devices) == (0, 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unpurged} erasures not purged, {devices} devices"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    common::assert_absent_from_files(&restored, &needles);
+
+    // The address is free again: the keyed hash of the email went with the re-applied erasure.
+    s.sign_up(email).await;
+}

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Read;
-
 use common::{PASSWORD, Server, assert_absent_from_files};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -237,36 +235,6 @@ async fn visitors_choose_cookies_by_category_and_gpc_is_honoured() {
     }
 }
 
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
-    let mut files = std::collections::BTreeMap::new();
-    for i in 0..archive.len() {
-        let mut file = archive.by_index(i).unwrap();
-        let mut text = String::new();
-        file.read_to_string(&mut text).unwrap();
-        files.insert(file.name().unwrap().to_string(), text);
-    }
-    files
-}
-
-async fn export(s: &Server, token: &str) -> std::collections::BTreeMap<String, String> {
-    let resp = reqwest::Client::new()
-        .get(s.url("/api/privacy/me/export"))
-        .header("X-Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], "application/zip");
-    assert!(
-        resp.headers()["content-disposition"]
-            .to_str()
-            .unwrap()
-            .contains("attachment")
-    );
-    unzip(&resp.bytes().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_person_downloads_a_complete_zip_of_their_data() {
     let s = Server::start();
@@ -298,7 +266,7 @@ async fn a_person_downloads_a_complete_zip_of_their_data() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 
-    let files = export(&s, &user).await;
+    let files = s.export(&user).await;
     for name in [
         "README.txt",
         "profile.json",

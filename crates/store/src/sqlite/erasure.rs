@@ -12,7 +12,7 @@ use thingsafe_vault::KeyState;
 
 use super::SqliteStore;
 use super::rows::parse_id;
-use crate::{Erasure, Result, StoreError};
+use crate::{Erasure, Reapplied, Result, StoreError};
 
 pub(super) async fn erase(store: &SqliteStore, user: UserId) -> Result<Erasure> {
     let id = uuid::Uuid::new_v4().to_string();
@@ -229,4 +229,137 @@ pub(super) async fn purge(store: &SqliteStore, max_rows: usize) -> Result<usize>
             Ok(deleted.max(1))
         })
         .await
+}
+
+/// Erasures that the key store knows of and the database does not: a data backup taken
+/// before them and restored with the current key store brings their rows back, sealed
+/// with destroyed keys. Nothing of them can be read, but their rows, keyed email hashes
+/// and sessions would linger; this removes them the way the erasure did (a tenant through
+/// the batched purge, a person or customer at once).
+pub(super) async fn reapply(store: &SqliteStore) -> Result<Reapplied> {
+    type Users = Vec<(String, Option<String>, Option<String>)>;
+    let (users, customers, tenants): (Users, Vec<(String, String)>, Vec<String>) = store
+        .readers
+        .read(|c| {
+            let users = c
+                .prepare(
+                    "SELECT id, tenant_id, customer_id FROM app_user
+                     WHERE id NOT IN (SELECT user_id FROM erasure)",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let customers = c
+                .prepare("SELECT id, tenant_id FROM customer")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let tenants = c
+                .prepare(
+                    "SELECT id FROM tenant WHERE id NOT IN
+                       (SELECT tenant_id FROM erasure WHERE tenant_id IS NOT NULL)",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((users, customers, tenants))
+        })
+        .await?;
+    let destroyed = |owner: Owner| -> Result<bool> {
+        Ok(matches!(
+            store.vault.key_state(owner)?,
+            KeyState::Destroyed { .. }
+        ))
+    };
+    let mut erased_tenants = Vec::new();
+    for tenant in &tenants {
+        if destroyed(Owner::Tenant(parse_id(tenant)?))? {
+            erased_tenants.push(tenant.clone());
+        }
+    }
+    // A customer of an erased tenant goes with the tenant's purge.
+    let mut erased_customers = Vec::new();
+    for (customer, tenant) in &customers {
+        if !erased_tenants.contains(tenant) && destroyed(Owner::Customer(parse_id(customer)?))? {
+            erased_customers.push(customer.clone());
+        }
+    }
+    let mut tenant_erasures = Vec::new();
+    let mut erased_users = Vec::new();
+    for tenant in &erased_tenants {
+        let members: Vec<&String> = users
+            .iter()
+            .filter(|(_, t, _)| t.as_ref() == Some(tenant))
+            .map(|(id, _, _)| id)
+            .collect();
+        let Some(first) = members.first() else {
+            tracing::warn!(tenant = %tenant, "a tenant with a destroyed key and no users is left for an operator");
+            continue;
+        };
+        let tenant_id: TenantId = parse_id(tenant)?;
+        let mut destroyed_keys = vec![Owner::Tenant(tenant_id).key_name()];
+        destroyed_keys.extend(members.iter().map(|u| format!("user:{u}")));
+        tenant_erasures.push(Erasure {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: parse_id(first)?,
+            erased_ms: now_ms(),
+            tenant: Some(tenant_id),
+            devices: 0,
+            customers: 0,
+            other_users: members.len() as u64 - 1,
+            destroyed_keys,
+        });
+    }
+    for (user, tenant, customer) in &users {
+        let in_erased_tenant = tenant.as_ref().is_some_and(|t| erased_tenants.contains(t));
+        let in_erased_customer = customer
+            .as_ref()
+            .is_some_and(|k| erased_customers.contains(k));
+        if !in_erased_tenant && (in_erased_customer || destroyed(Owner::User(parse_id(user)?))?) {
+            erased_users.push(user.clone());
+        }
+    }
+    let reapplied = Reapplied {
+        tenants: tenant_erasures.len(),
+        customers: erased_customers.len(),
+        users: erased_users.len(),
+    };
+    if reapplied == Reapplied::default() {
+        return Ok(reapplied);
+    }
+    store
+        .writer
+        .write(move |c| {
+            for erasure in &tenant_erasures {
+                let tenant = erasure.tenant.map(|t| t.to_string());
+                c.execute(
+                    "UPDATE app_user SET email_index = randomblob(32), activation_index = NULL
+                     WHERE tenant_id = ?1",
+                    [&tenant],
+                )?;
+                c.execute(
+                    "DELETE FROM session WHERE user_id IN
+                       (SELECT id FROM app_user WHERE tenant_id = ?1)",
+                    [&tenant],
+                )?;
+                c.execute(
+                    "INSERT INTO erasure (id, user_id, tenant_id, erased_ms, outcome)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        erasure.id,
+                        erasure.user.to_string(),
+                        tenant,
+                        erasure.erased_ms,
+                        serde_json::to_string(erasure).expect("an erasure serialises")
+                    ],
+                )?;
+            }
+            for user in &erased_users {
+                c.execute("DELETE FROM app_user WHERE id = ?1", [user])?;
+                c.execute("DELETE FROM consent WHERE user_id = ?1", [user])?;
+            }
+            for customer in &erased_customers {
+                c.execute("DELETE FROM customer WHERE id = ?1", [customer])?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(reapplied)
 }

@@ -1672,6 +1672,10 @@ impl Store for SqliteStore {
         erasure::purge(self, max_rows).await
     }
 
+    async fn reapply_erasures(&self) -> Result<crate::Reapplied> {
+        erasure::reapply(self).await
+    }
+
     // --- provisioning and claiming ---
 
     async fn create_device_profile(

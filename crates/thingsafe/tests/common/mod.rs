@@ -1,7 +1,7 @@
 //! Runs the real `thingsafe` binary on an ephemeral port with a fresh data directory.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -321,6 +321,27 @@ impl Server {
         }
         Value::Object(out)
     }
+
+    /// The caller's personal data export (`GET /api/privacy/me/export`), unzipped: file
+    /// name → text.
+    pub async fn export(&self, token: &str) -> std::collections::BTreeMap<String, String> {
+        let resp = self
+            .http
+            .get(self.url("/api/privacy/me/export"))
+            .header("X-Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/zip");
+        assert!(
+            resp.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .contains("attachment")
+        );
+        unzip(&resp.bytes().await.unwrap())
+    }
 }
 
 fn first_word(text: &str) -> String {
@@ -391,4 +412,17 @@ pub fn assert_absent_from_files(dir: &Path, needles: &[&str]) {
             );
         }
     }
+}
+
+/// The files of a zip archive as text, by name.
+pub fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        files.insert(file.name().unwrap().to_string(), text);
+    }
+    files
 }
