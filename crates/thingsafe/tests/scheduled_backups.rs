@@ -161,3 +161,138 @@ async fn scheduled_backups_are_recorded_pruned_retried_and_never_lose_the_last_g
     let log = s.drain_output().join("\n");
     assert!(log.contains("backup failed"), "{log}");
 }
+
+fn partials(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".partial"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The server is killed (SIGKILL) while one of its scheduled backups is being written:
+/// after the restart the run is recorded as interrupted, its partial file is listed as
+/// incomplete and refused by restore, the database passes its integrity check, and the
+/// schedule goes on with good backups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_backup_cut_short_by_sigkill_is_recorded_as_interrupted_and_never_taken_for_good()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("bk");
+    let env = [
+        ("THINGSAFE_ADMIN_EMAIL", ADMIN),
+        ("THINGSAFE_ADMIN_PASSWORD", PASSWORD),
+        ("THINGSAFE_BACKUP_DIR", backups.to_str().unwrap()),
+        ("THINGSAFE_BACKUP_INTERVAL_SECONDS", "1"),
+        ("THINGSAFE_BACKUP_KEEP", "3"),
+    ];
+    let mut caught = false;
+    for attempt in 0..5 {
+        let s = Server::start_in(&data, &env);
+        if attempt == 0 {
+            // Enough data that writing a backup takes a while.
+            let user = s.sign_up("grower@example.com").await;
+            s.device_with_token(&user, "Greenhouse", "GREENHOUSE1")
+                .await;
+            for batch in 0..60 {
+                let points: Vec<serde_json::Value> = (0..500)
+                    .map(|i| {
+                        serde_json::json!({"ts": batch * 500 + i, "values": {
+                            "temperature": 20.0 + (i % 70) as f64 / 10.0,
+                            "note": format!("reading {batch}-{i}"),
+                        }})
+                    })
+                    .collect();
+                let resp = s
+                    .http
+                    .post(s.url("/api/v1/GREENHOUSE1/telemetry"))
+                    .json(&points)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+            }
+        }
+        let pid = s.pid().to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && partials(&backups).is_empty() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap();
+        drop(s);
+        if !partials(&backups).is_empty() {
+            caught = true;
+            break;
+        }
+    }
+    assert!(caught, "never caught a scheduled backup mid-way in 5 tries");
+    let integrity: String = rusqlite::Connection::open(data.join("thingsafe.db"))
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+
+    // The partial file is not a backup: listed as incomplete, refused by restore.
+    let partial = partials(&backups).remove(0);
+    let name = partial.file_name().unwrap().to_string_lossy().to_string();
+    let list = std::process::Command::new(common::binary())
+        .args(["backup", "--list", "--data-dir"])
+        .arg(&data)
+        .env("THINGSAFE_BACKUP_DIR", &backups)
+        .env_remove("THINGSAFE_MASTER_KEY")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout).to_string();
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("{name} not listed: {listing}"));
+    assert!(
+        line.contains("INCOMPLETE") && !line.contains("opens with"),
+        "{listing}"
+    );
+    let restore = std::process::Command::new(common::binary())
+        .args(["restore", partial.to_str().unwrap(), "--data-dir"])
+        .arg(&data)
+        .env_remove("THINGSAFE_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!restore.status.success(), "the partial file was restored");
+
+    // After the restart the run is recorded as interrupted, and the schedule goes on.
+    let s = Server::start_in(&data, &env);
+    s.wait_for_line("backup runs were interrupted");
+    let (status, pair) = s.login(ADMIN, PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let admin = pair["token"].as_str().unwrap().to_string();
+    let r = wait_for_runs(&s, &admin, "a good run after the interrupted one", |r| {
+        let interrupted = r.iter().position(|run| run["status"] == "interrupted");
+        let newest_ok = r
+            .iter()
+            .position(|run| run["kind"] == "data" && run["status"] == "ok");
+        // Newest first: a good run recorded after the interrupted one.
+        matches!((interrupted, newest_ok), (Some(i), Some(o)) if o < i)
+    })
+    .await;
+    let interrupted = r.iter().find(|run| run["status"] == "interrupted").unwrap();
+    assert!(
+        interrupted["error"]
+            .as_str()
+            .unwrap()
+            .contains("the server stopped during this backup"),
+        "{interrupted}"
+    );
+    assert!(
+        !data_backups(&backups)
+            .iter()
+            .any(|b| b.to_string_lossy().contains(&name)),
+        "the partial never became a backup"
+    );
+}
