@@ -46,6 +46,8 @@ pub struct HttpSettings {
     pub key_backup_keep_days: u32,
     /// Where backups are written (`backup.dir`): the receipt looks at the key backups there.
     pub backup_dir: std::path::PathBuf,
+    /// Where tenants' scheduled exports are kept (`data/exports`), sealed with their keys.
+    pub exports_dir: std::path::PathBuf,
     /// The port devices reach the MQTT listener on (the console's ready-to-paste commands).
     pub mqtt_port: u16,
 }

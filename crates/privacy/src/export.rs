@@ -43,7 +43,7 @@ pub trait Sink: Send {
     fn send(&mut self, bytes: Vec<u8>) -> impl Future<Output = bool> + Send;
 }
 
-struct Archive<S: Sink> {
+pub(crate) struct Archive<S: Sink> {
     zip: ZipWriter<zip::write::StreamWriter<Pending>>,
     pending: Pending,
     sink: S,
@@ -76,7 +76,7 @@ impl From<io::Error> for ExportError {
 }
 
 impl<S: Sink> Archive<S> {
-    fn new(sink: S) -> Self {
+    pub(crate) fn new(sink: S) -> Self {
         let pending = Pending::default();
         Archive {
             zip: ZipWriter::new_stream(pending.clone()),
@@ -97,18 +97,18 @@ impl<S: Sink> Archive<S> {
         Ok(())
     }
 
-    async fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
+    pub(crate) async fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ExportError> {
         self.zip.start_file(name, Self::options())?;
         self.zip.write_all(bytes)?;
         self.flush().await
     }
 
-    async fn json(&mut self, name: &str, value: &Value) -> Result<(), ExportError> {
+    pub(crate) async fn json(&mut self, name: &str, value: &Value) -> Result<(), ExportError> {
         let bytes = serde_json::to_vec_pretty(value).expect("JSON serialises");
         self.file(name, &bytes).await
     }
 
-    async fn finish(self) -> Result<(), ExportError> {
+    pub(crate) async fn finish(self) -> Result<(), ExportError> {
         let Archive {
             zip,
             pending,
@@ -132,7 +132,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv_row(fields: &[&str]) -> String {
+pub(crate) fn csv_row(fields: &[&str]) -> String {
     let mut row = fields
         .iter()
         .map(|f| csv_field(f))
@@ -143,7 +143,7 @@ fn csv_row(fields: &[&str]) -> String {
 }
 
 /// What GDPR Art. 15(1)(a)–(h) says a person must be told, from the policy in force.
-fn processing(policy: &PublishedPolicy) -> Value {
+pub(crate) fn processing(policy: &PublishedPolicy) -> Value {
     let p = &policy.policy;
     let categories: Vec<Value> = p
         .categories
@@ -279,8 +279,30 @@ pub async fn export_person<S: Sink>(
     } else {
         all_devices(store, &scope).await?
     };
+    write_devices(&mut archive, store, &devices).await?;
+
+    archive
+        .json(
+            "disclosures.json",
+            &json!({
+                "disclosures": [],
+                "note": "No disclosure of your data to a processor or third party has been recorded. The processors this server's policy names are listed in processing.json.",
+            }),
+        )
+        .await?;
+    archive.json("processing.json", &processing(policy)).await?;
+    archive.finish().await
+}
+
+/// `devices.json` (devices, their attributes) and `telemetry/<device id>.csv` (everything
+/// they reported, read page by page).
+pub(crate) async fn write_devices<S: Sink>(
+    archive: &mut Archive<S>,
+    store: &dyn Store,
+    devices: &[Device],
+) -> Result<(), ExportError> {
     let mut device_docs = Vec::new();
-    for device in &devices {
+    for device in devices {
         let mut attributes = Vec::new();
         for attribute_scope in thingsafe_core::AttributeScope::ALL {
             for a in store
@@ -303,7 +325,7 @@ pub async fn export_person<S: Sink>(
     }
     archive.json("devices.json", &json!(device_docs)).await?;
 
-    for device in &devices {
+    for device in devices {
         archive.zip.start_file(
             format!("telemetry/{}.csv", device.id),
             Archive::<S>::options(),
@@ -350,21 +372,13 @@ pub async fn export_person<S: Sink>(
             }
         }
     }
-
-    archive
-        .json(
-            "disclosures.json",
-            &json!({
-                "disclosures": [],
-                "note": "No disclosure of your data to a processor or third party has been recorded. The processors this server's policy names are listed in processing.json.",
-            }),
-        )
-        .await?;
-    archive.json("processing.json", &processing(policy)).await?;
-    archive.finish().await
+    Ok(())
 }
 
-async fn all_devices(store: &dyn Store, scope: &Scope) -> Result<Vec<Device>, ExportError> {
+pub(crate) async fn all_devices(
+    store: &dyn Store,
+    scope: &Scope,
+) -> Result<Vec<Device>, ExportError> {
     let mut devices = Vec::new();
     let mut page = 0;
     loop {

@@ -14,6 +14,7 @@ pub mod consent;
 pub mod export;
 pub mod receipt;
 pub mod retention;
+pub mod tenant_export;
 pub mod unsubscribe;
 
 /// A time in ms since the epoch as RFC 3339 (UTC), as people and the export read it.

@@ -488,6 +488,33 @@ pub trait Store: Send + Sync + 'static {
     /// keyed email hashes and sessions go as the erasure made them go. Run at start.
     async fn reapply_erasures(&self) -> Result<Reapplied>;
 
+    // --- tenant-level scheduled exports ---
+
+    async fn tenant_export_schedule(&self, scope: &Scope) -> Result<Option<TenantExportSchedule>>;
+    /// Opts the scope's tenant into scheduled exports, or out (`None`).
+    async fn set_tenant_export_schedule(
+        &self,
+        scope: &Scope,
+        schedule: Option<TenantExportSchedule>,
+    ) -> Result<()>;
+    /// The tenants whose schedule wants an export now.
+    async fn due_tenant_exports(
+        &self,
+        now_ms: TimestampMs,
+    ) -> Result<Vec<(TenantId, TenantExportSchedule)>>;
+    async fn start_tenant_export(&self, tenant: TenantId, id: &str) -> Result<()>;
+    /// Records how a run ended: its file's size, or the error.
+    async fn finish_tenant_export(
+        &self,
+        id: &str,
+        outcome: std::result::Result<u64, String>,
+    ) -> Result<()>;
+    /// Marks runs a stop cut short as interrupted; returns how many.
+    async fn interrupt_tenant_exports(&self) -> Result<u64>;
+    /// Exports of `tenant` (`None`: all), newest first.
+    async fn tenant_exports(&self, tenant: Option<TenantId>) -> Result<Vec<TenantExport>>;
+    async fn delete_tenant_export(&self, id: &str) -> Result<()>;
+
     // --- provisioning and claiming ---
 
     /// Creates a device profile of the scope's tenant; a provisioning key already used by
@@ -651,6 +678,56 @@ pub struct Reapplied {
     /// Customers and people whose key is destroyed: their rows deleted now.
     pub customers: usize,
     pub users: usize,
+}
+
+/// How often a tenant's scheduled export runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportSchedule {
+    Daily,
+    Weekly,
+}
+
+impl ExportSchedule {
+    pub fn parse(s: &str) -> Option<ExportSchedule> {
+        match s {
+            "daily" => Some(ExportSchedule::Daily),
+            "weekly" => Some(ExportSchedule::Weekly),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportSchedule::Daily => "daily",
+            ExportSchedule::Weekly => "weekly",
+        }
+    }
+    pub fn period_ms(self) -> i64 {
+        match self {
+            ExportSchedule::Daily => 24 * 60 * 60 * 1000,
+            ExportSchedule::Weekly => 7 * 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// A tenant's opt-in to scheduled exports: how often, and how many files are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantExportSchedule {
+    pub schedule: ExportSchedule,
+    pub keep: u32,
+}
+
+/// One run of a tenant's scheduled export.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantExport {
+    pub id: String,
+    pub tenant: TenantId,
+    pub started_ms: TimestampMs,
+    pub finished_ms: Option<TimestampMs>,
+    /// `running`, `ok`, `failed` or `interrupted`.
+    pub status: String,
+    pub bytes: Option<u64>,
+    pub error: Option<String>,
 }
 
 /// A profile to create; the key and secret are the tenant's choice.

@@ -78,6 +78,9 @@ pub struct BackupConfig {
     /// For tests: when above 0, a scheduled backup runs every this many seconds, whatever
     /// `schedule` says.
     pub interval_seconds: u32,
+    /// For tests: when above 0, every tenant that opted into scheduled exports gets one
+    /// every this many seconds, whatever its daily or weekly choice says.
+    pub tenant_export_interval_seconds: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +102,7 @@ impl Default for BackupConfig {
             keys_keep_days: 7,
             retry_delay_secs: 300,
             interval_seconds: 0,
+            tenant_export_interval_seconds: 0,
         }
     }
 }

@@ -7,6 +7,7 @@ mod config;
 mod jobs;
 mod scheduled_backups;
 mod serve;
+mod tenant_exports;
 
 use std::path::PathBuf;
 

@@ -192,12 +192,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             public_url: public_url.clone(),
             key_backup_keep_days: config.backup.keys_keep_days,
             backup_dir: config.backup.dir.clone(),
+            exports_dir: data_dir.join(crate::tenant_exports::EXPORTS_DIR),
             mqtt_port,
         }),
         metrics,
         policy: policy.clone(),
         purge_wanted: purge_wanted.clone(),
     };
+    tokio::spawn(crate::tenant_exports::run(
+        data.store.clone(),
+        data.vault.clone(),
+        policy.clone(),
+        data_dir.join(crate::tenant_exports::EXPORTS_DIR),
+        config.backup.tenant_export_interval_seconds,
+    ));
     tokio::spawn(crate::jobs::sweep_retention(data.store.clone(), policy));
     tokio::spawn(crate::jobs::purge_erasures(
         data.store.clone(),

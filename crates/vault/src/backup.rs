@@ -31,9 +31,9 @@ use crate::{MasterKey, Vault};
 const DATA_MAGIC: &[u8; 16] = b"THINGSAFE-BACKUP";
 const KEYS_MAGIC: &[u8; 16] = b"THINGSAFE-KEYBAK";
 const VERSION: u8 = 1;
-const CHUNK: usize = 64 * 1024;
-const TAG: usize = 16;
-const NONCE_PREFIX: usize = 19;
+pub(crate) const CHUNK: usize = 64 * 1024;
+pub(crate) const TAG: usize = 16;
+pub(crate) const NONCE_PREFIX: usize = 19;
 /// Magic, version and key id: what both kinds start with.
 const COMMON: usize = 16 + 1 + 32;
 const HEADER: usize = COMMON + NONCE_PREFIX;
@@ -203,7 +203,7 @@ fn seal_stream(
     deflate.finish()?.finish()
 }
 
-fn open_stream(
+pub(crate) fn open_stream(
     key: &[u8; 32],
     aad: Vec<u8>,
     prefix: &[u8; NONCE_PREFIX],
@@ -229,7 +229,7 @@ fn open_stream(
     })
 }
 
-fn nonce_prefix() -> [u8; NONCE_PREFIX] {
+pub(crate) fn nonce_prefix() -> [u8; NONCE_PREFIX] {
     let mut prefix = [0u8; NONCE_PREFIX];
     OsRng.fill_bytes(&mut prefix);
     prefix
@@ -456,11 +456,11 @@ pub fn prune_key_backups(dir: &Path, keys_keep_days: u32, now_ms: i64) -> io::Re
     Ok(deleted)
 }
 
-struct Sealer<W: Write> {
-    out: W,
-    encryptor: Option<EncryptorBE32<XChaCha20Poly1305>>,
-    aad: Vec<u8>,
-    buffer: Vec<u8>,
+pub(crate) struct Sealer<W: Write> {
+    pub(crate) out: W,
+    pub(crate) encryptor: Option<EncryptorBE32<XChaCha20Poly1305>>,
+    pub(crate) aad: Vec<u8>,
+    pub(crate) buffer: Vec<u8>,
 }
 
 impl<W: Write> Write for Sealer<W> {
@@ -487,7 +487,7 @@ impl<W: Write> Write for Sealer<W> {
 }
 
 impl<W: Write> Sealer<W> {
-    fn finish(mut self) -> Result<(), BackupError> {
+    pub(crate) fn finish(mut self) -> Result<(), BackupError> {
         let mut last = std::mem::take(&mut self.buffer);
         self.encryptor
             .take()

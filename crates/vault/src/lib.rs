@@ -13,6 +13,7 @@
 pub mod backup;
 mod keystore;
 mod master;
+mod owned_file;
 pub mod password;
 mod seal;
 
@@ -32,6 +33,7 @@ pub use backup::{
 };
 pub use keystore::KeyState;
 pub use master::{MASTER_KEY_FILE, MasterKey, NEW_MASTER_KEY_FILE, rotate_master_key};
+pub use owned_file::OwnedFileWriter;
 use seal::Key;
 
 /// File name of the key store inside the data directory.

@@ -8,6 +8,7 @@ mod provisioning;
 mod rpc;
 mod system;
 mod telemetry;
+mod tenant_exports;
 
 use std::time::Instant;
 
@@ -48,6 +49,19 @@ pub(crate) fn router(state: AppState) -> Router {
             get(privacy_rights::my_consents).put(privacy_rights::change_my_consents),
         )
         .route("/api/privacy/me/export", get(privacy_rights::export))
+        .route(
+            "/api/privacy/tenant/export",
+            get(tenant_exports::export_now),
+        )
+        .route("/api/privacy/tenant/exports", get(tenant_exports::exports))
+        .route(
+            "/api/privacy/tenant/exports/schedule",
+            axum::routing::put(tenant_exports::set_schedule),
+        )
+        .route(
+            "/api/privacy/tenant/exports/{id}",
+            get(tenant_exports::download),
+        )
         .route(
             "/api/privacy/retention",
             get(privacy_rights::get_retention).put(privacy_rights::set_retention),

@@ -308,7 +308,7 @@ pub(super) async fn choose_cookies(
 
 // --- access and portability -------------------------------------------------------------
 
-struct ChannelSink(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
+pub(super) struct ChannelSink(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
 
 impl Sink for ChannelSink {
     async fn send(&mut self, bytes: Vec<u8>) -> bool {
@@ -316,29 +316,22 @@ impl Sink for ChannelSink {
     }
 }
 
-/// The caller's data as a zip, streamed while it is produced.
-pub(super) async fn export(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> ApiResult<Response> {
+/// A zip download named `filename`, streamed while `produce` writes it. A failure midway
+/// breaks the download rather than ending it with a zip that looks whole.
+pub(super) fn zip_download<F, Fut>(filename: &str, what: &'static str, produce: F) -> Response
+where
+    F: FnOnce(ChannelSink) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), ExportError>> + Send,
+{
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let user = principal.user.clone();
+    let failed = tx.clone();
     tokio::spawn(async move {
-        let failed = tx.clone();
-        let result = thingsafe_privacy::export::export_person(
-            state.store.as_ref(),
-            &state.policy,
-            &user,
-            ChannelSink(tx),
-        )
-        .await;
-        match result {
+        match produce(ChannelSink(tx)).await {
             Ok(()) | Err(ExportError::Gone) => {}
             Err(e) => {
-                tracing::error!(user = %user.id, error = ?e, "the personal data export failed midway");
-                // The client sees a broken download rather than a truncated zip that looks whole.
+                tracing::error!(error = ?e, "{what} failed midway");
                 let _ = failed
-                    .send(Err(std::io::Error::other("the export failed midway")))
+                    .send(Err(std::io::Error::other(format!("{what} failed midway"))))
                     .await;
             }
         }
@@ -346,20 +339,41 @@ pub(super) async fn export(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let date = time::OffsetDateTime::now_utc().date();
-    Ok((
+    (
         StatusCode::OK,
         [
             (CONTENT_TYPE, "application/zip".to_string()),
             (
                 CONTENT_DISPOSITION,
-                format!("attachment; filename=\"thingsafe-my-data-{date}.zip\""),
+                format!("attachment; filename=\"{filename}\""),
             ),
             (CACHE_CONTROL, "no-store".to_string()),
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
+}
+
+/// The caller's data as a zip, streamed while it is produced.
+pub(super) async fn export(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Response> {
+    let user = principal.user.clone();
+    let date = time::OffsetDateTime::now_utc().date();
+    Ok(zip_download(
+        &format!("thingsafe-my-data-{date}.zip"),
+        "the personal data export",
+        move |sink| async move {
+            thingsafe_privacy::export::export_person(
+                state.store.as_ref(),
+                &state.policy,
+                &user,
+                sink,
+            )
+            .await
+        },
+    ))
 }
 
 // --- erasure ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ mod provisioning;
 mod retention;
 mod rows;
 mod telemetry;
+mod tenant_exports;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_consent_erasure.sql"),
     include_str!("../../migrations/sqlite/0006_backup_runs.sql"),
     include_str!("../../migrations/sqlite/0007_x509_credentials.sql"),
+    include_str!("../../migrations/sqlite/0011_tenant_exports.sql"),
 ];
 
 pub struct SqliteStore {
@@ -1674,6 +1676,52 @@ impl Store for SqliteStore {
 
     async fn reapply_erasures(&self) -> Result<crate::Reapplied> {
         erasure::reapply(self).await
+    }
+
+    async fn tenant_export_schedule(
+        &self,
+        scope: &Scope,
+    ) -> Result<Option<crate::TenantExportSchedule>> {
+        tenant_exports::schedule(self, scope).await
+    }
+
+    async fn set_tenant_export_schedule(
+        &self,
+        scope: &Scope,
+        schedule: Option<crate::TenantExportSchedule>,
+    ) -> Result<()> {
+        tenant_exports::set_schedule(self, scope, schedule).await
+    }
+
+    async fn due_tenant_exports(
+        &self,
+        now_ms: TimestampMs,
+    ) -> Result<Vec<(TenantId, crate::TenantExportSchedule)>> {
+        tenant_exports::due(self, now_ms).await
+    }
+
+    async fn start_tenant_export(&self, tenant: TenantId, id: &str) -> Result<()> {
+        tenant_exports::start(self, tenant, id).await
+    }
+
+    async fn finish_tenant_export(
+        &self,
+        id: &str,
+        outcome: std::result::Result<u64, String>,
+    ) -> Result<()> {
+        tenant_exports::finish(self, id, outcome).await
+    }
+
+    async fn interrupt_tenant_exports(&self) -> Result<u64> {
+        tenant_exports::interrupt(self).await
+    }
+
+    async fn tenant_exports(&self, tenant: Option<TenantId>) -> Result<Vec<crate::TenantExport>> {
+        tenant_exports::list(self, tenant).await
+    }
+
+    async fn delete_tenant_export(&self, id: &str) -> Result<()> {
+        tenant_exports::delete(self, id).await
     }
 
     // --- provisioning and claiming ---
