@@ -38,15 +38,17 @@ pub enum ConnectRefusal {
     AuthMethod,
     /// An empty client id without a clean session (MQTT-3.1.3-8).
     ClientId,
+    /// The device, its type or its tenant is suspended by an administrator.
+    Suspended,
 }
 
 impl ConnectRefusal {
     pub fn v3(self) -> v3::ConnectAckReason {
         match self {
             ConnectRefusal::MissingToken => v3::ConnectAckReason::BadUserNameOrPassword,
-            ConnectRefusal::UnknownToken | ConnectRefusal::AuthMethod => {
-                v3::ConnectAckReason::NotAuthorized
-            }
+            ConnectRefusal::UnknownToken
+            | ConnectRefusal::AuthMethod
+            | ConnectRefusal::Suspended => v3::ConnectAckReason::NotAuthorized,
             ConnectRefusal::Unavailable => v3::ConnectAckReason::ServiceUnavailable,
             ConnectRefusal::ClientId => v3::ConnectAckReason::IdentifierRejected,
         }
@@ -59,6 +61,7 @@ impl ConnectRefusal {
             ConnectRefusal::Unavailable => v5::ConnectAckReason::ServerUnavailable,
             ConnectRefusal::AuthMethod => v5::ConnectAckReason::BadAuthenticationMethod,
             ConnectRefusal::ClientId => v5::ConnectAckReason::ClientIdentifierNotValid,
+            ConnectRefusal::Suspended => v5::ConnectAckReason::Banned,
         }
     }
 
@@ -70,6 +73,7 @@ impl ConnectRefusal {
             ConnectRefusal::Unavailable => "unavailable",
             ConnectRefusal::AuthMethod => "auth_method",
             ConnectRefusal::ClientId => "client_id",
+            ConnectRefusal::Suspended => "suspended",
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum SessionError {
     Tls(std::io::Error),
     #[error("the server is shutting down")]
     Shutdown,
+    #[error("the device was suspended by an administrator")]
+    Suspended,
 }
 
 impl From<DecodeError> for SessionError {

@@ -102,7 +102,7 @@ where
         io,
         proto,
         device: Arc::new(device),
-        store,
+        store: store.clone(),
         settings,
         keep_alive: hello.keep_alive,
         inflight: FuturesOrdered::new(),
@@ -117,6 +117,7 @@ where
         },
         awaiting_release: HashSet::new(),
         gateway: Default::default(),
+        suspensions: store.suspension_changes(),
     };
     let device = session.device.id;
     let result = session.run(stop).await;
@@ -250,6 +251,13 @@ where
             },
         },
     };
+    let refusal = refusal.and_then(|device| match &device {
+        Some(d) if store.suspension_of(d).is_some() => {
+            tracing::info!(device = %d.id, "refused a suspended device over MQTT");
+            Err(ConnectRefusal::Suspended)
+        }
+        _ => Ok(device),
+    });
     let device = match refusal {
         Ok(device) => device,
         Err(refusal) => {
@@ -541,6 +549,8 @@ struct Session<S> {
     awaiting_release: HashSet<NonZeroU16>,
     /// A gateway's sub-devices connected through this session.
     gateway: gateway::SubDevices,
+    /// Moves when an administrator suspends or lifts: the device is then checked again.
+    suspensions: watch::Receiver<u64>,
 }
 
 enum Step {
@@ -573,6 +583,11 @@ where
                 biased;
                 _ = stopped(&mut stop) => {
                     return Box::pin(self.shut_down()).await;
+                }
+                Ok(()) = self.suspensions.changed() => {
+                    if self.store.suspension_of(&self.device).is_some() {
+                        return Box::pin(self.suspended()).await;
+                    }
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
                     // While the window was full nothing was read: the client is not idle.
@@ -1081,6 +1096,20 @@ where
 
     /// Sends what is queued and, on MQTT 5, a DISCONNECT; best effort, as the connection
     /// closes anyway. MQTT 3.1.1 has no DISCONNECT from the server.
+    /// Suspended while connected: what was received is acknowledged, then the device is
+    /// told why (MQTT 5) and the connection closes.
+    async fn suspended(mut self) -> Result<(), SessionError> {
+        tracing::info!(device = %self.device.id, "dropping a device an administrator suspended");
+        self.closing = true;
+        self.drain().await?;
+        self.disconnect(
+            v5::DisconnectReasonCode::AdministrativeAction,
+            Some("the device was suspended by an administrator"),
+        )
+        .await;
+        Err(SessionError::Suspended)
+    }
+
     async fn disconnect(&mut self, reason_code: v5::DisconnectReasonCode, why: Option<&str>) {
         if self.proto == Protocol::V5 {
             let packet = MqttPacket::V5(v5::Packet::Disconnect(v5::Disconnect {

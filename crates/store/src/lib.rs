@@ -515,6 +515,33 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant_exports(&self, tenant: Option<TenantId>) -> Result<Vec<TenantExport>>;
     async fn delete_tenant_export(&self, id: &str) -> Result<()>;
 
+    // --- suspensions ---
+
+    /// Suspends a device, a device type or a tenant (`tenant`: whose device type, for the
+    /// system administrator). A tenant administrator suspends their own tenant's devices
+    /// and types; only the system administrator suspends tenants.
+    async fn suspend(
+        &self,
+        scope: &Scope,
+        target: SuspensionTarget,
+        tenant: Option<TenantId>,
+        reason: String,
+    ) -> Result<Suspension>;
+    /// Lifts a suspension; `NotFound` when there is none.
+    async fn lift_suspension(
+        &self,
+        scope: &Scope,
+        target: SuspensionTarget,
+        tenant: Option<TenantId>,
+    ) -> Result<()>;
+    /// The suspensions in the scope, oldest first.
+    async fn suspensions(&self, scope: &Scope) -> Result<Vec<Suspension>>;
+    /// The suspension that stops `device` (its own, its type's or its tenant's), if any.
+    /// Answered from memory: transports ask on every connection and request.
+    fn suspension_of(&self, device: &Device) -> Option<Suspension>;
+    /// Changes whenever a suspension is made or lifted: connected sessions re-check.
+    fn suspension_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
     // --- provisioning and claiming ---
 
     /// Creates a device profile of the scope's tenant; a provisioning key already used by
@@ -728,6 +755,24 @@ pub struct TenantExport {
     pub status: String,
     pub bytes: Option<u64>,
     pub error: Option<String>,
+}
+
+/// What an administrator suspended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SuspensionTarget {
+    Device(DeviceId),
+    /// A device type (ThingsBoard's `type`) of a tenant.
+    DeviceType(String),
+    Tenant(TenantId),
+}
+
+/// A suspension in force: devices it covers are refused at connect and dropped if connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suspension {
+    pub target: SuspensionTarget,
+    pub tenant: TenantId,
+    pub reason: String,
+    pub since_ms: TimestampMs,
 }
 
 /// A profile to create; the key and secret are the tenant's choice.

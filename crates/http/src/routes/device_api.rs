@@ -17,12 +17,21 @@ use crate::extract::Query;
 /// ThingsBoard's `transport.http.max_payload_size` default.
 pub(super) const MAX_PAYLOAD_BYTES: usize = 65_536;
 
+/// The device whose access token this is, unless it is suspended (403, with the reason).
 pub(super) async fn device(state: &AppState, token: &str) -> ApiResult<Device> {
-    state.store.device_by_token(token).await?.ok_or_else(|| {
+    let device = state.store.device_by_token(token).await?.ok_or_else(|| {
         ApiError::unauthorized(
             "Unknown device access token: use the token from the device's credentials",
         )
-    })
+    })?;
+    if let Some(suspension) = state.store.suspension_of(&device) {
+        tracing::info!(device = %device.id, "refused a suspended device over HTTP");
+        return Err(ApiError::forbidden(format!(
+            "This device is suspended by an administrator: {}",
+            suspension.reason
+        )));
+    }
+    Ok(device)
 }
 
 fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {

@@ -6,6 +6,7 @@ mod privacy;
 mod privacy_rights;
 mod provisioning;
 mod rpc;
+mod suspensions;
 mod system;
 mod telemetry;
 mod tenant_exports;
@@ -54,6 +55,19 @@ pub(crate) fn router(state: AppState) -> Router {
             get(tenant_exports::export_now),
         )
         .route("/api/privacy/tenant/exports", get(tenant_exports::exports))
+        .route("/api/suspensions", get(suspensions::list))
+        .route(
+            "/api/device/{id}/suspension",
+            post(suspensions::suspend_device).delete(suspensions::lift_device),
+        )
+        .route(
+            "/api/deviceType/{type}/suspension",
+            post(suspensions::suspend_type).delete(suspensions::lift_type),
+        )
+        .route(
+            "/api/tenant/{id}/suspension",
+            post(suspensions::suspend_tenant).delete(suspensions::lift_tenant),
+        )
         .route(
             "/api/privacy/tenant/exports/schedule",
             axum::routing::put(tenant_exports::set_schedule),

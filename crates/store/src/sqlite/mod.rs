@@ -10,6 +10,7 @@ mod privacy;
 mod provisioning;
 mod retention;
 mod rows;
+mod suspensions;
 mod telemetry;
 mod tenant_exports;
 
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_backup_runs.sql"),
     include_str!("../../migrations/sqlite/0007_x509_credentials.sql"),
     include_str!("../../migrations/sqlite/0011_tenant_exports.sql"),
+    include_str!("../../migrations/sqlite/0012_suspensions.sql"),
 ];
 
 pub struct SqliteStore {
@@ -55,6 +57,7 @@ pub struct SqliteStore {
     rpc: crate::rpc::Mailboxes,
     claims: provisioning::Claims,
     flusher: flush::LogFlusher,
+    suspensions: suspensions::Suspensions,
     /// The background flush, stopped when the store is dropped.
     flush_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -98,6 +101,7 @@ impl SqliteStore {
             let pages = (max / page_size.max(1) as u64).max(1);
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
+        let suspensions = suspensions::Suspensions::load(&conn)?;
         let readers = Readers::open(&path)?;
         let writer = Writer::start(conn);
         let flusher = flush::LogFlusher {
@@ -125,6 +129,7 @@ impl SqliteStore {
             rpc: crate::rpc::Mailboxes::default(),
             claims: provisioning::Claims::default(),
             flusher,
+            suspensions,
             flush_task,
         })
     }
@@ -1265,9 +1270,15 @@ impl Store for SqliteStore {
                 if deleted == 0 {
                     return Err(StoreError::NotFound("device"));
                 }
+                c.execute(
+                    "DELETE FROM suspension WHERE kind = 'device' AND target = ?1",
+                    [id.to_string()],
+                )?;
                 Ok(())
             })
-            .await
+            .await?;
+        suspensions::forget_device(self, id);
+        Ok(())
     }
 
     async fn device_credentials(&self, scope: &Scope, id: DeviceId) -> Result<DeviceCredentials> {
@@ -1722,6 +1733,37 @@ impl Store for SqliteStore {
 
     async fn delete_tenant_export(&self, id: &str) -> Result<()> {
         tenant_exports::delete(self, id).await
+    }
+
+    async fn suspend(
+        &self,
+        scope: &Scope,
+        target: crate::SuspensionTarget,
+        tenant: Option<TenantId>,
+        reason: String,
+    ) -> Result<crate::Suspension> {
+        suspensions::suspend(self, scope, target, tenant, reason).await
+    }
+
+    async fn lift_suspension(
+        &self,
+        scope: &Scope,
+        target: crate::SuspensionTarget,
+        tenant: Option<TenantId>,
+    ) -> Result<()> {
+        suspensions::lift(self, scope, target, tenant).await
+    }
+
+    async fn suspensions(&self, scope: &Scope) -> Result<Vec<crate::Suspension>> {
+        suspensions::list(self, scope)
+    }
+
+    fn suspension_of(&self, device: &Device) -> Option<crate::Suspension> {
+        self.suspensions.of(device)
+    }
+
+    fn suspension_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.suspensions.watch()
     }
 
     // --- provisioning and claiming ---
