@@ -31,9 +31,20 @@ pub async fn serve_https(
         tls,
         handshakes: JoinSet::new(),
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<crate::limits::ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for crate::limits::ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        crate::limits::ClientAddr(*stream.remote_addr())
+    }
 }
 
 /// Accepts TCP connections and hands axum those whose handshake succeeded. Handshakes run

@@ -18,6 +18,7 @@ mod console;
 mod error;
 mod extract;
 mod https;
+mod limits;
 mod routes;
 mod tb;
 mod ws;
@@ -32,6 +33,7 @@ use thingsafe_vault::Vault;
 pub use auth::{AuthSettings, SETUP_TOKEN_META};
 pub use error::ApiError;
 pub use https::{redirect_to_https, serve_https};
+pub use limits::{AbuseLimitSettings, ClientAddr};
 
 /// What the HTTP layer is configured with.
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ pub struct HttpSettings {
     pub exports_dir: std::path::PathBuf,
     /// The port devices reach the MQTT listener on (the console's ready-to-paste commands).
     pub mqtt_port: u16,
+    /// Attempts per client address on sign-in, sign-up and public requests.
+    pub limits: AbuseLimitSettings,
 }
 
 #[derive(Clone)]

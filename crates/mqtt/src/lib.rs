@@ -88,6 +88,9 @@ pub struct MqttSettings {
     pub max_connections: usize,
     /// How long connections have, at shutdown, to finish the messages in flight.
     pub shutdown_grace: Duration,
+    /// New connections per second from one address, in bursts of ten times as many
+    /// (0: no limit). Over it, the connection is closed before its CONNECT is read.
+    pub connects_per_second: u32,
 }
 
 impl Default for MqttSettings {
@@ -99,6 +102,7 @@ impl Default for MqttSettings {
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
+            connects_per_second: 200,
         }
     }
 }
@@ -137,6 +141,13 @@ async fn serve_on(
     let settings = Arc::new(settings);
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let connect_rate = std::num::NonZeroU32::new(settings.connects_per_second).map(|n| {
+        governor::RateLimiter::<std::net::IpAddr, _, _>::keyed(
+            governor::Quota::per_second(n)
+                .allow_burst(n.saturating_mul(std::num::NonZeroU32::new(10).expect("ten"))),
+        )
+    });
+    let mut accepted_since_cleanup = 0u32;
     let mut sessions = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -144,7 +155,22 @@ async fn serve_on(
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
                 let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                    Ok((stream, peer)) => {
+                        if let Some(rate) = &connect_rate {
+                            accepted_since_cleanup += 1;
+                            if accepted_since_cleanup == 4096 {
+                                accepted_since_cleanup = 0;
+                                rate.retain_recent();
+                            }
+                            if rate.check_key(&peer.ip()).is_err() {
+                                metrics::counter!("thingsafe_mqtt_refused_total", "reason" => "connect_rate")
+                                    .increment(1);
+                                tracing::debug!(ip = %peer.ip(), "closed an MQTT connection: too many connections from its address");
+                                continue;
+                            }
+                        }
+                        stream
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: wait a little, go on.
                         tracing::warn!(error = %e, "cannot accept an MQTT connection");

@@ -25,6 +25,32 @@ pub struct Config {
     pub backup: BackupConfig,
     pub store: StoreConfig,
     pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Abuse limits per client address (0: no limit).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sign-in attempts (API, console, OAuth2 token endpoint) per minute.
+    pub sign_in_per_minute: u32,
+    /// Sign-ups per hour.
+    pub sign_up_per_hour: u32,
+    /// Privacy requests without an account and password resets per hour (each sends mail).
+    pub public_requests_per_hour: u32,
+    /// New MQTT connections per second, with bursts of ten times as many.
+    pub mqtt_connects_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            sign_in_per_minute: 20,
+            sign_up_per_hour: 20,
+            public_requests_per_hour: 10,
+            mqtt_connects_per_second: 200,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -213,6 +239,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             store: StoreConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -194,6 +194,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             backup_dir: config.backup.dir.clone(),
             exports_dir: data_dir.join(crate::tenant_exports::EXPORTS_DIR),
             mqtt_port,
+            limits: thingsafe_http::AbuseLimitSettings {
+                sign_in_per_minute: config.limits.sign_in_per_minute,
+                sign_up_per_hour: config.limits.sign_up_per_hour,
+                public_requests_per_hour: config.limits.public_requests_per_hour,
+            },
         }),
         metrics,
         policy: policy.clone(),
@@ -262,6 +267,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         receive_maximum: config.mqtt.receive_maximum,
         connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout_secs.into()),
         max_connections: config.mqtt.max_connections as usize,
+        connects_per_second: config.limits.mqtt_connects_per_second,
         ..thingsafe_mqtt::MqttSettings::default()
     };
     let backups = tokio::spawn(crate::scheduled_backups::run(
@@ -271,10 +277,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
     let http = async {
-        axum::serve(listener, plain_http)
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .await
-            .context("HTTP server failed")
+        axum::serve(
+            listener,
+            plain_http.into_make_service_with_connect_info::<thingsafe_http::ClientAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .await
+        .context("HTTP server failed")
     };
     let https = async {
         match (https_listener, &certificates) {

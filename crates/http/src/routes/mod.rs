@@ -202,6 +202,10 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::console::renew_expired_session,
         ))
+        .layer(middleware::from_fn_with_state(
+            crate::limits::Limiters::new(state.settings.limits),
+            crate::limits::limit,
+        ))
         .layer(middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -69,6 +69,11 @@ impl Server {
             .env("THINGSAFE_HTTP_TLS_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_MQTT_TLS_ADDR", "127.0.0.1:0")
             .env("THINGSAFE_LOG_LEVEL", "info")
+            // Tests sign many people up and in from one address; tests/limits.rs sets
+            // its own limits.
+            .env("THINGSAFE_LIMITS_SIGN_IN_PER_MINUTE", "100000")
+            .env("THINGSAFE_LIMITS_SIGN_UP_PER_HOUR", "100000")
+            .env("THINGSAFE_LIMITS_PUBLIC_REQUESTS_PER_HOUR", "100000")
             // Scheduled backups (if a test runs at backup.time) go next to the data
             // directory, never into the working directory.
             .env(
