@@ -7,15 +7,16 @@ use serde_json::{Value, json};
 /// What a device is told about its session's limits (`getSessionLimits`, which
 /// ThingsBoard's SDKs ask for on connecting).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionLimits {
+pub struct SessionLimits<'a> {
     pub max_payload_size: u32,
     pub max_inflight_messages: u16,
+    pub rate_limits: &'a crate::rate_limit::RateLimitSettings,
 }
 
 /// Answers a call `{"method": ..., "params": ...}`. `getSessionLimits` and
 /// `getCurrentTime` are answered; other methods have no handler here and get an error
 /// answer rather than silence. A body that is not such a call is refused with the reason.
-pub fn answer(payload: &[u8], limits: SessionLimits) -> Result<Value, String> {
+pub fn answer(payload: &[u8], limits: SessionLimits<'_>) -> Result<Value, String> {
     let call: Value =
         serde_json::from_slice(payload).map_err(|e| format!("the RPC call is not JSON: {e}"))?;
     let method = call
@@ -26,8 +27,13 @@ pub fn answer(payload: &[u8], limits: SessionLimits) -> Result<Value, String> {
         "getSessionLimits" => json!({
             "maxPayloadSize": limits.max_payload_size,
             "maxInflightMessages": limits.max_inflight_messages,
-            // No rate limits are configured: empty means none to the SDKs.
-            "rateLimits": { "messages": "", "telemetryMessages": "", "telemetryDataPoints": "" },
+            // ThingsBoard's notation; empty means none to the SDKs. The messages limit
+            // covers telemetry messages too.
+            "rateLimits": {
+                "messages": limits.rate_limits.device_messages.to_string(),
+                "telemetryMessages": "",
+                "telemetryDataPoints": limits.rate_limits.device_telemetry_data_points.to_string(),
+            },
         }),
         "getCurrentTime" => json!({ "time": crate::now_ms() }),
         other => json!({ "error": format!("no handler for the RPC method {other:?}") }),
@@ -38,9 +44,16 @@ pub fn answer(payload: &[u8], limits: SessionLimits) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    const NO_RATE_LIMITS: &crate::rate_limit::RateLimitSettings =
+        &crate::rate_limit::RateLimitSettings {
+            device_messages: crate::rate_limit::RateLimitSpec::NONE,
+            device_telemetry_data_points: crate::rate_limit::RateLimitSpec::NONE,
+            tenant_messages: crate::rate_limit::RateLimitSpec::NONE,
+        };
     const LIMITS: SessionLimits = SessionLimits {
         max_payload_size: 65536,
         max_inflight_messages: 64,
+        rate_limits: NO_RATE_LIMITS,
     };
 
     #[test]

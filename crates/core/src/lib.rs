@@ -8,6 +8,7 @@ pub mod model;
 pub mod owner;
 pub mod payload;
 pub mod policy;
+pub mod rate_limit;
 pub mod validate;
 
 pub use ids::{CustomerId, DeviceId, SessionId, TenantId, UserId};

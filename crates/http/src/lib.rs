@@ -54,6 +54,8 @@ pub struct HttpSettings {
     pub mqtt_port: u16,
     /// Attempts per client address on sign-in, sign-up and public requests.
     pub limits: AbuseLimitSettings,
+    /// What devices may send, shared with the MQTT listener.
+    pub rate_limits: Arc<thingsafe_core::rate_limit::DeviceRateLimits>,
 }
 
 #[derive(Clone)]

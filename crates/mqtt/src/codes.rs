@@ -85,6 +85,8 @@ pub enum PublishRefusal {
     NotAuthorized,
     /// A payload (or request id) that does not parse.
     PayloadFormatInvalid,
+    /// Over the device's or its tenant's rate limit.
+    QuotaExceeded,
 }
 
 impl PublishRefusal {
@@ -93,6 +95,7 @@ impl PublishRefusal {
         match self {
             PublishRefusal::NotAuthorized => PublishAckReason::NotAuthorized,
             PublishRefusal::PayloadFormatInvalid => PublishAckReason::PayloadFormatInvalid,
+            PublishRefusal::QuotaExceeded => PublishAckReason::QuotaExceeded,
         }
     }
 
@@ -103,6 +106,7 @@ impl PublishRefusal {
         match self {
             PublishRefusal::NotAuthorized => DisconnectReasonCode::NotAuthorized,
             PublishRefusal::PayloadFormatInvalid => DisconnectReasonCode::PayloadFormatInvalid,
+            PublishRefusal::QuotaExceeded => DisconnectReasonCode::QuotaExceeded,
         }
     }
 
@@ -110,6 +114,7 @@ impl PublishRefusal {
         match self {
             PublishRefusal::NotAuthorized => "topic",
             PublishRefusal::PayloadFormatInvalid => "payload",
+            PublishRefusal::QuotaExceeded => "rate_limit",
         }
     }
 }

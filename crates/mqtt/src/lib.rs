@@ -72,7 +72,7 @@ pub use error::SessionError;
 pub use session::{handle, handle_with_certificate};
 
 /// Limits of the MQTT listener.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct MqttSettings {
     /// The largest packet accepted, in bytes; advertised to MQTT 5 clients as Maximum
     /// Packet Size. ThingsBoard's `transport.mqtt.netty.max_payload_size` is 65536.
@@ -91,6 +91,9 @@ pub struct MqttSettings {
     /// New connections per second from one address, in bursts of ten times as many
     /// (0: no limit). Over it, the connection is closed before its CONNECT is read.
     pub connects_per_second: u32,
+    /// What devices may send (shared with the HTTP device API, reported by
+    /// `getSessionLimits`).
+    pub rate_limits: Arc<thingsafe_core::rate_limit::DeviceRateLimits>,
 }
 
 impl Default for MqttSettings {
@@ -103,6 +106,9 @@ impl Default for MqttSettings {
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
             connects_per_second: 200,
+            rate_limits: Arc::new(thingsafe_core::rate_limit::DeviceRateLimits::new(
+                Default::default(),
+            )),
         }
     }
 }

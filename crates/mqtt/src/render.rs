@@ -108,6 +108,7 @@ pub fn rpc_call_answer(payload: &[u8], limits: &crate::MqttSettings) -> Result<B
     let limits = thingsafe_core::device_rpc::SessionLimits {
         max_payload_size: limits.max_packet_size,
         max_inflight_messages: limits.receive_maximum,
+        rate_limits: limits.rate_limits.settings(),
     };
     thingsafe_core::device_rpc::answer(payload, limits)
         .map(|answer| Bytes::from(answer.to_string()))

@@ -697,6 +697,13 @@ where
         metrics::counter!("thingsafe_mqtt_messages_in_total", "topic" => kind).increment(1);
         let store = self.store.clone();
         let device = self.device.clone();
+        // Telemetry is counted with its data points once parsed.
+        if matches!(&parsed, Ok(t) if *t != PublishTopic::Telemetry)
+            && let Err(exceeded) = self.settings.rate_limits.admit(&device, 0)
+        {
+            self.refuse(&p, PublishRefusal::QuotaExceeded, exceeded.to_string());
+            return Ok(());
+        }
         match parsed {
             Err(e @ (TopicError::NotAllowed(_) | TopicError::NotAGateway(_))) => {
                 self.refuse(&p, PublishRefusal::NotAuthorized, e.to_string())
@@ -706,11 +713,18 @@ where
                 self.refuse(&p, PublishRefusal::PayloadFormatInvalid, e.to_string())
             }
             Ok(PublishTopic::Telemetry) => match payload::parse_telemetry(&p.payload, now_ms()) {
-                Ok(points) => self.push(
-                    packet_id,
-                    qos,
-                    Box::pin(async move { stored(store.append_telemetry(&device, points).await) }),
-                ),
+                Ok(points) => match self.settings.rate_limits.admit(&device, points.len()) {
+                    Ok(()) => self.push(
+                        packet_id,
+                        qos,
+                        Box::pin(
+                            async move { stored(store.append_telemetry(&device, points).await) },
+                        ),
+                    ),
+                    Err(exceeded) => {
+                        self.refuse(&p, PublishRefusal::QuotaExceeded, exceeded.to_string())
+                    }
+                },
                 Err(e) => self.malformed(&p, e),
             },
             Ok(PublishTopic::Attributes) => match payload::parse_attributes(&p.payload) {

@@ -40,6 +40,30 @@ pub struct LimitsConfig {
     pub public_requests_per_hour: u32,
     /// New MQTT connections per second, with bursts of ten times as many.
     pub mqtt_connects_per_second: u32,
+    /// Messages one device may send, in ThingsBoard's notation (`"200:1,6000:60"`: 200 a
+    /// second and 6,000 a minute); empty: no limit. MQTT and HTTP together.
+    pub device_messages: String,
+    /// Telemetry data points one device may send.
+    pub device_telemetry_data_points: String,
+    /// Messages all devices of one tenant may send together.
+    pub tenant_messages: String,
+}
+
+impl LimitsConfig {
+    /// The device and tenant rate limits, parsed; the key that does not parse and why.
+    pub fn rate_limits(
+        &self,
+    ) -> Result<thingsafe_core::rate_limit::RateLimitSettings, (&'static str, String)> {
+        let parse = |key: &'static str, raw: &str| raw.parse().map_err(|why| (key, why));
+        Ok(thingsafe_core::rate_limit::RateLimitSettings {
+            device_messages: parse("limits.device_messages", &self.device_messages)?,
+            device_telemetry_data_points: parse(
+                "limits.device_telemetry_data_points",
+                &self.device_telemetry_data_points,
+            )?,
+            tenant_messages: parse("limits.tenant_messages", &self.tenant_messages)?,
+        })
+    }
 }
 
 impl Default for LimitsConfig {
@@ -49,6 +73,9 @@ impl Default for LimitsConfig {
             sign_up_per_hour: 20,
             public_requests_per_hour: 10,
             mqtt_connects_per_second: 200,
+            device_messages: "1000:1,30000:60".into(),
+            device_telemetry_data_points: "20000:1,600000:60".into(),
+            tenant_messages: String::new(),
         }
     }
 }
@@ -420,6 +447,7 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(("data_dir", "must not be empty".into()));
         }
+        self.limits.rate_limits()?;
         Ok(())
     }
 
@@ -617,6 +645,16 @@ mod tests {
             ("THINGSAFE_BACKUP_SCHEDULE", "hourly", "daily"),
             ("THINGSAFE_BACKUP_KEEP", "0", "1 or more"),
             ("THINGSAFE_BACKUP_KEYS_KEEP_DAYS", "0", "1 or more"),
+            (
+                "THINGSAFE_LIMITS_DEVICE_MESSAGES",
+                "200 per second",
+                "capacity:seconds",
+            ),
+            (
+                "THINGSAFE_LIMITS_TENANT_MESSAGES",
+                "100:0",
+                "capacity:seconds",
+            ),
         ] {
             let e = Config::load(None, env(&[(var, value)]))
                 .unwrap_err()

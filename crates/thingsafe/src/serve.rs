@@ -118,6 +118,12 @@ pub async fn publish_policy(data: &DataDir, policy: Policy) -> anyhow::Result<Pu
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let rate_limits = Arc::new(thingsafe_core::rate_limit::DeviceRateLimits::new(
+        config
+            .limits
+            .rate_limits()
+            .map_err(|(key, why)| anyhow::anyhow!("{key}: {why}"))?,
+    ));
     let policy = load_policy(&config.privacy)?;
     let data = open_data_dir(&config.data_dir, &config.store)?;
     let _lock = crate::backup::lock_data_dir(&config.data_dir)?;
@@ -199,6 +205,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 sign_up_per_hour: config.limits.sign_up_per_hour,
                 public_requests_per_hour: config.limits.public_requests_per_hour,
             },
+            rate_limits: rate_limits.clone(),
         }),
         metrics,
         policy: policy.clone(),
@@ -268,6 +275,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout_secs.into()),
         max_connections: config.mqtt.max_connections as usize,
         connects_per_second: config.limits.mqtt_connects_per_second,
+        rate_limits,
         ..thingsafe_mqtt::MqttSettings::default()
     };
     let backups = tokio::spawn(crate::scheduled_backups::run(

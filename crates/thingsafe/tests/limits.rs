@@ -137,3 +137,107 @@ async fn sign_in_sign_up_and_mqtt_connections_are_limited_per_address() {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert!(mqtt_connack(&s, "LIMITED1").await, "the rate refills");
 }
+
+/// Device and tenant rate limits, in ThingsBoard's notation, across MQTT and HTTP: what a
+/// device is told by getSessionLimits, what is refused (MQTT 5 PUBACK 0x97, HTTP 429) and
+/// that a refused message is not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_and_tenants_over_their_rate_limits_are_refused_and_nothing_is_stored() {
+    let s = Server::start_with(&[
+        ("THINGSAFE_LIMITS_DEVICE_MESSAGES", "5:60"),
+        ("THINGSAFE_LIMITS_DEVICE_TELEMETRY_DATA_POINTS", "12:60"),
+        ("THINGSAFE_LIMITS_TENANT_MESSAGES", "9:60"),
+    ]);
+    let user = s.sign_up("rates@example.test").await;
+    let a = s.device_with_token(&user, "A", "RATEA").await;
+    s.device_with_token(&user, "B", "RATEB").await;
+    s.device_with_token(&user, "C", "RATEC").await;
+    let other = s.sign_up("rates.elsewhere@example.test").await;
+    s.device_with_token(&other, "D", "RATED").await;
+    let post = |token: &'static str, body: serde_json::Value| {
+        let s = &s;
+        async move {
+            let resp = s
+                .http
+                .post(s.url(&format!("/api/v1/{token}/telemetry")))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status(), resp.text().await.unwrap())
+        }
+    };
+
+    // What the device is told (this call is a message too: A has sent 1).
+    let limits: serde_json::Value = s
+        .http
+        .post(s.url("/api/v1/RATEA/rpc"))
+        .json(&json!({"method": "getSessionLimits", "params": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["rateLimits"]["messages"], "5:60", "{limits}");
+    assert_eq!(
+        limits["rateLimits"]["telemetryDataPoints"], "12:60",
+        "{limits}"
+    );
+
+    // MQTT 5: three messages of one point (4 sent), then ten points (13 > 12), then one
+    // more message (6 > 5).
+    let mut device = common::mqtt::v5::connected(&s, "rate-a", "RATEA").await;
+    for i in 0..3 {
+        device
+            .publish(
+                "v1/devices/me/telemetry",
+                &format!(r#"{{"ts":{i},"values":{{"n":{i}}}}}"#),
+            )
+            .await;
+    }
+    let ten: String = format!(
+        r#"{{"ts":100,"values":{{{}}}}}"#,
+        (0..10)
+            .map(|k| format!(r#""k{k}":1"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(
+        device
+            .publish_refused("v1/devices/me/telemetry", &ten)
+            .await,
+        common::mqtt::v5::PubAckReason::QuotaExceeded
+    );
+    let mut device = common::mqtt::v5::connected(&s, "rate-a2", "RATEA").await;
+    assert_eq!(
+        device
+            .publish_refused(
+                "v1/devices/me/telemetry",
+                r#"{"ts":200,"values":{"n":200}}"#
+            )
+            .await,
+        common::mqtt::v5::PubAckReason::QuotaExceeded
+    );
+    let stored = s
+        .timeseries(&user, &a, "keys=n,k0&startTs=0&endTs=1000")
+        .await;
+    assert_eq!(stored["n"].as_array().unwrap().len(), 3, "{stored}");
+    assert!(
+        stored.get("k0").is_none(),
+        "the refused message was not stored: {stored}"
+    );
+
+    // The tenant: 4 of A, 5 of B fill its 9; C is refused though C sent nothing yet.
+    for i in 0..5 {
+        assert_eq!(post("RATEB", json!({"n": i})).await.0, StatusCode::OK);
+    }
+    let (status, text) = post("RATEC", json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+    assert!(
+        text.contains("tenant") && text.contains("nothing was stored"),
+        "{text}"
+    );
+    // Another tenant is not concerned.
+    assert_eq!(post("RATED", json!({"n": 1})).await.0, StatusCode::OK);
+}

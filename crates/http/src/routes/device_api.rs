@@ -34,6 +34,23 @@ pub(super) async fn device(state: &AppState, token: &str) -> ApiResult<Device> {
     Ok(device)
 }
 
+/// Counts a message of `device` (with its telemetry data points) against the rate limits;
+/// over one: 429 saying which.
+pub(super) fn admit(state: &AppState, device: &Device, telemetry_points: usize) -> ApiResult<()> {
+    state
+        .settings
+        .rate_limits
+        .admit(device, telemetry_points)
+        .map_err(|exceeded| {
+            tracing::info!(device = %device.id, %exceeded, "refused an HTTP device message");
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyRequests,
+                format!("Rate limit exceeded: {exceeded}; nothing was stored"),
+            )
+        })
+}
+
 fn body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     body.map_err(|rejection| {
         let mut e = ApiError::bad_request(format!(
@@ -62,6 +79,7 @@ pub(super) async fn post_telemetry(
     let device = device(&state, &token).await?;
     let raw = body(raw)?;
     let points = payload::parse_telemetry(&raw, now_ms()).map_err(|e| payload_error(&device, e))?;
+    admit(&state, &device, points.len())?;
     state.store.append_telemetry(&device, points).await?;
     Ok(StatusCode::OK)
 }
@@ -74,6 +92,7 @@ pub(super) async fn post_attributes(
     let device = device(&state, &token).await?;
     let raw = body(raw)?;
     let attributes = payload::parse_attributes(&raw).map_err(|e| payload_error(&device, e))?;
+    admit(&state, &device, 0)?;
     state
         .store
         .save_attributes(&device, AttributeScope::Client, attributes)

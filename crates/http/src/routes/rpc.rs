@@ -186,6 +186,7 @@ pub(super) async fn device_reply(
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     let device = device_api::device(&state, &token).await?;
+    device_api::admit(&state, &device, 0)?;
     let response = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&body).into_owned()));
     state.store.rpc_respond(device.id, id, response);
@@ -198,10 +199,12 @@ pub(super) async fn device_call(
     Path(token): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<Json>> {
-    device_api::device(&state, &token).await?;
+    let device = device_api::device(&state, &token).await?;
+    device_api::admit(&state, &device, 0)?;
     let limits = thingsafe_core::device_rpc::SessionLimits {
         max_payload_size: device_api::MAX_PAYLOAD_BYTES as u32,
         max_inflight_messages: 1,
+        rate_limits: state.settings.rate_limits.settings(),
     };
     thingsafe_core::device_rpc::answer(&body, limits)
         .map(axum::Json)
