@@ -26,6 +26,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
+    pub mail: MailConfig,
 }
 
 /// Abuse limits per client address (0: no limit).
@@ -51,6 +52,16 @@ impl Default for LimitsConfig {
             mqtt_connects_per_second: 200,
         }
     }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The SMTP server: `smtps://user:password@host:465`, `smtp://host:25`,
+    /// `smtp://host:587?tls=required`; empty: messages are written to `data/outbox/`.
+    pub smtp_url: String,
+    /// The sender; empty: the controller's email from the privacy policy.
+    pub from: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -236,6 +247,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             privacy: PrivacyConfig::default(),
+            mail: MailConfig::default(),
             backup: BackupConfig::default(),
             store: StoreConfig::default(),
             tls: TlsConfig::default(),

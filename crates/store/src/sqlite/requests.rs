@@ -579,3 +579,193 @@ pub(super) async fn notices_of(store: &SqliteStore, user: UserId) -> Result<Vec<
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{NewUser, Store};
+    use thingsafe_core::Authority;
+    use thingsafe_vault::{MasterKey, Vault};
+
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+
+    fn new_request(user: Option<&User>, email: &str, created_ms: i64) -> NewPrivacyRequest {
+        NewPrivacyRequest {
+            id: uuid::Uuid::new_v4(),
+            kind: RequestKind::Access,
+            user: user.map(|u| u.id),
+            tenant: user.and_then(|u| u.tenant_id),
+            email: email.into(),
+            details: Some("everything you hold about my thermostat".into()),
+            status: if user.is_some() {
+                RequestStatus::Verified
+            } else {
+                RequestStatus::Received
+            },
+            created_ms,
+            due_ms: created_ms + 30 * DAY,
+            code: user
+                .is_none()
+                .then(|| ("123456".to_string(), created_ms + DAY)),
+            events: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_scoped_and_filtered_by_due_date_in_sql_and_nothing_is_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
+        let vault = Arc::new(Vault::open(dir.path(), master).unwrap());
+        let store = SqliteStore::open(dir.path(), vault).unwrap();
+        let admin = |email: &str| NewUser {
+            email: email.into(),
+            password_hash: None,
+            authority: Authority::TenantAdmin,
+            customer_id: None,
+            first_name: None,
+            last_name: None,
+            birth_date: None,
+        };
+        let (ta, a) = store.sign_up("A", admin("a@example.test")).await.unwrap();
+        let (tb, b) = store.sign_up("B", admin("b@example.test")).await.unwrap();
+        let now = thingsafe_core::now_ms();
+        let ra = store
+            .create_privacy_request(new_request(Some(&a), "a@example.test", now))
+            .await
+            .unwrap();
+        let rb = store
+            .create_privacy_request(new_request(Some(&b), "b@example.test", now - 40 * DAY))
+            .await
+            .unwrap();
+        let anon = store
+            .create_privacy_request(new_request(None, "stranger@example.test", now))
+            .await
+            .unwrap();
+        assert_eq!(anon.email.as_deref(), Some("stranger@example.test"));
+
+        let ids = |rs: Vec<PrivacyRequest>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = RequestFilter::default();
+        assert_eq!(
+            ids(store
+                .privacy_requests(&Scope::Tenant(ta.id), &all)
+                .await
+                .unwrap()),
+            [ra.id]
+        );
+        assert_eq!(
+            ids(store
+                .privacy_requests(&Scope::Tenant(tb.id), &all)
+                .await
+                .unwrap()),
+            [rb.id]
+        );
+        assert_eq!(
+            store
+                .privacy_requests(&Scope::System, &all)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(matches!(
+            store.privacy_request(&Scope::Tenant(ta.id), rb.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.privacy_request(&Scope::Tenant(ta.id), anon.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // B's request was made 40 days ago with a 30-day deadline: overdue now.
+        let overdue = RequestFilter {
+            status: None,
+            open_due_before_ms: Some(now),
+        };
+        assert_eq!(
+            ids(store
+                .privacy_requests(&Scope::System, &overdue)
+                .await
+                .unwrap()),
+            [rb.id]
+        );
+        // In 31 days all three are overdue, unless closed.
+        let later = RequestFilter {
+            status: None,
+            open_due_before_ms: Some(now + 31 * DAY),
+        };
+        assert_eq!(
+            store
+                .privacy_requests(&Scope::System, &later)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        let closing = RequestUpdate {
+            from: RequestStatus::Verified,
+            status: RequestStatus::Completed,
+            due_ms: ra.due_ms,
+            extended: false,
+            assignee: None,
+            closed_ms: Some(now),
+            event: RequestEvent {
+                at_ms: now,
+                actor: a.id.to_string(),
+                action: "COMPLETED".into(),
+                note: Some("sent the export".into()),
+            },
+        };
+        store
+            .update_privacy_request(&Scope::Tenant(ta.id), ra.id, closing.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .privacy_requests(&Scope::System, &later)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // A stale update (the status moved on) is refused.
+        assert!(matches!(
+            store
+                .update_privacy_request(&Scope::Tenant(ta.id), ra.id, closing)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        // Codes: wrong ones are counted, the right one verifies once.
+        let check = |code: &'static str| store.check_request_code(anon.id, code, 2, now);
+        assert_eq!(
+            check("000000").await.unwrap(),
+            CodeCheck::Wrong { attempts_left: 1 }
+        );
+        assert_eq!(check("123456").await.unwrap(), CodeCheck::Verified);
+        assert_eq!(check("123456").await.unwrap(), CodeCheck::Closed);
+        assert_eq!(
+            store
+                .check_request_code(anon.id, "123456", 2, now + 2 * DAY)
+                .await
+                .unwrap(),
+            CodeCheck::Closed
+        );
+
+        drop(store);
+        for file in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            for needle in [
+                "stranger@example.test",
+                "thermostat",
+                "sent the export",
+                "123456",
+            ] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} in plaintext"
+                );
+            }
+        }
+    }
+}
