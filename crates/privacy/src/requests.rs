@@ -16,6 +16,10 @@ pub const MAX_EXTENSION_DAYS: u32 = 60;
 pub const DUE_SOON_MS: i64 = 7 * DAY_MS;
 /// How long an emailed verification code works.
 pub const CODE_TTL_MS: i64 = 30 * 60 * 1000;
+/// How long the requester of a closed no-account request stays readable (to answer
+/// follow-up questions and show the answer was given); then the request's own key is
+/// destroyed. The record of the request (kind, dates, trail) stays.
+pub const CLOSED_REQUEST_READABLE_MS: i64 = 90 * DAY_MS;
 /// Wrong codes accepted before the request can no longer be verified.
 pub const MAX_CODE_ATTEMPTS: u32 = 5;
 

@@ -656,6 +656,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// The notices sent (or to send) about a person, oldest first.
     async fn notices_of(&self, user: UserId) -> Result<Vec<RecipientNotice>>;
+    /// Destroys the own keys of no-account requests closed before `closed_before_ms`: their
+    /// requester's email and details become unreadable; the record (kind, dates, trail
+    /// actions) stays. Returns how many.
+    async fn shred_closed_requests(&self, closed_before_ms: TimestampMs) -> Result<usize>;
 
     // --- backup runs ---
 

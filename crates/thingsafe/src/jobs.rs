@@ -55,6 +55,22 @@ pub async fn purge_erasures(store: Arc<dyn Store>, wanted: Arc<tokio::sync::Noti
     }
 }
 
+/// Destroys the keys of no-account requests closed more than
+/// [`thingsafe_privacy::requests::CLOSED_REQUEST_READABLE_MS`] ago, once an hour.
+pub async fn shred_closed_requests(store: Arc<dyn Store>) {
+    tokio::time::sleep(FIRST_SWEEP_AFTER).await;
+    loop {
+        let before =
+            thingsafe_core::now_ms() - thingsafe_privacy::requests::CLOSED_REQUEST_READABLE_MS;
+        match store.shred_closed_requests(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(requests = n, "shredded the requesters of closed requests"),
+            Err(e) => tracing::error!(error = %e, "shredding closed requests failed"),
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
 /// How often undelivered notices to recipients are looked at when nobody wakes the job.
 const NOTICES_EVERY: Duration = Duration::from_secs(1);
 /// How long a processor has to answer a notice.

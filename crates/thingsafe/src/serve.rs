@@ -235,6 +235,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir.join(crate::tenant_exports::EXPORTS_DIR),
         config.backup.tenant_export_interval_seconds,
     ));
+    tokio::spawn(crate::jobs::shred_closed_requests(data.store.clone()));
     tokio::spawn(crate::jobs::deliver_notices(
         data.store.clone(),
         notices_wanted,

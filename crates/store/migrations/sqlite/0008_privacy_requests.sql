@@ -23,6 +23,7 @@ CREATE TABLE privacy_request (
     extended INTEGER NOT NULL DEFAULT 0, -- Art. 12(3): extended once, with a reason
     assignee_id TEXT,
     closed_ms INTEGER,
+    shredded_ms INTEGER,                 -- no-account: when the request's own key was destroyed
     code_index BLOB,                     -- no-account: keyed hash of the emailed code
     code_expires_ms INTEGER,
     code_attempts INTEGER NOT NULL DEFAULT 0

@@ -1923,6 +1923,10 @@ impl Store for SqliteStore {
         requests::notices_of(self, user).await
     }
 
+    async fn shred_closed_requests(&self, closed_before_ms: TimestampMs) -> Result<usize> {
+        requests::shred_closed(self, closed_before_ms).await
+    }
+
     async fn start_backup_run(&self, kind: &str, attempt: u32, started_ms: i64) -> Result<i64> {
         backup_runs::start(self, kind, attempt, started_ms).await
     }
