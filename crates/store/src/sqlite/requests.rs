@@ -341,6 +341,9 @@ pub(super) async fn update(
     one(store, scope, id).await
 }
 
+/// Status, code index, expiry and attempts of a no-account request.
+type CodeRow = (String, Option<Vec<u8>>, Option<i64>, u32);
+
 pub(super) async fn check_code(
     store: &SqliteStore,
     id: uuid::Uuid,
@@ -352,7 +355,7 @@ pub(super) async fn check_code(
     store
         .writer
         .write(move |c| {
-            let row: Option<(String, Option<Vec<u8>>, Option<i64>, u32)> = c
+            let row: Option<CodeRow> = c
                 .query_row(
                     "SELECT status, code_index, code_expires_ms, code_attempts
                      FROM privacy_request WHERE id = ?1 AND user_id IS NULL",
