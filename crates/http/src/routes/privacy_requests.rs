@@ -251,17 +251,23 @@ async fn object_to_marketing(state: &AppState, user: UserId) -> ApiResult<()> {
     Ok(())
 }
 
+/// Art. 19: enqueues the notices to the processors that receive `categories` (all they
+/// receive, for `None`) and wakes the delivery job.
+pub(super) async fn tell_recipients(
+    state: &AppState,
+    user: UserId,
+    event: Event,
+    categories: Option<&[&str]>,
+) -> ApiResult<()> {
+    let notices = recipients::notices(&state.policy.policy, user, event, categories, now_ms());
+    state.store.enqueue_notices(notices).await?;
+    state.notices_wanted.notify_one();
+    Ok(())
+}
+
 async fn restrict(state: &AppState, user: UserId) -> ApiResult<()> {
     if state.store.set_restricted(user, true).await? {
-        let notices = recipients::notices(
-            &state.policy.policy,
-            user,
-            Event::Restriction,
-            None,
-            now_ms(),
-        );
-        state.store.enqueue_notices(notices).await?;
-        state.notices_wanted.notify_one();
+        tell_recipients(state, user, Event::Restriction, None).await?;
     }
     Ok(())
 }
@@ -613,15 +619,7 @@ pub(super) async fn lift(
     )
     .await?;
     if state.store.set_restricted(user, false).await? {
-        let notices = recipients::notices(
-            &state.policy.policy,
-            user,
-            Event::RestrictionLifted,
-            None,
-            now_ms(),
-        );
-        state.store.enqueue_notices(notices).await?;
-        state.notices_wanted.notify_one();
+        tell_recipients(&state, user, Event::RestrictionLifted, None).await?;
     }
     Ok(axum::Json(updated))
 }
@@ -680,15 +678,7 @@ pub(super) async fn rectify(
         last_name,
     };
     let updated = state.store.update_profile(user.id, change).await?;
-    let notices = recipients::notices(
-        &state.policy.policy,
-        user.id,
-        Event::Rectification,
-        Some(&categories),
-        now_ms(),
-    );
-    state.store.enqueue_notices(notices).await?;
-    state.notices_wanted.notify_one();
+    tell_recipients(&state, user.id, Event::Rectification, Some(&categories)).await?;
     Ok(axum::Json(json!({
         "email": updated.email,
         "firstName": updated.first_name,

@@ -417,15 +417,13 @@ pub(super) async fn erase_me(
     }
     let erasure = state.store.erase_account(principal.user.id).await?;
     // Art. 19: the processors that received the person's data are told (by pseudonymous id).
-    let notices = thingsafe_privacy::recipients::notices(
-        &state.policy.policy,
+    super::privacy_requests::tell_recipients(
+        &state,
         principal.user.id,
         thingsafe_privacy::recipients::Event::Erasure,
         None,
-        erasure.erased_ms,
-    );
-    state.store.enqueue_notices(notices).await?;
-    state.notices_wanted.notify_one();
+    )
+    .await?;
     let keep = state.settings.key_backup_keep_days;
     let expires = match thingsafe_vault::list_backups(&state.settings.backup_dir) {
         Ok(files) => thingsafe_vault::key_backups_expire_at(keep, &files, erasure.erased_ms),

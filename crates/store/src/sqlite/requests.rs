@@ -519,27 +519,40 @@ fn read_notice(r: &rusqlite::Row) -> rusqlite::Result<RecipientNotice> {
     })
 }
 
-pub(super) async fn due_notices(
+/// Notices matching `condition` (on `recipient_notice n`, with its `?` parameters).
+async fn select_notices(
     store: &SqliteStore,
-    now_ms: TimestampMs,
-    limit: usize,
+    condition: &'static str,
+    args: Vec<rusqlite::types::Value>,
 ) -> Result<Vec<RecipientNotice>> {
     store
         .readers
         .read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {NOTICE_COLUMNS} FROM recipient_notice n
-                 WHERE delivered_ms IS NULL AND next_ms <= ?1
-                   AND (event IN ('restriction', 'restriction_lifted')
-                        OR NOT EXISTS (SELECT 1 FROM restriction r WHERE r.user_id = n.user_id))
-                 ORDER BY next_ms, id LIMIT ?2"
+                "SELECT {NOTICE_COLUMNS} FROM recipient_notice n {condition}"
             ))?;
             let rows = stmt
-                .query_map(params![now_ms, limit as i64], read_notice)?
+                .query_map(rusqlite::params_from_iter(args), read_notice)?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
+}
+
+pub(super) async fn due_notices(
+    store: &SqliteStore,
+    now_ms: TimestampMs,
+    limit: usize,
+) -> Result<Vec<RecipientNotice>> {
+    select_notices(
+        store,
+        "WHERE delivered_ms IS NULL AND next_ms <= ?1
+           AND (event IN ('restriction', 'restriction_lifted')
+                OR NOT EXISTS (SELECT 1 FROM restriction r WHERE r.user_id = n.user_id))
+         ORDER BY next_ms, id LIMIT ?2",
+        vec![now_ms.into(), (limit as i64).into()],
+    )
+    .await
 }
 
 pub(super) async fn record_attempt(
@@ -569,18 +582,12 @@ pub(super) async fn record_attempt(
 }
 
 pub(super) async fn notices_of(store: &SqliteStore, user: UserId) -> Result<Vec<RecipientNotice>> {
-    store
-        .readers
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {NOTICE_COLUMNS} FROM recipient_notice WHERE user_id = ?1 ORDER BY id"
-            ))?;
-            let rows = stmt
-                .query_map([user.to_string()], read_notice)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+    select_notices(
+        store,
+        "WHERE user_id = ?1 ORDER BY id",
+        vec![user.to_string().into()],
+    )
+    .await
 }
 
 pub(super) async fn shred_closed(
@@ -620,12 +627,8 @@ pub(super) async fn shred_closed(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::{NewUser, Store};
-    use thingsafe_core::Authority;
-    use thingsafe_vault::{MasterKey, Vault};
+    use crate::Store;
 
     const DAY: i64 = 24 * 60 * 60 * 1000;
 
@@ -653,19 +656,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_queue_is_scoped_and_filtered_by_due_date_in_sql_and_nothing_is_plaintext() {
-        let dir = tempfile::tempdir().unwrap();
-        let (master, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
-        let vault = Arc::new(Vault::open(dir.path(), master).unwrap());
-        let store = SqliteStore::open(dir.path(), vault).unwrap();
-        let admin = |email: &str| NewUser {
-            email: email.into(),
-            password_hash: None,
-            authority: Authority::TenantAdmin,
-            customer_id: None,
-            first_name: None,
-            last_name: None,
-            birth_date: None,
-        };
+        let fixture = super::super::tests::fixture();
+        let (dir, store) = (fixture.dir.clone(), fixture.store);
+        let admin = super::super::tests::admin;
         let (ta, a) = store.sign_up("A", admin("a@example.test")).await.unwrap();
         let (tb, b) = store.sign_up("B", admin("b@example.test")).await.unwrap();
         let now = thingsafe_core::now_ms();
@@ -683,6 +676,17 @@ mod tests {
             .unwrap();
         assert_eq!(anon.email.as_deref(), Some("stranger@example.test"));
 
+        let count = |filter: &RequestFilter| {
+            let filter = filter.clone();
+            let store = &store;
+            async move {
+                store
+                    .privacy_requests(&Scope::System, &filter)
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
         let ids = |rs: Vec<PrivacyRequest>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
         let all = RequestFilter::default();
         assert_eq!(
@@ -699,14 +703,7 @@ mod tests {
                 .unwrap()),
             [rb.id]
         );
-        assert_eq!(
-            store
-                .privacy_requests(&Scope::System, &all)
-                .await
-                .unwrap()
-                .len(),
-            3
-        );
+        assert_eq!(count(&all).await, 3);
         assert!(matches!(
             store.privacy_request(&Scope::Tenant(ta.id), rb.id).await,
             Err(StoreError::NotFound(_))
@@ -732,14 +729,7 @@ mod tests {
             status: None,
             open_due_before_ms: Some(now + 31 * DAY),
         };
-        assert_eq!(
-            store
-                .privacy_requests(&Scope::System, &later)
-                .await
-                .unwrap()
-                .len(),
-            3
-        );
+        assert_eq!(count(&later).await, 3);
         let closing = RequestUpdate {
             from: RequestStatus::Verified,
             status: RequestStatus::Completed,
@@ -758,14 +748,7 @@ mod tests {
             .update_privacy_request(&Scope::Tenant(ta.id), ra.id, closing.clone())
             .await
             .unwrap();
-        assert_eq!(
-            store
-                .privacy_requests(&Scope::System, &later)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(count(&later).await, 2);
         // A stale update (the status moved on) is refused.
         assert!(matches!(
             store
@@ -829,7 +812,7 @@ mod tests {
         assert_eq!(kept.email.as_deref(), Some("a@example.test"));
 
         drop(store);
-        for file in std::fs::read_dir(dir.path()).unwrap() {
+        for file in std::fs::read_dir(&dir).unwrap() {
             let bytes = std::fs::read(file.unwrap().path()).unwrap();
             for needle in [
                 "stranger@example.test",
