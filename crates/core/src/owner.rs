@@ -14,6 +14,9 @@ pub enum Owner {
     Customer(CustomerId),
     /// A tenant: its devices and their telemetry.
     Tenant(TenantId),
+    /// A data-subject request from someone without an account: their email and what they
+    /// asked, shredded when the request is closed and kept no longer.
+    Request(uuid::Uuid),
 }
 
 impl Owner {
@@ -29,6 +32,7 @@ impl fmt::Display for Owner {
             Owner::User(id) => write!(f, "user:{id}"),
             Owner::Customer(id) => write!(f, "customer:{id}"),
             Owner::Tenant(id) => write!(f, "tenant:{id}"),
+            Owner::Request(id) => write!(f, "request:{id}"),
         }
     }
 }
@@ -36,13 +40,17 @@ impl fmt::Display for Owner {
 impl FromStr for Owner {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("{s:?} is not an owner key name (user:, customer: or tenant: and a UUID)");
+        let bad = || {
+            format!(
+                "{s:?} is not an owner key name (user:, customer:, tenant: or request: and a UUID)"
+            )
+        };
         let (kind, id) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "user" => id.parse().map(Owner::User).map_err(|_| bad()),
             "customer" => id.parse().map(Owner::Customer).map_err(|_| bad()),
             "tenant" => id.parse().map(Owner::Tenant).map_err(|_| bad()),
+            "request" => id.parse().map(Owner::Request).map_err(|_| bad()),
             _ => Err(bad()),
         }
     }
@@ -58,6 +66,7 @@ mod tests {
             Owner::User(UserId::random()),
             Owner::Customer(CustomerId::random()),
             Owner::Tenant(TenantId::random()),
+            Owner::Request(uuid::Uuid::new_v4()),
         ] {
             assert_eq!(owner.key_name().parse::<Owner>().unwrap(), owner);
         }

@@ -106,6 +106,10 @@ pub struct Processor {
     pub categories: Vec<String>,
     /// How a transfer outside the EEA is safeguarded (GDPR Art. 45-46).
     pub safeguards: Option<String>,
+    /// Where rectifications, erasures and restrictions are announced to it (GDPR Art. 19):
+    /// an http(s) URL that receives a JSON POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
 }
 
 /// GDPR Art. 6(1).
@@ -588,6 +592,7 @@ struct RawProcessor {
     country: Spanned<String>,
     categories: Spanned<Vec<Spanned<String>>>,
     safeguards: Option<Spanned<String>>,
+    notify_url: Option<Spanned<String>>,
 }
 
 /// The default minimum age (GDPR Art. 8(1)).
@@ -939,12 +944,18 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
             ));
         }
         received.sort();
+        let notify_url = p
+            .notify_url
+            .as_ref()
+            .map(|u| check_notify_url(u.get_ref(), &name).map_err(|e| check.at(u, e)))
+            .transpose()?;
         processors.push(Processor {
             service: check.text(&p.service, &format!("service of processor {name:?}"))?,
             name,
             country: code.to_string(),
             categories: received,
             safeguards,
+            notify_url,
         });
     }
     processors.sort_by(|a, b| a.name.cmp(&b.name));
@@ -960,6 +971,28 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         categories,
         processors,
     })
+}
+
+/// A processor's `notify_url`: an absolute http or https URL with a host.
+fn check_notify_url(url: &str, processor: &str) -> Result<String, String> {
+    let url = url.trim();
+    let bad = |why: &str| {
+        format!(
+            "processor {processor:?}: notify_url {url:?} {why}: use an http(s) URL such as \"https://processor.example/gdpr/notices\""
+        )
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("is not an http or https URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('@') {
+        return Err(bad("has no host, or credentials in it"));
+    }
+    if url.contains(char::is_whitespace) {
+        return Err(bad("contains spaces"));
+    }
+    Ok(url.to_string())
 }
 
 // --- taxonomies ------------------------------------------------------------------------
@@ -1780,6 +1813,36 @@ mod tests {
         let e = parse(&text).unwrap_err();
         assert_eq!(e.message, "processor \"Mailer\" is declared twice");
         assert_eq!(e.line, text.lines().count() - 3);
+    }
+
+    #[test]
+    fn a_processors_notify_url_is_an_http_url_and_a_bad_one_names_its_line() {
+        let ok = format!(
+            "{DEFAULT_POLICY}\n[[processors]]\nname = \"Mailer\"\nservice = \"Sends emails.\"\ncountry = \"FR\"\ncategories = [\"user.name\"]\nnotify_url = \"https://mailer.example/gdpr\"\n"
+        );
+        let p = parse(&ok).unwrap();
+        assert_eq!(
+            p.processors[0].notify_url.as_deref(),
+            Some("https://mailer.example/gdpr")
+        );
+        for bad in [
+            "mailto:x@example.com",
+            "https://",
+            "http:// spaced.example/x",
+            "ftp://x",
+        ] {
+            let text = ok.replace("https://mailer.example/gdpr", bad);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, text.lines().count(), "the notify_url line: {e}");
+            let m = e.message;
+            assert!(
+                m.starts_with(&format!("processor \"Mailer\": notify_url {bad:?}")),
+                "{m}"
+            );
+        }
+        // Without a notify_url the canonical form (and so the version) is as before.
+        let without = ok.replace("notify_url = \"https://mailer.example/gdpr\"\n", "");
+        assert!(!parse(&without).unwrap().canonical().json.contains("notify"));
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct AppState {
     pub policy: Arc<thingsafe_core::policy::PublishedPolicy>,
     /// Woken after an erasure: the background purge deletes the unreadable rows.
     pub purge_wanted: Arc<tokio::sync::Notify>,
+    /// Outgoing mail (request receipts, verification codes, notices to people).
+    pub mailer: Arc<thingsafe_mail::Mailer>,
+    /// Woken when notices to recipients (Art. 19) are enqueued: the delivery job sends them.
+    pub notices_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// The whole HTTP API as one router.

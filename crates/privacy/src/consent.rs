@@ -167,6 +167,30 @@ pub fn changes(
     }
 }
 
+/// The ledger method of an objection to direct marketing (Art. 21(3)).
+pub const OBJECTION: &str = "objection";
+
+/// Whether marketing may reach the person: consent given, and processing not restricted
+/// (Art. 18: restricted data is kept, not used).
+pub fn marketing_allowed(current: &[Current], restricted: bool) -> bool {
+    !restricted
+        && current
+            .iter()
+            .any(|c| c.purpose == "marketing" && c.granted)
+}
+
+/// Refuses to grant marketing again over an objection unless the person says so
+/// expressly: a form's default must not undo an objection.
+pub fn check_objection(current: &[Current], choice: &BTreeMap<String, bool>) -> Result<(), String> {
+    let objected = current
+        .iter()
+        .any(|c| c.purpose == "marketing" && c.method.as_deref() == Some(OBJECTION));
+    if objected && choice.get("marketing") == Some(&true) {
+        return Err("You objected to marketing: to receive it again, send \"withdrawObjection\": true with \"marketing\": true".into());
+    }
+    Ok(())
+}
+
 /// The cookie categories a visitor's choice allows (necessary always).
 pub fn allowed_cookies(policy: &Policy, current: &[Current]) -> Vec<CookieCategory> {
     policy

@@ -164,6 +164,7 @@ pub(crate) fn processing(policy: &PublishedPolicy) -> Value {
                 "recipients": p.recipients_of(key).map(|r| json!({
                     "name": r.name, "service": r.service, "country": r.country,
                     "safeguards": r.safeguards,
+                    "toldOfChanges": r.notify_url.is_some(),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -176,7 +177,8 @@ pub(crate) fn processing(policy: &PublishedPolicy) -> Value {
         "automatedDecisionMaking": p.automated_decision_making.as_deref().unwrap_or("none"),
         "rights": [
             "access (this export)", "rectification (PATCH /api/privacy/me)",
-            "erasure (DELETE /api/privacy/me)", "restriction", "objection",
+            "erasure (DELETE /api/privacy/me)", "restriction (POST /api/privacy/me/restriction)",
+            "objection (POST /api/privacy/requests, type OBJECTION)",
             "portability (this export)", "withdrawing consent (PUT /api/privacy/me/consents)",
             "lodging a complaint with a supervisory authority"
         ],
@@ -281,12 +283,15 @@ pub async fn export_person<S: Sink>(
     };
     write_devices(&mut archive, store, &devices).await?;
 
+    let notices = store.notices_of(user.id).await?;
     archive
         .json(
             "disclosures.json",
             &json!({
                 "disclosures": [],
                 "note": "No disclosure of your data to a processor or third party has been recorded. The processors this server's policy names are listed in processing.json.",
+                "recipientNotices": notices,
+                "recipientNoticesNote": "What the processors were told of your rectifications, erasure and restrictions (GDPR Art. 19), by a pseudonymous id, never your email.",
             }),
         )
         .await?;

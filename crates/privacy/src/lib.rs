@@ -6,6 +6,10 @@
 //! - [`receipt`]: the erasure receipt and when the erasure is complete in every backup.
 //! - [`retention`]: how long telemetry is kept and the sweeper that deletes what is older.
 //! - [`unsubscribe`]: signed one-click unsubscribe links.
+//! - [`requests`]: data-subject requests: due dates, extensions, status transitions,
+//!   verification codes.
+//! - [`recipients`]: notices to processors about rectification, erasure and restriction
+//!   (Art. 19).
 //!
 //! Persistence is the store's (`Store::record_consents`, `Store::erase_account`, ...);
 //! nothing here touches a file or socket except through the store.
@@ -13,6 +17,8 @@
 pub mod consent;
 pub mod export;
 pub mod receipt;
+pub mod recipients;
+pub mod requests;
 pub mod retention;
 pub mod tenant_export;
 pub mod unsubscribe;

@@ -18,6 +18,7 @@
 
 pub mod codec;
 mod error;
+mod requests;
 mod rpc;
 pub mod sqlite;
 
@@ -31,6 +32,10 @@ use thingsafe_core::{
 };
 
 pub use error::StoreError;
+pub use requests::{
+    CodeCheck, NewNotice, NewPrivacyRequest, PrivacyRequest, ProfileChange, RecipientNotice,
+    RequestEvent, RequestFilter, RequestKind, RequestStatus, RequestUpdate,
+};
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Whose data a call may reach.
@@ -596,6 +601,65 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ClaimOutcome>;
     /// Unassigns the claimed device named `name` (a customer user: only its own).
     async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device>;
+
+    // --- data-subject requests, restriction, notices to recipients ---
+
+    /// Records a request and the first entries of its trail.
+    async fn create_privacy_request(&self, request: NewPrivacyRequest) -> Result<PrivacyRequest>;
+    /// A request with its trail: the system administrator reaches every request, a tenant
+    /// administrator those of their tenant's people; anything else is `NotFound`.
+    async fn privacy_request(&self, scope: &Scope, id: uuid::Uuid) -> Result<PrivacyRequest>;
+    /// The queue of `scope` (as [`Store::privacy_request`]), soonest due first.
+    async fn privacy_requests(
+        &self,
+        scope: &Scope,
+        filter: &RequestFilter,
+    ) -> Result<Vec<PrivacyRequest>>;
+    /// The requests a person made while signed in, newest first.
+    async fn requests_of(&self, user: UserId) -> Result<Vec<PrivacyRequest>>;
+    /// Applies `update` if the request (in `scope`) still has `update.from` status (else
+    /// `Conflict`), appending its event to the trail.
+    async fn update_privacy_request(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+        update: RequestUpdate,
+    ) -> Result<PrivacyRequest>;
+    /// Checks the emailed code of a no-account request (counting attempts); a right code
+    /// moves it to VERIFIED.
+    async fn check_request_code(
+        &self,
+        id: uuid::Uuid,
+        code: &str,
+        max_attempts: u32,
+        now_ms: TimestampMs,
+    ) -> Result<CodeCheck>;
+    /// Changes a person's profile (rectification); a new email keeps the blind index right
+    /// and is a `Conflict` when another account has it.
+    async fn update_profile(&self, user: UserId, change: ProfileChange) -> Result<User>;
+    /// Restricts (or lifts the restriction of) a person's processing; returns whether the
+    /// state changed.
+    async fn set_restricted(&self, user: UserId, restricted: bool) -> Result<bool>;
+    /// Since when a person's processing is restricted, if it is.
+    async fn restricted_since(&self, user: UserId) -> Result<Option<TimestampMs>>;
+    async fn enqueue_notices(&self, notices: Vec<NewNotice>) -> Result<()>;
+    /// Undelivered notices due at `now_ms`; those of a restricted person are held, except
+    /// the restriction notices themselves.
+    async fn due_notices(&self, now_ms: TimestampMs, limit: usize) -> Result<Vec<RecipientNotice>>;
+    /// Records a delivery attempt: delivered, or failed with `error` and tried again at
+    /// `retry_ms`.
+    async fn record_notice_attempt(
+        &self,
+        id: i64,
+        now_ms: TimestampMs,
+        result: std::result::Result<(), (String, TimestampMs)>,
+    ) -> Result<()>;
+    /// The notices sent (or to send) about a person, oldest first.
+    async fn notices_of(&self, user: UserId) -> Result<Vec<RecipientNotice>>;
+    /// Destroys the own keys of no-account requests closed before `closed_before_ms`: their
+    /// requester's email and details become unreadable; the record (kind, dates, trail
+    /// actions) stays. Returns how many.
+    async fn shred_closed_requests(&self, closed_before_ms: TimestampMs) -> Result<usize>;
 
     // --- backup runs ---
 

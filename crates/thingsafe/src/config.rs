@@ -26,6 +26,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
+    pub mail: MailConfig,
 }
 
 /// Abuse limits per client address (0: no limit).
@@ -78,6 +79,16 @@ impl Default for LimitsConfig {
             tenant_messages: String::new(),
         }
     }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The SMTP server: `smtps://user:password@host:465`, `smtp://host:25`,
+    /// `smtp://host:587?tls=required`; empty: messages are written to `data/outbox/`.
+    pub smtp_url: String,
+    /// The sender; empty: the controller's email from the privacy policy.
+    pub from: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -263,6 +274,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             privacy: PrivacyConfig::default(),
+            mail: MailConfig::default(),
             backup: BackupConfig::default(),
             store: StoreConfig::default(),
             tls: TlsConfig::default(),

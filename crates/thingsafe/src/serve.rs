@@ -98,6 +98,26 @@ pub fn load_policy(config: &PrivacyConfig) -> anyhow::Result<Policy> {
     })
 }
 
+/// Outgoing mail: the SMTP server of `mail.smtp_url`, else `data/outbox/`; from `mail.from`
+/// or the controller's email.
+fn open_mailer(
+    config: &Config,
+    data_dir: &std::path::Path,
+    policy: &Policy,
+) -> anyhow::Result<thingsafe_mail::Mailer> {
+    let from = match config.mail.from.trim() {
+        "" => format!("{} <{}>", policy.controller.name, policy.controller.email),
+        from => from.to_string(),
+    };
+    let outbox = data_dir.join("outbox");
+    let mailer = thingsafe_mail::Mailer::new(Some(&config.mail.smtp_url), &outbox, &from)
+        .map_err(|e| anyhow::anyhow!("{e} (config key mail.smtp_url / mail.from)"))?;
+    if !mailer.uses_smtp() {
+        tracing::info!(outbox = %outbox.display(), "mail.smtp_url is not set: messages are written to the outbox directory");
+    }
+    Ok(mailer)
+}
+
 /// Publishes the policy as a new version if its content changed since the last one.
 pub async fn publish_policy(data: &DataDir, policy: Policy) -> anyhow::Result<PublishedPolicy> {
     let (version, new) = data
@@ -184,6 +204,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let purge_wanted = Arc::new(tokio::sync::Notify::new());
+    let notices_wanted = Arc::new(tokio::sync::Notify::new());
+    let mailer = Arc::new(open_mailer(&config, &data_dir, &policy.policy)?);
     let state = AppState {
         store: data.store.clone(),
         vault: data.vault.clone(),
@@ -210,6 +232,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         policy: policy.clone(),
         purge_wanted: purge_wanted.clone(),
+        mailer,
+        notices_wanted: notices_wanted.clone(),
     };
     tokio::spawn(crate::tenant_exports::run(
         data.store.clone(),
@@ -217,6 +241,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         policy.clone(),
         data_dir.join(crate::tenant_exports::EXPORTS_DIR),
         config.backup.tenant_export_interval_seconds,
+    ));
+    tokio::spawn(crate::jobs::shred_closed_requests(data.store.clone()));
+    tokio::spawn(crate::jobs::deliver_notices(
+        data.store.clone(),
+        notices_wanted,
     ));
     tokio::spawn(crate::jobs::sweep_retention(data.store.clone(), policy));
     tokio::spawn(crate::jobs::purge_erasures(

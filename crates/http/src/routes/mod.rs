@@ -3,6 +3,7 @@ mod customers;
 mod device_api;
 mod devices;
 mod privacy;
+mod privacy_requests;
 mod privacy_rights;
 mod provisioning;
 mod rpc;
@@ -44,7 +45,52 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/privacy/unsubscribe",
             get(privacy_rights::unsubscribe).post(privacy_rights::unsubscribe),
         )
-        .route("/api/privacy/me", delete(privacy_rights::erase_me))
+        .route(
+            "/api/privacy/me",
+            delete(privacy_rights::erase_me).patch(privacy_requests::rectify),
+        )
+        .route(
+            "/api/privacy/me/restriction",
+            post(privacy_requests::restrict_me),
+        )
+        .route(
+            "/api/privacy/me/recipients",
+            get(privacy_requests::my_recipients),
+        )
+        .route("/api/privacy/me/requests", get(privacy_requests::mine))
+        .route(
+            "/api/privacy/requests",
+            get(privacy_requests::queue).post(privacy_requests::create),
+        )
+        .route(
+            "/api/privacy/requests/public",
+            post(privacy_requests::create_public),
+        )
+        .route("/api/privacy/requests/{id}", get(privacy_requests::get))
+        .route(
+            "/api/privacy/requests/{id}/verify",
+            post(privacy_requests::verify),
+        )
+        .route(
+            "/api/privacy/requests/{id}/assign",
+            post(privacy_requests::assign),
+        )
+        .route(
+            "/api/privacy/requests/{id}/extend",
+            post(privacy_requests::extend),
+        )
+        .route(
+            "/api/privacy/requests/{id}/complete",
+            post(privacy_requests::complete),
+        )
+        .route(
+            "/api/privacy/requests/{id}/reject",
+            post(privacy_requests::reject),
+        )
+        .route(
+            "/api/privacy/requests/{id}/lift",
+            post(privacy_requests::lift),
+        )
         .route(
             "/api/privacy/me/consents",
             get(privacy_rights::my_consents).put(privacy_rights::change_my_consents),

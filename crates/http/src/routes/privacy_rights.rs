@@ -64,8 +64,11 @@ async fn consents_view(state: &AppState, principal: &Principal) -> ApiResult<Val
         .consent_history(ConsentSubject::User(principal.user.id))
         .await?;
     let purposes = consent::person_purposes(&state.policy.policy);
+    let current = consent::current(&purposes, &history);
+    let restricted = state.store.restricted_since(principal.user.id).await?;
     Ok(json!({
-        "current": consent::current(&purposes, &history),
+        "marketingAllowed": consent::marketing_allowed(&current, restricted.is_some()),
+        "current": current,
         "history": history,
         "unsubscribeUrl": unsubscribe_url(state, principal.user.id),
     }))
@@ -80,8 +83,13 @@ pub(super) async fn my_consents(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct ConsentChange {
     purposes: BTreeMap<String, bool>,
+    /// Needed to give marketing consent again after objecting to marketing: a form's
+    /// default must not undo an objection.
+    #[serde(default)]
+    withdraw_objection: bool,
 }
 
 /// Gives or withdraws consents: `{"purposes": {"marketing": false}}`. One call each way.
@@ -96,6 +104,9 @@ pub(super) async fn change_my_consents(
     let subject = ConsentSubject::User(principal.user.id);
     let history = state.store.consent_history(subject).await?;
     let current = consent::current(&purposes, &history);
+    if !change.withdraw_objection {
+        consent::check_objection(&current, &change.purposes).map_err(bad)?;
+    }
     let signal = signal(&headers);
     let entries = consent::changes(
         &current,
@@ -405,6 +416,14 @@ pub(super) async fn erase_me(
         ));
     }
     let erasure = state.store.erase_account(principal.user.id).await?;
+    // Art. 19: the processors that received the person's data are told (by pseudonymous id).
+    super::privacy_requests::tell_recipients(
+        &state,
+        principal.user.id,
+        thingsafe_privacy::recipients::Event::Erasure,
+        None,
+    )
+    .await?;
     let keep = state.settings.key_backup_keep_days;
     let expires = match thingsafe_vault::list_backups(&state.settings.backup_dir) {
         Ok(files) => thingsafe_vault::key_backups_expire_at(keep, &files, erasure.erased_ms),

@@ -8,6 +8,7 @@ mod flush;
 mod pool;
 mod privacy;
 mod provisioning;
+mod requests;
 mod retention;
 mod rows;
 mod suspensions;
@@ -45,8 +46,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_consent_erasure.sql"),
     include_str!("../../migrations/sqlite/0006_backup_runs.sql"),
     include_str!("../../migrations/sqlite/0007_x509_credentials.sql"),
-    include_str!("../../migrations/sqlite/0011_tenant_exports.sql"),
-    include_str!("../../migrations/sqlite/0012_suspensions.sql"),
+    include_str!("../../migrations/sqlite/0008_tenant_exports.sql"),
+    include_str!("../../migrations/sqlite/0009_suspensions.sql"),
+    include_str!("../../migrations/sqlite/0010_privacy_requests.sql"),
 ];
 
 pub struct SqliteStore {
@@ -1835,6 +1837,93 @@ impl Store for SqliteStore {
 
     async fn reclaim_device(&self, scope: &Scope, name: &str) -> Result<Device> {
         provisioning::reclaim(self, scope, name).await
+    }
+
+    async fn create_privacy_request(
+        &self,
+        request: crate::NewPrivacyRequest,
+    ) -> Result<crate::PrivacyRequest> {
+        requests::create(self, request).await
+    }
+
+    async fn privacy_request(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+    ) -> Result<crate::PrivacyRequest> {
+        requests::one(self, scope, id).await
+    }
+
+    async fn privacy_requests(
+        &self,
+        scope: &Scope,
+        filter: &crate::RequestFilter,
+    ) -> Result<Vec<crate::PrivacyRequest>> {
+        requests::queue(self, scope, filter).await
+    }
+
+    async fn requests_of(&self, user: UserId) -> Result<Vec<crate::PrivacyRequest>> {
+        requests::of_user(self, user).await
+    }
+
+    async fn update_privacy_request(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+        update: crate::RequestUpdate,
+    ) -> Result<crate::PrivacyRequest> {
+        requests::update(self, scope, id, update).await
+    }
+
+    async fn check_request_code(
+        &self,
+        id: uuid::Uuid,
+        code: &str,
+        max_attempts: u32,
+        now_ms: TimestampMs,
+    ) -> Result<crate::CodeCheck> {
+        requests::check_code(self, id, code, max_attempts, now_ms).await
+    }
+
+    async fn update_profile(&self, user: UserId, change: crate::ProfileChange) -> Result<User> {
+        requests::update_profile(self, user, change).await
+    }
+
+    async fn set_restricted(&self, user: UserId, restricted: bool) -> Result<bool> {
+        requests::set_restricted(self, user, restricted).await
+    }
+
+    async fn restricted_since(&self, user: UserId) -> Result<Option<TimestampMs>> {
+        requests::restricted_since(self, user).await
+    }
+
+    async fn enqueue_notices(&self, notices: Vec<crate::NewNotice>) -> Result<()> {
+        requests::enqueue_notices(self, notices).await
+    }
+
+    async fn due_notices(
+        &self,
+        now_ms: TimestampMs,
+        limit: usize,
+    ) -> Result<Vec<crate::RecipientNotice>> {
+        requests::due_notices(self, now_ms, limit).await
+    }
+
+    async fn record_notice_attempt(
+        &self,
+        id: i64,
+        now_ms: TimestampMs,
+        result: std::result::Result<(), (String, TimestampMs)>,
+    ) -> Result<()> {
+        requests::record_attempt(self, id, now_ms, result).await
+    }
+
+    async fn notices_of(&self, user: UserId) -> Result<Vec<crate::RecipientNotice>> {
+        requests::notices_of(self, user).await
+    }
+
+    async fn shred_closed_requests(&self, closed_before_ms: TimestampMs) -> Result<usize> {
+        requests::shred_closed(self, closed_before_ms).await
     }
 
     async fn start_backup_run(&self, kind: &str, attempt: u32, started_ms: i64) -> Result<i64> {

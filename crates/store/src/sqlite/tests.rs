@@ -3,13 +3,13 @@
 use super::*;
 use thingsafe_vault::MasterKey;
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    dir: std::path::PathBuf,
-    store: SqliteStore,
+    pub(super) dir: std::path::PathBuf,
+    pub(super) store: SqliteStore,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (master, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
     let vault = Arc::new(Vault::open(dir.path(), master).unwrap());
@@ -21,7 +21,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn admin(email: &str) -> NewUser {
+pub(super) fn admin(email: &str) -> NewUser {
     NewUser {
         email: email.into(),
         password_hash: Some(thingsafe_vault::password::hash("correct horse battery")),
