@@ -226,6 +226,19 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_activation_token(&self, activation_token: &str) -> Result<Option<User>>;
     /// Sets the password of the user holding this activation token; the token is spent.
     async fn activate_user(&self, activation_token: &str, password_hash: &str) -> Result<User>;
+    /// Starts a password reset for the active account of `email` with `token` (kept as a
+    /// keyed hash), replacing any unused one; `None` when there is no such account.
+    async fn start_password_reset(
+        &self,
+        email: &str,
+        token: &str,
+        expires_ms: TimestampMs,
+    ) -> Result<Option<User>>;
+    /// The person a password reset token is for, while it is unused and not expired.
+    async fn password_reset_user(&self, token: &str) -> Result<Option<User>>;
+    /// Sets the new password with a valid reset token and spends it; the person's sessions
+    /// end and their failed sign-ins are cleared. `NotFound` for a bad, used or expired one.
+    async fn reset_password(&self, token: &str, password_hash: &str) -> Result<User>;
 
     // --- tenant data: every call is confined to `scope` ----------------------------------
 

@@ -15,22 +15,6 @@ use serde_json::{Value, json};
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const ROOT: &str = "root@example.test";
 
-/// The messages in the outbox addressed to `to`, oldest first (soft line breaks undone).
-fn mails_to(s: &Server, to: &str) -> Vec<String> {
-    let dir = s.data_dir.join("outbox");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "eml"))
-        .map(|f| std::fs::read_to_string(f).unwrap().replace("=\r\n", ""))
-        .filter(|m| m.contains(&format!("To: {to}")))
-        .collect()
-}
-
 /// Every file of the data directory but the outbox (mail is plaintext, as sent mail is).
 fn assert_absent_outside_outbox(s: &Server, needles: &[&str]) {
     let outbox = s.data_dir.join("outbox");
@@ -154,7 +138,7 @@ async fn a_signed_in_request_is_due_by_the_policy_deadline_extended_once_and_aud
     let created = request["createdTime"].as_i64().unwrap();
     assert_eq!(request["dueTime"].as_i64().unwrap(), created + 30 * DAY_MS);
     let id = request["id"].as_str().unwrap().to_string();
-    let receipts = mails_to(&s, "ada@example.test");
+    let receipts = s.mails_to("ada@example.test");
     assert_eq!(receipts.len(), 1, "a receipt is mailed");
     assert!(receipts[0].contains(&id), "{}", receipts[0]);
 
@@ -240,7 +224,7 @@ async fn a_signed_in_request_is_due_by_the_policy_deadline_extended_once_and_aud
         "{body}"
     );
     assert!(
-        mails_to(&s, "ada@example.test")
+        s.mails_to("ada@example.test")
             .iter()
             .any(|m| m.contains("many devices")),
         "the person is told why it takes longer"
@@ -274,7 +258,7 @@ async fn a_signed_in_request_is_due_by_the_policy_deadline_extended_once_and_aud
             .all(|e| e["time"].as_i64().unwrap() >= created)
     );
     assert!(
-        mails_to(&s, "ada@example.test")
+        s.mails_to("ada@example.test")
             .last()
             .unwrap()
             .contains("is complete"),
@@ -351,7 +335,7 @@ async fn a_request_without_an_account_is_verified_by_the_mailed_code() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "RECEIVED");
     let id = body["id"].as_str().unwrap().to_string();
-    let mails = mails_to(&s, "grace@example.test");
+    let mails = s.mails_to("grace@example.test");
     assert_eq!(mails.len(), 1);
     let code = code_in(&mails[0]);
     let wrong = if code == "000000" { "111111" } else { "000000" };
@@ -374,7 +358,7 @@ async fn a_request_without_an_account_is_verified_by_the_mailed_code() {
     let (status, body) = verify(&code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a code works once: {body}");
     assert_eq!(
-        mails_to(&s, "grace@example.test").len(),
+        s.mails_to("grace@example.test").len(),
         2,
         "and a receipt follows"
     );
@@ -413,7 +397,7 @@ async fn a_request_without_an_account_is_verified_by_the_mailed_code() {
         .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert!(
-        mails_to(&s, "grace@example.test")
+        s.mails_to("grace@example.test")
             .last()
             .unwrap()
             .contains("we hold nothing")
@@ -650,8 +634,18 @@ async fn rectification_reaches_the_processor_with_retries_and_restriction_holds_
     assert_eq!(delivered[0]["subject"], ada_id);
     assert_eq!(delivered[0]["categories"], json!(["user.name"]));
     assert!(!delivered[0].to_string().contains("ada@example.test"));
-    let (status, seen) = s.get("/api/privacy/me/recipients", &ada).await;
-    assert_eq!(status, StatusCode::OK, "{seen}");
+    // The receiver has answered; the server records the delivery right after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        let (status, seen) = s.get("/api/privacy/me/recipients", &ada).await;
+        assert_eq!(status, StatusCode::OK, "{seen}");
+        if seen["notices"][0]["deliveredTime"].as_i64().is_some()
+            || std::time::Instant::now() > deadline
+        {
+            break seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(seen["recipients"][0]["name"], "Mailer");
     assert_eq!(seen["recipients"][0]["toldOfChanges"], true);
     let notice = &seen["notices"][0];
@@ -694,7 +688,7 @@ async fn rectification_reaches_the_processor_with_retries_and_restriction_holds_
     assert_eq!(status, StatusCode::OK, "{lifted}");
     assert_eq!(lifted["status"], "COMPLETED");
     assert!(
-        mails_to(&s, "ada@example.test")
+        s.mails_to("ada@example.test")
             .iter()
             .any(|m| m.contains("about to be lifted"))
     );

@@ -35,6 +35,11 @@ pub(crate) fn router() -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(public::root))
         .route("/signin", get(public::sign_in_page).post(public::sign_in))
+        .route(
+            "/password-reset",
+            get(public::password_reset_page).post(public::password_reset_request),
+        )
+        .route("/password-reset/new", post(public::password_reset_complete))
         .route("/signup", get(public::sign_up_page).post(public::sign_up))
         .route("/signout", post(public::sign_out))
         .route("/dashboard", get(devices::dashboard))

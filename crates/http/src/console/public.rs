@@ -62,6 +62,10 @@ pub(super) async fn sign_in_page(Query(q): Query<SignInQuery>) -> Response {
     let notice = match q.done.as_deref() {
         Some("signedout") => Some("You are signed out.".to_string()),
         Some("deleted") => Some("Your account is deleted.".to_string()),
+        Some("reset") => Some(
+            "Your password is changed, and every other session of yours has ended. Sign in with the new one."
+                .to_string(),
+        ),
         _ => None,
     };
     render(&SignInPage {
@@ -284,4 +288,94 @@ pub(super) async fn sign_out(
         }
     }
     redirect_with_cookies("/signin?done=signedout", cleared_cookies(&state))
+}
+
+#[derive(Template)]
+#[template(path = "console/password_reset.html")]
+struct PasswordResetPage {
+    layout: Layout,
+    /// Set: the link was followed; the form asks for the new password.
+    token: Option<String>,
+    email: String,
+    valid_minutes: i64,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+impl PasswordResetPage {
+    fn new(token: Option<String>) -> Self {
+        PasswordResetPage {
+            layout: Layout::public("Reset your password"),
+            token,
+            email: String::new(),
+            valid_minutes: crate::routes::password_reset::RESET_VALID_MINUTES,
+            error: None,
+            notice: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetQuery {
+    token: Option<String>,
+}
+
+pub(super) async fn password_reset_page(Query(q): Query<ResetQuery>) -> Response {
+    render(&PasswordResetPage::new(q.token.filter(|t| !t.is_empty())))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResetRequestForm {
+    #[serde(default)]
+    email: String,
+}
+
+pub(super) async fn password_reset_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ResetRequestForm>,
+) -> Response {
+    if !super::same_origin(&headers) {
+        return forbidden_origin();
+    }
+    let mut page = PasswordResetPage::new(None);
+    match crate::routes::password_reset::send_link(&state, &form.email).await {
+        Ok(()) => {
+            page.notice = Some(format!(
+                "If {} belongs to an account, a link to choose a new password is on its way. Check your inbox.",
+                form.email.trim()
+            ))
+        }
+        Err(e) => {
+            page.email = form.email;
+            page.error = Some(e.message);
+        }
+    }
+    render(&page)
+}
+
+#[derive(Deserialize)]
+pub(super) struct NewPasswordForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub(super) async fn password_reset_complete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<NewPasswordForm>,
+) -> Response {
+    if !super::same_origin(&headers) {
+        return forbidden_origin();
+    }
+    match crate::routes::password_reset::complete(&state, &form.token, form.password).await {
+        Ok(_) => Redirect::to("/signin?done=reset").into_response(),
+        Err(e) => {
+            let mut page = PasswordResetPage::new(Some(form.token));
+            page.error = Some(e.message);
+            render(&page)
+        }
+    }
 }

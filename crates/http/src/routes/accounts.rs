@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Json, Query, parse_id};
 use crate::tb::{self, EntityIdIn, JwtPair, PageParams};
 
-async fn hash_password(password: String) -> ApiResult<String> {
+pub(super) async fn hash_password(password: String) -> ApiResult<String> {
     tokio::task::spawn_blocking(move || thingsafe_vault::password::hash(&password))
         .await
         .map_err(|e| ApiError::internal(format!("password hashing failed: {e}")))

@@ -2,6 +2,7 @@ pub(crate) mod accounts;
 mod customers;
 mod device_api;
 mod devices;
+pub(crate) mod password_reset;
 mod privacy;
 mod privacy_requests;
 mod privacy_rights;
@@ -35,6 +36,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/noauth/signup", post(accounts::sign_up))
         .route("/api/noauth/setup", post(accounts::setup))
         .route("/api/noauth/activate", post(accounts::activate))
+        .route(
+            "/api/noauth/resetPasswordByEmail",
+            post(password_reset::reset_by_email),
+        )
+        .route(
+            "/api/noauth/resetPassword",
+            post(password_reset::reset_password),
+        )
         .route("/privacy", get(privacy::page))
         .route("/.well-known/gpc.json", get(privacy_rights::gpc))
         .route(

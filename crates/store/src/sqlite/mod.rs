@@ -5,6 +5,7 @@ mod backup_runs;
 mod consent;
 mod erasure;
 mod flush;
+mod password_reset;
 mod pool;
 mod privacy;
 mod provisioning;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_tenant_exports.sql"),
     include_str!("../../migrations/sqlite/0009_suspensions.sql"),
     include_str!("../../migrations/sqlite/0010_privacy_requests.sql"),
+    include_str!("../../migrations/sqlite/0011_password_reset.sql"),
 ];
 
 pub struct SqliteStore {
@@ -845,6 +847,23 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound("activation token"));
         }
         self.user_by_id(id).await
+    }
+
+    async fn start_password_reset(
+        &self,
+        email: &str,
+        token: &str,
+        expires_ms: TimestampMs,
+    ) -> Result<Option<User>> {
+        password_reset::start(self, email, token, expires_ms).await
+    }
+
+    async fn password_reset_user(&self, token: &str) -> Result<Option<User>> {
+        password_reset::user(self, token).await
+    }
+
+    async fn reset_password(&self, token: &str, password_hash: &str) -> Result<User> {
+        password_reset::complete(self, token, password_hash).await
     }
 
     async fn create_customer(&self, scope: &Scope, title: &str) -> Result<Customer> {

@@ -327,6 +327,28 @@ impl Server {
         Value::Object(out)
     }
 
+    /// The messages in the outbox (`data/outbox/`) addressed to `to`, oldest first, with
+    /// quoted-printable soft line breaks and `=3D` undone.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        let dir = self.data_dir.join("outbox");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "eml"))
+            .map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .replace("=\r\n", "")
+                    .replace("=3D", "=")
+            })
+            .filter(|m| m.contains(&format!("To: {to}")))
+            .collect()
+    }
+
     /// The caller's personal data export (`GET /api/privacy/me/export`), unzipped: file
     /// name → text.
     pub async fn export(&self, token: &str) -> std::collections::BTreeMap<String, String> {
