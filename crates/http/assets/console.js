@@ -146,7 +146,34 @@ function setUp() {
   setUpDevicePage();
   setUpAdministration();
   setUpCookieBanner();
+  setUpPolicyReview();
   setUpPrivacyCenter();
+}
+
+// --- review of the privacy policy after a material change --------------------------------
+
+async function setUpPolicyReview() {
+  const banner = document.getElementById("policy-review");
+  if (!banner) return;
+  let review;
+  try {
+    review = await api("GET", "/api/privacy/me/policy-review");
+  } catch (problem) {
+    return;
+  }
+  if (!review.reviewNeeded) return;
+  banner.querySelector("[data-policy-version]").textContent = review.currentVersion;
+  banner.hidden = false;
+  document.getElementById("policy-accept").addEventListener("click", async () => {
+    const error = banner.querySelector(".error");
+    try {
+      await api("POST", "/api/privacy/me/policy-review", { version: review.currentVersion });
+      banner.hidden = true;
+    } catch (problem) {
+      error.textContent = problem.message;
+      error.hidden = false;
+    }
+  });
 }
 
 // --- cookie banner ----------------------------------------------------------------------

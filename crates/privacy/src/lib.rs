@@ -20,6 +20,7 @@ pub mod receipt;
 pub mod recipients;
 pub mod requests;
 pub mod retention;
+pub mod review;
 pub mod tenant_export;
 pub mod unsubscribe;
 

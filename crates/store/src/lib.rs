@@ -454,6 +454,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Tenant, User)>;
     /// The policy version the user accepted at sign-up (`None` for accounts made otherwise).
     async fn accepted_policy_version(&self, user: UserId) -> Result<Option<u32>>;
+    /// Records that the person reviewed and accepted a published version (after a
+    /// material change), with `entry` in their consent ledger, in one transaction.
+    async fn accept_policy_version(
+        &self,
+        user: UserId,
+        version: u32,
+        entry: ConsentRecord,
+    ) -> Result<()>;
 
     // --- consent ledger and erasure ---
 

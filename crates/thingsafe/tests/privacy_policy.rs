@@ -517,3 +517,98 @@ async fn a_sign_up_must_accept_the_current_policy_version() {
         StatusCode::OK
     );
 }
+
+/// After a material change, a person who accepted an older version is asked to review the
+/// new one (wording-only changes do not ask); accepting records it on the account and in
+/// the consent ledger.
+#[tokio::test]
+async fn people_are_asked_to_review_a_materially_changed_policy_and_their_acceptance_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = write_policy(dir.path(), DEFAULT_POLICY);
+    let s = Server::start_in(&data, &with_policy(&path));
+    let email = "reviewer@example.com";
+    let user = s.sign_up(email).await;
+    let (status, review) = s.get("/api/privacy/me/policy-review", &user).await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+    assert_eq!(review["reviewNeeded"], false);
+    assert_eq!(review["acceptedVersion"], 1);
+    assert!(s.stop().success());
+
+    // Wording only: nothing to ask.
+    std::fs::write(
+        &path,
+        DEFAULT_POLICY.replace("dpo@example.com", "dpo@acme.example"),
+    )
+    .unwrap();
+    let s = Server::start_in(&data, &with_policy(&path));
+    let (_, pair) = s.login(email, PASSWORD).await;
+    let user = pair["token"].as_str().unwrap().to_string();
+    let (_, review) = s.get("/api/privacy/me/policy-review", &user).await;
+    assert_eq!(review["currentVersion"], 2);
+    assert_eq!(review["reviewNeeded"], false, "{review}");
+    assert!(s.stop().success());
+
+    // Longer retention: material, the person is asked.
+    std::fs::write(
+        &path,
+        DEFAULT_POLICY
+            .replace("dpo@example.com", "dpo@acme.example")
+            .replace("retention = \"30d\"", "retention = \"90d\""),
+    )
+    .unwrap();
+    let s = Server::start_in(&data, &with_policy(&path));
+    let (_, pair) = s.login(email, PASSWORD).await;
+    let user = pair["token"].as_str().unwrap().to_string();
+    let (_, review) = s.get("/api/privacy/me/policy-review", &user).await;
+    assert_eq!(review["reviewNeeded"], true, "{review}");
+    let since: Vec<(u64, bool)> = review["sinceAccepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["material"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(since, [(2, false), (3, true)]);
+    assert_eq!(review["policyUrl"], "/privacy");
+
+    // Accepting an old version is refused and says which; the current one is recorded.
+    let (status, body) = s
+        .post(
+            "/api/privacy/me/policy-review",
+            &user,
+            json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("read version 3"),
+        "{body}"
+    );
+    let (status, review) = s
+        .post(
+            "/api/privacy/me/policy-review",
+            &user,
+            json!({"version": 3}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+    assert_eq!(review["reviewNeeded"], false);
+    assert_eq!(review["acceptedVersion"], 3);
+    let files = s.export(&user).await;
+    let consents: Value = serde_json::from_str(&files["consents.json"]).unwrap();
+    let entry = consents["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["purpose"] == "privacy_policy")
+        .expect("the acceptance is in the ledger");
+    assert_eq!(entry["method"], "review");
+    assert_eq!(entry["policyVersion"], 3);
+    let profile: Value = serde_json::from_str(&files["profile.json"]).unwrap();
+    assert_eq!(profile["acceptedPolicyVersion"], 3);
+}

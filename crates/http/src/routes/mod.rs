@@ -140,6 +140,10 @@ pub(crate) fn router(state: AppState) -> Router {
             post(privacy_rights::sweep_now),
         )
         .route("/api/privacy/policy", get(privacy::current))
+        .route(
+            "/api/privacy/me/policy-review",
+            get(privacy::my_review).post(privacy::accept),
+        )
         .route("/api/privacy/policy/versions", get(privacy::versions))
         .route(
             "/api/privacy/policy/versions/{version}",

@@ -340,3 +340,55 @@ mod tests {
         assert!(html.contains("We make no decisions about you"), "{html}");
     }
 }
+
+async fn review_of(state: &AppState, user: thingsafe_core::UserId) -> ApiResult<Value> {
+    let versions = state.store.policy_versions().await?;
+    let accepted = state.store.accepted_policy_version(user).await?;
+    let review = thingsafe_privacy::review::review(&versions, accepted);
+    let mut view = serde_json::to_value(&review).expect("a review serialises");
+    view["policyUrl"] = json!("/privacy");
+    Ok(view)
+}
+
+/// Whether the signed-in person is asked to review the policy (a material change since the
+/// version they accepted), and what changed since.
+pub(super) async fn my_review(
+    State(state): State<AppState>,
+    principal: crate::auth::Principal,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(review_of(&state, principal.user.id).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Accept {
+    version: u32,
+}
+
+/// The person accepts the version in force after reading it; recorded on their account
+/// and in their consent ledger.
+pub(super) async fn accept(
+    State(state): State<AppState>,
+    principal: crate::auth::Principal,
+    crate::extract::Json(accept): crate::extract::Json<Accept>,
+) -> ApiResult<axum::Json<Value>> {
+    let current = state.policy.version.version;
+    if accept.version != current {
+        return Err(ApiError::bad_request(format!(
+            "version {} is not the policy in force: read version {current} at /privacy and accept that one",
+            accept.version
+        )));
+    }
+    let entry = thingsafe_store::ConsentRecord {
+        purpose: "privacy_policy".into(),
+        granted: true,
+        method: "review".into(),
+        policy_version: Some(current),
+        at_ms: thingsafe_core::now_ms(),
+    };
+    state
+        .store
+        .accept_policy_version(principal.user.id, current, entry)
+        .await?;
+    Ok(axum::Json(review_of(&state, principal.user.id).await?))
+}

@@ -1635,6 +1635,15 @@ impl Store for SqliteStore {
         privacy::accepted_version(self, user).await
     }
 
+    async fn accept_policy_version(
+        &self,
+        user: UserId,
+        version: u32,
+        entry: crate::ConsentRecord,
+    ) -> Result<()> {
+        privacy::accept_version(self, user, version, entry).await
+    }
+
     // --- consent ledger and erasure ---
 
     async fn sign_up_with_consents(
