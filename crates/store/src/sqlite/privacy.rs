@@ -147,6 +147,43 @@ pub(super) async fn accepted_version(store: &SqliteStore, user: UserId) -> Resul
         .await
 }
 
+/// Records that `user` reviewed and accepted `version` (a published one), with its entry
+/// in their consent ledger, in one transaction.
+pub(super) async fn accept_version(
+    store: &SqliteStore,
+    user: UserId,
+    version: u32,
+    entry: crate::ConsentRecord,
+) -> Result<()> {
+    let vault = store.vault.clone();
+    store
+        .writer
+        .write(move |c| {
+            let known: bool = c
+                .query_row(
+                    "SELECT 1 FROM policy_version WHERE version = ?1",
+                    [version],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !known {
+                return Err(StoreError::Invalid(format!(
+                    "policy version {version} was never published"
+                )));
+            }
+            let changed = c.execute(
+                "UPDATE app_user SET accepted_policy_version = ?2 WHERE id = ?1",
+                params![user.to_string(), version],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound("user"));
+            }
+            super::consent::insert_for_user(c, &vault, user, &[entry])
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -273,41 +310,4 @@ mod tests {
             Err(StoreError::NotFound("user"))
         ));
     }
-}
-
-/// Records that `user` reviewed and accepted `version` (a published one), with its entry
-/// in their consent ledger, in one transaction.
-pub(super) async fn accept_version(
-    store: &SqliteStore,
-    user: UserId,
-    version: u32,
-    entry: crate::ConsentRecord,
-) -> Result<()> {
-    let vault = store.vault.clone();
-    store
-        .writer
-        .write(move |c| {
-            let known: bool = c
-                .query_row(
-                    "SELECT 1 FROM policy_version WHERE version = ?1",
-                    [version],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if !known {
-                return Err(StoreError::Invalid(format!(
-                    "policy version {version} was never published"
-                )));
-            }
-            let changed = c.execute(
-                "UPDATE app_user SET accepted_policy_version = ?2 WHERE id = ?1",
-                params![user.to_string(), version],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::NotFound("user"));
-            }
-            super::consent::insert_for_user(c, &vault, user, &[entry])
-        })
-        .await
 }
