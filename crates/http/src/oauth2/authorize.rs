@@ -31,15 +31,9 @@ pub(super) struct AuthorizeParams {
     state: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct Decision {
-    #[serde(flatten)]
-    params: AuthorizeParams,
-    csrf: String,
-    /// `allow` or `deny`.
-    decision: String,
+    /// The consent form's answer only: the page's CSRF token and `allow` or `deny`.
+    csrf: Option<String>,
+    decision: Option<String>,
 }
 
 /// A request checked far enough to answer the application on its redirect URI.
@@ -280,7 +274,7 @@ pub(super) async fn decide(
     State(state): State<AppState>,
     headers: HeaderMap,
     viewer: Viewer,
-    form: Result<Form<Decision>, FormRejection>,
+    form: Result<Form<AuthorizeParams>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return error_page(
@@ -288,7 +282,8 @@ pub(super) async fn decide(
         );
     };
     let session = viewer.principal.session().expect("pages carry sessions");
-    if !same_origin(&headers) || !auth::csrf_matches(&state, session, &form.csrf) {
+    let csrf = form.csrf.as_deref().unwrap_or_default();
+    if !same_origin(&headers) || !auth::csrf_matches(&state, session, csrf) {
         let mut response = error_page(
             "This answer did not come from the consent page of this server; nothing was granted."
                 .into(),
@@ -296,11 +291,11 @@ pub(super) async fn decide(
         *response.status_mut() = StatusCode::FORBIDDEN;
         return response;
     }
-    let (checked, scopes) = match check(&state, &form.params, &viewer).await {
+    let (checked, scopes) = match check(&state, &form, &viewer).await {
         Ok(x) => x,
         Err(refusal) => return refused(refusal),
     };
-    if form.decision != "allow" {
+    if form.decision.as_deref() != Some("allow") {
         return back_to_client(
             &checked,
             &[
@@ -318,7 +313,7 @@ pub(super) async fn decide(
             user: viewer.principal.user.id,
             redirect_uri: checked.redirect_uri.clone(),
             scopes,
-            code_challenge: form.params.code_challenge.clone().unwrap_or_default(),
+            code_challenge: form.code_challenge.clone().unwrap_or_default(),
             expires_ms: now_ms() + super::CODE_TTL_MS,
         })
         .await;

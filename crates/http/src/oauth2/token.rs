@@ -406,20 +406,22 @@ pub(super) async fn introspect(
     }
     let token = params.required("token")?;
     let body = match state.store.oauth_token(token).await? {
-        Some((t, user)) if t.client_id == client.id => json!({
-            "active": true,
-            "scope": t.scopes.to_string(),
-            "client_id": t.client_id,
-            "token_type": match t.kind {
-                TokenKind::Access => "access_token",
-                TokenKind::Refresh => "refresh_token",
-            },
-            "grant_type": t.grant.as_str(),
-            "sub": user.id.to_string(),
-            "iat": t.issued_ms / 1000,
-            "exp": t.expires_ms / 1000,
-            "iss": state.settings.public_url,
-        }),
+        Some((t, user)) if t.client_id == client.id => {
+            let mut body = json!({
+                "active": true,
+                "scope": t.scopes.to_string(),
+                "client_id": t.client_id,
+                "sub": user.id.to_string(),
+                "iat": t.issued_ms / 1000,
+                "exp": t.expires_ms / 1000,
+                "iss": state.settings.public_url.trim_end_matches('/'),
+            });
+            // RFC 7662 §2.2: the type of an access token; a refresh token has none.
+            if t.kind == TokenKind::Access {
+                body["token_type"] = json!("Bearer");
+            }
+            body
+        }
         _ => json!({"active": false}),
     };
     Ok((no_store(), Json(body)).into_response())
