@@ -11,7 +11,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
-const PASSWORD: &str = "correct horse battery";
 const SECRET_A: &str = "prov-secret-A-7f3e9c1d";
 const SECRET_P: &str = "prov-secret-P-2b8a6e4f";
 const KEY_A: &str = "prov-key-A-51c0d9";

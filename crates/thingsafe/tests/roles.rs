@@ -378,7 +378,7 @@ async fn world(s: &Server) -> World {
     s.device_with_token(&admin, "Walker", "ROLESDEVICETOKEN")
         .await;
 
-    let client = oauth::full_client(&s, &admin, &MACHINE_SCOPES, "https://app.example/cb").await;
+    let client = oauth::full_client(s, &admin, &MACHINE_SCOPES, "https://app.example/cb").await;
     let (id, secret) = (
         client["clientId"].as_str().unwrap(),
         client["clientSecret"].as_str().unwrap(),

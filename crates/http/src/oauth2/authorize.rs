@@ -46,7 +46,7 @@ struct Checked {
 /// What went wrong: shown on a page, or sent back to the application.
 enum Refusal {
     Page(String),
-    Redirect(Checked, OAuthError),
+    Redirect(Box<Checked>, OAuthError),
 }
 
 #[derive(Template)]
@@ -156,8 +156,12 @@ async fn check(
         redirect_uri,
         state: params.state.clone(),
     };
-    let fail =
-        |checked, code, text: String| Err(Refusal::Redirect(checked, OAuthError::new(code, text)));
+    let fail = |checked, code, text: String| {
+        Err(Refusal::Redirect(
+            Box::new(checked),
+            OAuthError::new(code, text),
+        ))
+    };
     if params.response_type.as_deref() != Some("code") {
         return fail(
             checked,
@@ -186,7 +190,7 @@ async fn check(
     };
     if let Err(e) = rules::check_code_challenge(challenge, params.code_challenge_method.as_deref())
     {
-        return Err(Refusal::Redirect(checked, e));
+        return Err(Refusal::Redirect(Box::new(checked), e));
     }
     let me = &viewer.principal.user;
     if me.tenant_id != Some(checked.client.tenant) {
@@ -202,7 +206,7 @@ async fn check(
         me.authority,
     ) {
         Ok(scopes) => Ok((checked, scopes)),
-        Err(e) => Err(Refusal::Redirect(checked, e)),
+        Err(e) => Err(Refusal::Redirect(Box::new(checked), e)),
     }
 }
 
