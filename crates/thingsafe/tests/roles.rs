@@ -141,6 +141,7 @@ fn filled(row: &Row, device_token: &str) -> String {
         .replace("{token}", device_token)
         .replace("{name}", "nothing")
         .replace("{version}", "1")
+        .replace("{type}", "walked-type")
         .replace("{clientId}", "nobody")
         .replace("{id}", uuid)
         .replace("{customer}", uuid)
@@ -164,6 +165,12 @@ fn body_for(row: &Row) -> serde_json::Value {
         "/api/rpc/oneway/{device}" | "/api/rpc/twoway/{device}" => {
             json!({"method": "walk", "params": {}})
         }
+        "/api/privacy/requests/{id}/extend" => json!({"days": 10, "reason": "Walked"}),
+        "/api/privacy/requests/{id}/reject"
+        | "/api/device/{id}/suspension"
+        | "/api/deviceType/{type}/suspension"
+        | "/api/tenant/{id}/suspension" => json!({"reason": "Walked"}),
+        "/api/privacy/tenant/exports/schedule" => json!({"schedule": "off"}),
         "/api/oauth2/clients" => {
             json!({"name": "Walked", "grantTypes": ["client_credentials"], "scopes": ["rpc"]})
         }
