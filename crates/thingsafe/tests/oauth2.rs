@@ -133,6 +133,23 @@ fn authorize(client: &Client, scopes: &[&str]) -> (String, CsrfToken, PkceCodeVe
     (url.to_string(), state, verifier)
 }
 
+/// The code flow for a signed-in browser: authorize, consent, exchange with the verifier.
+async fn code_grant(
+    client: &Client,
+    http: &oauth2::reqwest::Client,
+    browser: &Browser,
+    scopes: &[&str],
+) -> oauth2::basic::BasicTokenResponse {
+    let (url, state, verifier) = authorize(client, scopes);
+    let code = consent(browser, &url, &state).await;
+    client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(http)
+        .await
+        .expect("code + PKCE exchange")
+}
+
 fn rfc_error<RE: std::error::Error + 'static>(
     result: Result<
         impl std::fmt::Debug,
@@ -252,14 +269,7 @@ async fn code_with_pkce_refresh_rotation_revocation_and_introspection() {
     assert!(!seen.active());
 
     // Revocation (RFC 7009) of a refresh token ends its access tokens too.
-    let (url, state, verifier) = authorize(&client, &["devices:read"]);
-    let code = consent(&browser, &url, &state).await;
-    let token = client
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = code_grant(&client, &http, &browser, &["devices:read"]).await;
     let access = token.access_token().secret().clone();
     assert_eq!(bearer_get(&s, DEVICES, &access).await, StatusCode::OK);
     client
@@ -282,14 +292,7 @@ async fn code_with_pkce_refresh_rotation_revocation_and_introspection() {
     assert!(!seen.active());
 
     // The person revokes the application in the privacy center: its token dies at once.
-    let (url, state, verifier) = authorize(&client, &["telemetry:read"]);
-    let code = consent(&browser, &url, &state).await;
-    let token = client
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = code_grant(&client, &http, &browser, &["telemetry:read"]).await;
     let access = token.access_token().secret().clone();
     let id = registered["clientId"].as_str().unwrap();
     let (status, _) = s.delete(&format!("/api/oauth2/grants/{id}"), &admin).await;

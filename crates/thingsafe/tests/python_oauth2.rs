@@ -6,31 +6,19 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Server;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-fn python_with_authlib() -> Option<String> {
-    let python = std::env::var("THINGSAFE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python)
-        .args(["-c", "import authlib, requests"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(python)
-}
-
 #[tokio::test]
 async fn authlib_does_code_with_pkce_and_client_credentials() {
-    let Some(python) = python_with_authlib() else {
-        let message = "SKIP: authlib_does_code_with_pkce_and_client_credentials needs python3 with authlib and requests (pip install authlib requests)";
-        if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{message}");
-        }
-        println!("{message}");
+    let Some(python) = common::python_with(
+        "authlib_does_code_with_pkce_and_client_credentials",
+        "authlib, requests",
+        "pip install authlib requests",
+    ) else {
         return;
     };
     let s = Server::start();

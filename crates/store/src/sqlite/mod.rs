@@ -2041,7 +2041,7 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod gateway_tests {

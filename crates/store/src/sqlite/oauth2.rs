@@ -595,33 +595,12 @@ pub(super) async fn revoke_grant(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use thingsafe_core::Authority;
-    use thingsafe_vault::{MasterKey, Vault};
-
     use super::*;
-    use crate::{NewUser, Store};
-
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let (master, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
-        let vault = Arc::new(Vault::open(dir.path(), master).unwrap());
-        let store = SqliteStore::open(dir.path(), vault).unwrap();
-        (dir, store)
-    }
+    use crate::Store;
+    use crate::sqlite::tests::{admin, fixture};
 
     async fn tenant(store: &SqliteStore, email: &str) -> (Scope, UserId) {
-        let admin = NewUser {
-            email: email.into(),
-            password_hash: None,
-            authority: Authority::TenantAdmin,
-            customer_id: None,
-            first_name: None,
-            last_name: None,
-            birth_date: None,
-        };
-        let (tenant, user) = store.sign_up("Acme", admin).await.unwrap();
+        let (tenant, user) = store.sign_up("Acme", admin(email)).await.unwrap();
         (Scope::Tenant(tenant.id), user.id)
     }
 
@@ -657,10 +636,11 @@ mod tests {
 
     #[tokio::test]
     async fn clients_are_confined_to_their_tenant_and_secrets_are_hashed() {
-        let (_dir, store) = store();
-        let (a, admin_a) = tenant(&store, "a@example.com").await;
-        let (b, admin_b) = tenant(&store, "b@example.com").await;
-        let c = client(&store, &a, admin_a).await;
+        let f = fixture();
+        let store = &f.store;
+        let (a, admin_a) = tenant(store, "a@example.com").await;
+        let (b, admin_b) = tenant(store, "b@example.com").await;
+        let c = client(store, &a, admin_a).await;
         assert_eq!(store.oauth_clients(&a).await.unwrap(), vec![c.clone()]);
         assert!(store.oauth_clients(&b).await.unwrap().is_empty());
         assert!(matches!(
@@ -699,9 +679,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_code_works_once_and_its_reuse_revokes_what_it_gave() {
-        let (_dir, store) = store();
-        let (a, admin) = tenant(&store, "a@example.com").await;
-        let c = client(&store, &a, admin).await;
+        let f = fixture();
+        let store = &f.store;
+        let (a, admin) = tenant(store, "a@example.com").await;
+        let c = client(store, &a, admin).await;
         let code = NewOAuthCode {
             code: "the-code".into(),
             client_id: c.id.clone(),
@@ -749,9 +730,10 @@ mod tests {
 
     #[tokio::test]
     async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
-        let (_dir, store) = store();
-        let (a, admin) = tenant(&store, "a@example.com").await;
-        let c = client(&store, &a, admin).await;
+        let f = fixture();
+        let store = &f.store;
+        let (a, admin) = tenant(store, "a@example.com").await;
+        let c = client(store, &a, admin).await;
         store
             .issue_oauth_tokens(issue(&c.id, admin, "access-1", "refresh-1"))
             .await
@@ -801,9 +783,10 @@ mod tests {
 
     #[tokio::test]
     async fn grants_list_the_applications_and_revoking_one_ends_its_tokens() {
-        let (_dir, store) = store();
-        let (a, admin) = tenant(&store, "a@example.com").await;
-        let c = client(&store, &a, admin).await;
+        let f = fixture();
+        let store = &f.store;
+        let (a, admin) = tenant(store, "a@example.com").await;
+        let c = client(store, &a, admin).await;
         store
             .issue_oauth_tokens(issue(&c.id, admin, "access-1", "refresh-1"))
             .await

@@ -445,6 +445,28 @@ pub fn tool_available(program: &str, install: &str) -> bool {
     true
 }
 
+/// The Python interpreter (`THINGSAFE_PYTHON`, else `python3`) if it can import `modules`;
+/// when it cannot, prints `SKIP: <test> needs python3 with <modules> (<install>)` and
+/// returns None, or fails the test under `THINGSAFE_REQUIRE_ALL=1`.
+pub fn python_with(test: &str, modules: &str, install: &str) -> Option<String> {
+    let python = std::env::var("THINGSAFE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    let message = format!("SKIP: {test} needs python3 with {modules} ({install})");
+    if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{message}");
+    }
+    println!("{message}");
+    None
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
