@@ -728,6 +728,27 @@ mod tests {
         );
     }
 
+    /// Presents `refresh-1` of client `id`, asking for `new_access` and `new_refresh`.
+    async fn rotate(
+        store: &SqliteStore,
+        id: &str,
+        narrow: Option<Scopes>,
+        new_access: &str,
+        new_refresh: &str,
+    ) -> RefreshRotation {
+        let later = now_ms() + 60_000;
+        store
+            .rotate_oauth_refresh(
+                id,
+                "refresh-1",
+                narrow,
+                (new_access.into(), later),
+                (new_refresh.into(), later),
+            )
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
         let f = fixture();
@@ -738,42 +759,14 @@ mod tests {
             .issue_oauth_tokens(issue(&c.id, admin, "access-1", "refresh-1"))
             .await
             .unwrap();
-        let later = now_ms() + 60_000;
-        let wide = store
-            .rotate_oauth_refresh(
-                &c.id,
-                "refresh-1",
-                Some(Scopes::parse("rpc").unwrap()),
-                ("x".into(), later),
-                ("y".into(), later),
-            )
-            .await
-            .unwrap();
+        let wide = rotate(store, &c.id, Some(Scopes::parse("rpc").unwrap()), "x", "y").await;
         assert!(matches!(wide, RefreshRotation::ScopeTooWide { .. }));
-        let rotated = store
-            .rotate_oauth_refresh(
-                &c.id,
-                "refresh-1",
-                None,
-                ("access-2".into(), later),
-                ("refresh-2".into(), later),
-            )
-            .await
-            .unwrap();
+        let rotated = rotate(store, &c.id, None, "access-2", "refresh-2").await;
         assert!(matches!(rotated, RefreshRotation::Rotated { user, .. } if user == admin));
         assert!(store.oauth_token("refresh-1").await.unwrap().is_none());
         assert!(store.oauth_token("access-2").await.unwrap().is_some());
         // The old refresh token again: the whole family goes, the new tokens too.
-        let reused = store
-            .rotate_oauth_refresh(
-                &c.id,
-                "refresh-1",
-                None,
-                ("access-3".into(), later),
-                ("refresh-3".into(), later),
-            )
-            .await
-            .unwrap();
+        let reused = rotate(store, &c.id, None, "access-3", "refresh-3").await;
         assert_eq!(reused, RefreshRotation::Reused);
         for gone in ["access-1", "access-2", "refresh-2", "access-3"] {
             assert!(store.oauth_token(gone).await.unwrap().is_none(), "{gone}");
