@@ -5,6 +5,7 @@
 pub mod device_rpc;
 pub mod ids;
 pub mod model;
+pub mod oauth2;
 pub mod owner;
 pub mod payload;
 pub mod policy;

@@ -329,6 +329,19 @@ function showReceipt(receipt) {
 
 async function setUpPrivacyCenter() {
   if (!document.getElementById("consents")) return;
+  for (const button of document.querySelectorAll("[data-revoke-grant]")) {
+    button.addEventListener("click", async () => {
+      const error = document.getElementById("applications-error");
+      try {
+        await api("DELETE", `/api/oauth2/grants/${encodeURIComponent(button.dataset.revokeGrant)}`);
+        button.closest("tr").remove();
+        error.hidden = true;
+      } catch (problem) {
+        error.textContent = capitalised(problem.message);
+        error.hidden = false;
+      }
+    });
+  }
   try {
     showConsents(await api("GET", "/api/privacy/me/consents"));
   } catch (problem) {

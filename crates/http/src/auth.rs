@@ -4,6 +4,10 @@
 //! ThingsBoard's clients expect; each names a session in the store, checked on every
 //! request, so sign-out, deletion and erasure end access at once. Refresh tokens are
 //! opaque, stored only as keyed hashes, and rotate on every use.
+//!
+//! A bearer token may also be an OAuth2 access token (opaque, no dots): it acts for its
+//! user (for client credentials, the client's owner) only on the routes whose scope it
+//! holds (`endpoints.rs`); routes without a scope are closed to it.
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -13,8 +17,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use thingsafe_core::oauth2::ApiScope;
 use thingsafe_core::{Authority, SessionId, User, now_ms};
 use thingsafe_store::Scope;
+use thingsafe_store::oauth2::TokenKind;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -27,6 +33,9 @@ pub const SETUP_TOKEN_META: &str = "setup_token_index";
 pub struct AuthSettings {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
+    /// Lifetime of OAuth2 access tokens (short) and refresh tokens.
+    pub oauth2_access_token_ttl_secs: i64,
+    pub oauth2_refresh_token_ttl_secs: i64,
     /// Failed sign-ins in a row that lock an account.
     pub max_failed_logins: u32,
     pub lockout_secs: i64,
@@ -130,12 +139,40 @@ pub(crate) fn access_token(state: &AppState, user: &User, session: SessionId) ->
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub user: User,
-    pub session: SessionId,
+    pub credential: Credential,
+}
+
+/// How the caller proved who they are.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// A sign-in session (API client or browser): the full rights of the user's role.
+    Session(SessionId),
+    /// An OAuth2 access token: the user's rights, on the routes its scopes open. Kept to
+    /// check, for a long-lived WebSocket, that the token is still live.
+    OAuth2 { token: String },
 }
 
 impl Principal {
     pub fn scope(&self) -> Scope {
         Scope::of(&self.user)
+    }
+
+    /// The sign-in session, unless the caller came with an OAuth2 token.
+    pub fn session(&self) -> Option<SessionId> {
+        match &self.credential {
+            Credential::Session(s) => Some(*s),
+            Credential::OAuth2 { .. } => None,
+        }
+    }
+
+    /// Whether the session or token still opens the API (long-lived connections ask).
+    pub(crate) async fn is_live(&self, state: &AppState) -> bool {
+        match &self.credential {
+            Credential::Session(s) => matches!(state.store.session_user(*s).await, Ok(Some(_))),
+            Credential::OAuth2 { token, .. } => {
+                matches!(state.store.oauth_token(token).await, Ok(Some(_)))
+            }
+        }
     }
 
     /// Refuses the call unless the caller has one of `roles`.
@@ -186,7 +223,45 @@ pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Princi
     let user = state.store.session_user(session).await?.ok_or_else(|| {
         ApiError::unauthorized("Authentication failed: the session has ended; sign in again")
     })?;
-    Ok(Principal { user, session })
+    Ok(Principal {
+        user,
+        credential: Credential::Session(session),
+    })
+}
+
+/// The caller holding a bearer token: a session JWT, or an OAuth2 access token, which
+/// must hold `needed` (a route without a scope, `None`, is closed to OAuth2 tokens).
+pub(crate) async fn authenticate_bearer(
+    state: &AppState,
+    token: &str,
+    needed: Option<ApiScope>,
+) -> Result<Principal, ApiError> {
+    if token.contains('.') {
+        return authenticate(state, token).await;
+    }
+    let (access, user) = match state.store.oauth_token(token).await? {
+        Some((access, user)) if access.kind == TokenKind::Access => (access, user),
+        _ => {
+            return Err(ApiError::unauthorized(
+                "Authentication failed: the access token is not valid, has expired or was revoked",
+            ));
+        }
+    };
+    match needed {
+        Some(scope) if access.scopes.contains(scope) => Ok(Principal {
+            user,
+            credential: Credential::OAuth2 {
+                token: token.to_string(),
+            },
+        }),
+        Some(scope) => Err(ApiError::forbidden(format!(
+            "insufficient_scope: this call needs the OAuth2 scope {scope}; the token holds {}",
+            access.scopes
+        ))),
+        None => Err(ApiError::forbidden(
+            "insufficient_scope: this call is not open to OAuth2 access tokens; sign in instead",
+        )),
+    }
 }
 
 /// The browser session's cookies (set by the console's sign-in): the access token, and the
@@ -255,7 +330,12 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(token) = bearer(parts) {
-            return authenticate(state, token).await;
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str());
+            let needed = route.and_then(|path| crate::endpoints::scope_of(&parts.method, path));
+            return authenticate_bearer(state, token, needed).await;
         }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::unauthorized(
@@ -269,7 +349,8 @@ impl FromRequestParts<AppState> for Principal {
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if !csrf_matches(state, principal.session, given) {
+            let session = principal.session().expect("cookies carry sessions");
+            if !csrf_matches(state, session, given) {
                 return Err(ApiError::forbidden(
                     "This change came with the browser's session cookie but without the page's CSRF token (X-CSRF-Token); reload the page and try again",
                 ));

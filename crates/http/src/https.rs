@@ -26,6 +26,7 @@ pub async fn serve_https(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let router = router.layer(axum::middleware::map_response(strict_transport_security));
     let listener = TlsListener {
         tcp: listener,
         tls,
@@ -45,6 +46,16 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsL
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
         crate::limits::ClientAddr(*stream.remote_addr())
     }
+}
+
+/// HSTS on every HTTPS answer (never on plain HTTP, where a browser ignores it anyway and
+/// a proxy might cache it): browsers then use HTTPS only, for a year.
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        header::HeaderValue::from_static("max-age=31536000"),
+    );
+    response
 }
 
 /// Accepts TCP connections and hands axum those whose handshake succeeded. Handshakes run

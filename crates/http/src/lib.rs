@@ -15,10 +15,12 @@
 
 mod auth;
 mod console;
+mod endpoints;
 mod error;
 mod extract;
 mod https;
 mod limits;
+mod oauth2;
 mod routes;
 mod tb;
 mod ws;
@@ -31,6 +33,7 @@ use thingsafe_store::Store;
 use thingsafe_vault::Vault;
 
 pub use auth::{AuthSettings, SETUP_TOKEN_META};
+pub use endpoints::{ENDPOINTS, Endpoint};
 pub use error::ApiError;
 pub use https::{redirect_to_https, serve_https};
 pub use limits::{AbuseLimitSettings, ClientAddr};

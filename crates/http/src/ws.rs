@@ -14,6 +14,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use thingsafe_core::oauth2::ApiScope;
 use thingsafe_core::payload::{Point, Value};
 use thingsafe_core::{AttributeScope, DeviceId};
 use thingsafe_store::Change;
@@ -157,7 +158,7 @@ fn attributes_update(
 async fn session(mut socket: WebSocket, state: AppState, query_token: Option<String>) {
     let mut principal: Option<Principal> = None;
     if let Some(token) = query_token {
-        match auth::authenticate(&state, &token).await {
+        match auth::authenticate_bearer(&state, &token, Some(ApiScope::TelemetryRead)).await {
             Ok(p) => principal = Some(p),
             Err(e) => {
                 let _ = socket
@@ -191,9 +192,9 @@ async fn session(mut socket: WebSocket, state: AppState, query_token: Option<Str
             },
             _ = recheck.tick() => {
                 if let Some(p) = &principal {
-                    match state.store.session_user(p.session).await {
-                        Ok(Some(_)) => vec![],
-                        _ => {
+                    match p.is_live(&state).await {
+                        true => vec![],
+                        false => {
                             let _ = socket.send(Message::Text(error(0, UNAUTHORIZED, "the session has ended; sign in again").into())).await;
                             break;
                         }
@@ -257,7 +258,8 @@ async fn handle_commands(
         }
     };
     if let Some(auth_cmd) = commands.auth_cmd {
-        match auth::authenticate(state, &auth_cmd.token).await {
+        match auth::authenticate_bearer(state, &auth_cmd.token, Some(ApiScope::TelemetryRead)).await
+        {
             Ok(p) => *principal = Some(p),
             Err(e) => return vec![error(0, UNAUTHORIZED, &e.message)],
         }

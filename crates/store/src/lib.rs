@@ -18,6 +18,7 @@
 
 pub mod codec;
 mod error;
+pub mod oauth2;
 mod requests;
 mod rpc;
 pub mod sqlite;
@@ -693,6 +694,49 @@ pub trait Store: Send + Sync + 'static {
     async fn interrupt_backup_runs(&self) -> Result<u64>;
     /// The newest `limit` runs, newest first.
     async fn backup_runs(&self, limit: u32) -> Result<Vec<BackupRun>>;
+
+    // --- OAuth2 authorization server (oauth2.rs) ---
+
+    /// Registers a client of the scope's tenant (tenant administrators only).
+    async fn create_oauth_client(
+        &self,
+        scope: &Scope,
+        client: oauth2::NewOAuthClient,
+    ) -> Result<oauth2::OAuthClient>;
+    async fn oauth_clients(&self, scope: &Scope) -> Result<Vec<oauth2::OAuthClient>>;
+    /// Deletes a client of the scope's tenant, and with it every code and token it holds.
+    async fn delete_oauth_client(&self, scope: &Scope, id: &str) -> Result<()>;
+    /// The client with this id, for the protocol endpoints (the id is public).
+    async fn oauth_client(&self, id: &str) -> Result<Option<oauth2::OAuthClient>>;
+    /// Whether `secret` is the confidential client's secret (compared as keyed hashes).
+    async fn oauth_client_secret_matches(&self, id: &str, secret: &str) -> Result<bool>;
+    async fn create_oauth_code(&self, code: oauth2::NewOAuthCode) -> Result<()>;
+    /// Spends a code presented by `client_id`; a second use revokes what the first got.
+    async fn redeem_oauth_code(
+        &self,
+        code: &str,
+        client_id: &str,
+    ) -> Result<oauth2::CodeRedemption>;
+    async fn issue_oauth_tokens(&self, issue: oauth2::TokenIssue) -> Result<()>;
+    /// The live token (access or refresh) and the user it acts for.
+    async fn oauth_token(&self, token: &str) -> Result<Option<(oauth2::OAuthToken, User)>>;
+    /// Exchanges `client_id`'s refresh token for a new access and refresh token of the
+    /// same grant; a refresh token used before revokes the grant's every token.
+    async fn rotate_oauth_refresh(
+        &self,
+        client_id: &str,
+        old: &str,
+        narrow: Option<thingsafe_core::oauth2::Scopes>,
+        access: (String, TimestampMs),
+        refresh: (String, TimestampMs),
+    ) -> Result<oauth2::RefreshRotation>;
+    /// Revokes `client_id`'s token (RFC 7009); a refresh token takes its grant with it.
+    /// Unknown tokens and other clients' tokens are left alone.
+    async fn revoke_oauth_token(&self, client_id: &str, token: &str) -> Result<()>;
+    /// The applications holding live grants (authorization code) for `user`.
+    async fn oauth_grants(&self, user: UserId) -> Result<Vec<oauth2::OAuthGrant>>;
+    /// Revokes every token `client_id` holds for `user`; false when it held none.
+    async fn revoke_oauth_grant(&self, user: UserId, client_id: &str) -> Result<bool>;
 }
 
 /// How a backup run ended.

@@ -237,6 +237,10 @@ pub struct SignupConfig {
 pub struct AuthConfig {
     pub access_token_ttl_secs: u32,
     pub refresh_token_ttl_secs: u32,
+    /// Lifetime of OAuth2 access tokens (short: they are not tied to a session).
+    pub oauth2_access_token_ttl_secs: u32,
+    /// Lifetime of OAuth2 refresh tokens (each use replaces it).
+    pub oauth2_refresh_token_ttl_secs: u32,
     /// Failed sign-ins in a row that lock an account; 1 or more.
     pub max_failed_logins: u32,
     pub lockout_secs: u32,
@@ -319,6 +323,8 @@ impl Default for AuthConfig {
         AuthConfig {
             access_token_ttl_secs: 9000,
             refresh_token_ttl_secs: 604_800,
+            oauth2_access_token_ttl_secs: 3600,
+            oauth2_refresh_token_ttl_secs: 2_592_000,
             max_failed_logins: 5,
             lockout_secs: 900,
         }
@@ -386,6 +392,14 @@ impl Config {
     fn check(&self) -> Result<(), (&'static str, String)> {
         if self.auth.max_failed_logins == 0 {
             return Err(("auth.max_failed_logins", "must be 1 or more".into()));
+        }
+        if self.auth.oauth2_access_token_ttl_secs == 0
+            || self.auth.oauth2_refresh_token_ttl_secs == 0
+        {
+            return Err((
+                "auth.oauth2_access_token_ttl_secs",
+                "OAuth2 token lifetimes must be above 0".into(),
+            ));
         }
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
             return Err((

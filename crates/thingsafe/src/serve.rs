@@ -213,6 +213,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             auth: AuthSettings {
                 access_token_ttl_secs: config.auth.access_token_ttl_secs.into(),
                 refresh_token_ttl_secs: config.auth.refresh_token_ttl_secs.into(),
+                oauth2_access_token_ttl_secs: config.auth.oauth2_access_token_ttl_secs.into(),
+                oauth2_refresh_token_ttl_secs: config.auth.oauth2_refresh_token_ttl_secs.into(),
                 max_failed_logins: config.auth.max_failed_logins,
                 lockout_secs: config.auth.lockout_secs.into(),
             },

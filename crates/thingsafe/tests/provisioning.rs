@@ -11,7 +11,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
-const PASSWORD: &str = "correct horse battery";
 const SECRET_A: &str = "prov-secret-A-7f3e9c1d";
 const SECRET_P: &str = "prov-secret-P-2b8a6e4f";
 const KEY_A: &str = "prov-key-A-51c0d9";
@@ -427,53 +426,6 @@ async fn devices_provision_themselves_over_mqtt_and_http() {
     assert_absent(&s.data_dir, &[SECRET_A, SECRET_P, KEY_A, KEY_P]);
 }
 
-/// A customer user of a new customer of the tenant; returns its access token.
-async fn customer_user(s: &Server, admin: &str, email: &str) -> String {
-    let (_, customer) = s
-        .post("/api/customer", admin, json!({"title": email}))
-        .await;
-    let customer = customer["id"]["id"].as_str().unwrap().to_string();
-    let (status, user) = s
-        .post("/api/user", admin, json!({"email": email, "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{user}");
-    let (_, link) = s
-        .get(
-            &format!(
-                "/api/user/{}/activationLink",
-                user["id"]["id"].as_str().unwrap()
-            ),
-            admin,
-        )
-        .await;
-    let activate = link
-        .as_str()
-        .unwrap()
-        .split("activateToken=")
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let (status, _) = s
-        .call(
-            Method::POST,
-            "/api/noauth/activate",
-            None,
-            Some(json!({"activateToken": activate, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, login) = s
-        .call(
-            Method::POST,
-            "/api/auth/login",
-            None,
-            Some(json!({"username": email, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{login}");
-    login["token"].as_str().unwrap().to_string()
-}
-
 async fn claim(s: &Server, user: &str, name: &str, key: &str) -> (StatusCode, Value) {
     s.post(
         &format!("/api/customer/device/{name}/claim"),
@@ -488,9 +440,9 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
     let s = Server::start();
     let admin = s.sign_up("owner@claim.test").await;
     let other = s.sign_up("owner@other.test").await;
-    let kim = customer_user(&s, &admin, "kim@home.test").await;
-    let lee = customer_user(&s, &admin, "lee@office.test").await;
-    let outsider = customer_user(&s, &other, "out@other.test").await;
+    let kim = s.customer_user(&admin, "kim@home.test").await.0;
+    let lee = s.customer_user(&admin, "lee@office.test").await.0;
+    let outsider = s.customer_user(&other, "out@other.test").await.0;
     for (name, token) in [("Lamp", "CLAIMLAMP"), ("Kettle", "CLAIMKETTLE")] {
         let (status, _) = s
             .call(

@@ -214,6 +214,15 @@ struct ProfilePage {
     current_policy: u32,
     /// A newer policy is in force than the one accepted.
     policy_outdated: bool,
+    /// Applications holding OAuth2 grants to the person's data.
+    applications: Vec<ApplicationRow>,
+}
+
+pub(super) struct ApplicationRow {
+    client_id: String,
+    name: String,
+    scopes: Vec<String>,
+    since: String,
 }
 
 pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Response {
@@ -222,8 +231,21 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
         Ok(v) => v,
         Err(e) => return error_page(e),
     };
+    let applications = match crate::oauth2::grants_of(&state, me.id).await {
+        Ok(grants) => grants
+            .into_iter()
+            .map(|g| ApplicationRow {
+                client_id: g.client_id,
+                name: g.client_name,
+                scopes: g.scopes.iter().map(|s| s.describe().to_string()).collect(),
+                since: utc_time(g.since_ms),
+            })
+            .collect(),
+        Err(e) => return error_page(e),
+    };
     render(&ProfilePage {
         layout: Layout::signed_in("Profile and privacy", "profile", &viewer),
+        applications,
         user: UserRow::of(me, me),
         member_since: utc_time(me.created_ms),
         accepted_policy,

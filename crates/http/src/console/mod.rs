@@ -29,7 +29,7 @@ pub(crate) use session::{Viewer, renew_expired_session, same_origin};
 
 /// Pages load scripts, styles, images and connections from this server only; nothing
 /// runs inline; no other site may frame them or receive their forms.
-const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub(crate) fn router() -> Router<AppState> {
     let pages = Router::new()
@@ -59,19 +59,25 @@ pub(crate) fn router() -> Router<AppState> {
 /// cache keeps them.
 async fn page_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+    set_page_headers(response.headers_mut(), CONSOLE_CSP);
+    response
+}
+
+/// The console's security headers, with `csp` as the content security policy.
+pub(crate) fn set_page_headers(headers: &mut axum::http::HeaderMap, csp: &str) {
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
         h.insert(
             HeaderName::from_static(name),
             HeaderValue::from_static(value),
         );
     };
-    set(headers, "content-security-policy", CONSOLE_CSP);
+    if let Ok(csp) = HeaderValue::from_str(csp) {
+        headers.insert(HeaderName::from_static("content-security-policy"), csp);
+    }
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "x-frame-options", "DENY");
     set(headers, "referrer-policy", "same-origin");
     set(headers, "cache-control", "no-store");
-    response
 }
 
 struct Asset {

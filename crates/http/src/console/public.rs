@@ -280,10 +280,11 @@ pub(super) async fn sign_out(
     if let Some(token) = auth::cookie(&headers, SESSION_COOKIE)
         && let Ok(principal) = auth::authenticate(&state, token).await
     {
-        if !auth::csrf_matches(&state, principal.session, &form.csrf) {
+        let session = principal.session().expect("cookies carry sessions");
+        if !auth::csrf_matches(&state, session, &form.csrf) {
             return forbidden_origin();
         }
-        if let Err(e) = state.store.revoke_session(principal.session).await {
+        if let Err(e) = state.store.revoke_session(session).await {
             return ApiError::from(e).into_response();
         }
     }

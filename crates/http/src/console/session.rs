@@ -148,7 +148,8 @@ impl FromRequestParts<AppState> for Viewer {
         let principal = auth::authenticate(state, token)
             .await
             .map_err(|_| to_sign_in())?;
-        let csrf = auth::csrf_token(state, principal.session);
+        let session = principal.session().expect("cookies carry sessions");
+        let csrf = auth::csrf_token(state, session);
         Ok(Viewer { principal, csrf })
     }
 }

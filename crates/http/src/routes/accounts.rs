@@ -131,7 +131,9 @@ pub(super) async fn logout(
     State(state): State<AppState>,
     principal: Principal,
 ) -> ApiResult<StatusCode> {
-    state.store.revoke_session(principal.session).await?;
+    if let Some(session) = principal.session() {
+        state.store.revoke_session(session).await?;
+    }
     Ok(StatusCode::OK)
 }
 

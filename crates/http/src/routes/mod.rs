@@ -254,6 +254,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/rpc/oneway/{device}", post(rpc::oneway))
         .route("/api/rpc/twoway/{device}", post(rpc::twoway))
         .merge(crate::console::router())
+        .merge(crate::oauth2::router())
         .layer(DefaultBodyLimit::max(device_api::MAX_PAYLOAD_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -5,6 +5,7 @@ mod backup_runs;
 mod consent;
 mod erasure;
 mod flush;
+mod oauth2;
 mod password_reset;
 mod pool;
 mod privacy;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_suspensions.sql"),
     include_str!("../../migrations/sqlite/0010_privacy_requests.sql"),
     include_str!("../../migrations/sqlite/0011_password_reset.sql"),
+    include_str!("../../migrations/sqlite/0012_oauth2.sql"),
 ];
 
 pub struct SqliteStore {
@@ -1969,10 +1971,77 @@ impl Store for SqliteStore {
     async fn backup_runs(&self, limit: u32) -> Result<Vec<crate::BackupRun>> {
         backup_runs::list(self, limit).await
     }
+
+    async fn create_oauth_client(
+        &self,
+        scope: &Scope,
+        client: crate::oauth2::NewOAuthClient,
+    ) -> Result<crate::oauth2::OAuthClient> {
+        oauth2::create_client(self, scope, client).await
+    }
+
+    async fn oauth_clients(&self, scope: &Scope) -> Result<Vec<crate::oauth2::OAuthClient>> {
+        oauth2::clients(self, scope).await
+    }
+
+    async fn delete_oauth_client(&self, scope: &Scope, id: &str) -> Result<()> {
+        oauth2::delete_client(self, scope, id).await
+    }
+
+    async fn oauth_client(&self, id: &str) -> Result<Option<crate::oauth2::OAuthClient>> {
+        oauth2::client(self, id).await
+    }
+
+    async fn oauth_client_secret_matches(&self, id: &str, secret: &str) -> Result<bool> {
+        oauth2::secret_matches(self, id, secret).await
+    }
+
+    async fn create_oauth_code(&self, code: crate::oauth2::NewOAuthCode) -> Result<()> {
+        oauth2::create_code(self, code).await
+    }
+
+    async fn redeem_oauth_code(
+        &self,
+        code: &str,
+        client_id: &str,
+    ) -> Result<crate::oauth2::CodeRedemption> {
+        oauth2::redeem_code(self, code, client_id).await
+    }
+
+    async fn issue_oauth_tokens(&self, issue: crate::oauth2::TokenIssue) -> Result<()> {
+        oauth2::issue_tokens(self, issue).await
+    }
+
+    async fn oauth_token(&self, token: &str) -> Result<Option<(crate::oauth2::OAuthToken, User)>> {
+        oauth2::token(self, token).await
+    }
+
+    async fn rotate_oauth_refresh(
+        &self,
+        client_id: &str,
+        old: &str,
+        narrow: Option<thingsafe_core::oauth2::Scopes>,
+        access: (String, TimestampMs),
+        refresh: (String, TimestampMs),
+    ) -> Result<crate::oauth2::RefreshRotation> {
+        oauth2::rotate_refresh(self, client_id, old, narrow, access, refresh).await
+    }
+
+    async fn revoke_oauth_token(&self, client_id: &str, token: &str) -> Result<()> {
+        oauth2::revoke_token(self, client_id, token).await
+    }
+
+    async fn oauth_grants(&self, user: UserId) -> Result<Vec<crate::oauth2::OAuthGrant>> {
+        oauth2::grants(self, user).await
+    }
+
+    async fn revoke_oauth_grant(&self, user: UserId, client_id: &str) -> Result<bool> {
+        oauth2::revoke_grant(self, user, client_id).await
+    }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod gateway_tests {

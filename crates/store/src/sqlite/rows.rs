@@ -58,7 +58,7 @@ pub(crate) fn conflict(e: rusqlite::Error, message: &str) -> StoreError {
     }
 }
 
-fn qualify(columns: &str, alias: &str) -> String {
+pub(crate) fn qualify(columns: &str, alias: &str) -> String {
     columns
         .split(", ")
         .map(|c| format!("{alias}.{c}"))

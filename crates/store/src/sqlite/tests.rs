@@ -3,13 +3,13 @@
 use super::*;
 use thingsafe_vault::MasterKey;
 
-pub(super) struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    pub(super) dir: std::path::PathBuf,
-    pub(super) store: SqliteStore,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) store: SqliteStore,
 }
 
-pub(super) fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (master, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
     let vault = Arc::new(Vault::open(dir.path(), master).unwrap());
@@ -21,7 +21,7 @@ pub(super) fn fixture() -> Fixture {
     }
 }
 
-pub(super) fn admin(email: &str) -> NewUser {
+pub(crate) fn admin(email: &str) -> NewUser {
     NewUser {
         email: email.into(),
         password_hash: Some(thingsafe_vault::password::hash("correct horse battery")),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 pub mod browser;
 pub mod mqtt;
+pub mod oauth;
 pub mod tls;
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -297,6 +298,54 @@ impl Server {
         dev["id"]["id"].as_str().unwrap().to_string()
     }
 
+    /// A customer user of a new customer of the tenant; returns its access token and the
+    /// customer's id.
+    pub async fn customer_user(&self, admin: &str, email: &str) -> (String, String) {
+        let (_, customer) = self
+            .post("/api/customer", admin, json!({"title": email}))
+            .await;
+        let customer = customer["id"]["id"].as_str().unwrap().to_string();
+        let (status, user) = self
+            .post("/api/user", admin, json!({"email": email, "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        let (_, link) = self
+            .get(
+                &format!(
+                    "/api/user/{}/activationLink",
+                    user["id"]["id"].as_str().unwrap()
+                ),
+                admin,
+            )
+            .await;
+        let activate = link
+            .as_str()
+            .unwrap()
+            .split("activateToken=")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let (status, _) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/noauth/activate",
+                None,
+                Some(json!({"activateToken": activate, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, login) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"username": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        (login["token"].as_str().unwrap().to_string(), customer)
+    }
+
     /// A device's time series as the REST API returns them; `query` is the URL's query
     /// (`keys=...`, `startTs=...&endTs=...`).
     pub async fn timeseries(&self, user: &str, id: &str, query: &str) -> Value {
@@ -394,6 +443,28 @@ pub fn tool_available(program: &str, install: &str) -> bool {
         return false;
     }
     true
+}
+
+/// The Python interpreter (`THINGSAFE_PYTHON`, else `python3`) if it can import `modules`;
+/// when it cannot, prints `SKIP: <test> needs python3 with <modules> (<install>)` and
+/// returns None, or fails the test under `THINGSAFE_REQUIRE_ALL=1`.
+pub fn python_with(test: &str, modules: &str, install: &str) -> Option<String> {
+    let python = std::env::var("THINGSAFE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    let message = format!("SKIP: {test} needs python3 with {modules} ({install})");
+    if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{message}");
+    }
+    println!("{message}");
+    None
 }
 
 impl Drop for Server {
