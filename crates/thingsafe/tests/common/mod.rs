@@ -75,6 +75,9 @@ impl Server {
             .env("THINGSAFE_LIMITS_SIGN_IN_PER_MINUTE", "100000")
             .env("THINGSAFE_LIMITS_SIGN_UP_PER_HOUR", "100000")
             .env("THINGSAFE_LIMITS_PUBLIC_REQUESTS_PER_HOUR", "100000")
+            // Load and drill tests send faster than a device should.
+            .env("THINGSAFE_LIMITS_DEVICE_MESSAGES", "")
+            .env("THINGSAFE_LIMITS_DEVICE_TELEMETRY_DATA_POINTS", "")
             // Scheduled backups (if a test runs at backup.time) go next to the data
             // directory, never into the working directory.
             .env(
