@@ -10,17 +10,27 @@
 //!   verification codes.
 //! - [`recipients`]: notices to processors about rectification, erasure and restriction
 //!   (Art. 19).
+//! - [`audit`]: what the audit log records and the walk that verifies its hash chain.
+//! - [`disclosures`]: recording disclosures to third parties; the yearly list.
+//! - [`breaches`]: the breach register's 72-hour clock, affected people, their notice.
+//! - [`ropa`]: the records of processing (GDPR Art. 30) and the fideslang data map.
+//! - [`classification`]: tenants' telemetry keys labelled with data categories.
 //!
 //! Persistence is the store's (`Store::record_consents`, `Store::erase_account`, ...);
 //! nothing here touches a file or socket except through the store.
 
+pub mod audit;
+pub mod breaches;
+pub mod classification;
 pub mod consent;
+pub mod disclosures;
 pub mod export;
 pub mod receipt;
 pub mod recipients;
 pub mod requests;
 pub mod retention;
 pub mod review;
+pub mod ropa;
 pub mod tenant_export;
 pub mod unsubscribe;
 

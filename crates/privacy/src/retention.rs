@@ -1,6 +1,7 @@
 //! Retention of telemetry: the policy's retention for `user.device.telemetry`, or a
-//! tenant's own shorter one, whichever ends first. The sweeper deletes what is older and
-//! records each run.
+//! tenant's own shorter one, whichever ends first; a key the tenant classified under a
+//! category kept for less time goes by that category's. The sweeper deletes what is older
+//! and records each run.
 
 use thingsafe_core::policy::{Policy, Retention};
 use thingsafe_core::{TenantId, TimestampMs, now_ms};
@@ -63,7 +64,7 @@ pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -
     let mut error = None;
     match store.retention_settings().await {
         Ok(settings) => {
-            for (tenant, days) in settings {
+            for &(tenant, days) in &settings {
                 if only.is_some_and(|t| t != tenant) {
                     continue;
                 }
@@ -74,6 +75,10 @@ pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -
                     Ok(n) => points += n,
                     Err(e) => error = Some(format!("tenant {tenant}: {e}")),
                 }
+            }
+            match sweep_classified(store, policy, &settings, only, started_ms).await {
+                Ok(n) => points += n,
+                Err(e) => error = Some(e),
             }
         }
         Err(e) => error = Some(e.to_string()),
@@ -93,6 +98,41 @@ pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -
         };
     }
     sweep
+}
+
+/// Deletes the points of classified keys whose category is kept for less time than
+/// telemetry (see [`crate::classification::key_cutoffs`]).
+async fn sweep_classified(
+    store: &dyn Store,
+    policy: &Policy,
+    settings: &[(TenantId, Option<u32>)],
+    only: Option<TenantId>,
+    now: TimestampMs,
+) -> Result<u64, String> {
+    let mut points = 0;
+    let classifications = store
+        .telemetry_classifications()
+        .await
+        .map_err(|e| e.to_string())?;
+    for (tenant, classification) in classifications {
+        if only.is_some_and(|t| t != tenant) {
+            continue;
+        }
+        let days = settings
+            .iter()
+            .find(|(t, _)| *t == tenant)
+            .and_then(|(_, d)| *d);
+        let cutoff = telemetry_cutoff(policy, days, now);
+        for (key, before) in
+            crate::classification::key_cutoffs(policy, &classification, cutoff, now)
+        {
+            points += store
+                .expire_telemetry_key(tenant, &key, before)
+                .await
+                .map_err(|e| format!("tenant {tenant}, classified keys: {e}"))?;
+        }
+    }
+    Ok(points)
 }
 
 #[cfg(test)]

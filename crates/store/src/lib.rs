@@ -19,6 +19,7 @@
 pub mod codec;
 mod error;
 pub mod oauth2;
+pub mod records;
 mod requests;
 mod rpc;
 pub mod sqlite;
@@ -737,6 +738,80 @@ pub trait Store: Send + Sync + 'static {
     async fn oauth_grants(&self, user: UserId) -> Result<Vec<oauth2::OAuthGrant>>;
     /// Revokes every token `client_id` holds for `user`; false when it held none.
     async fn revoke_oauth_grant(&self, user: UserId, client_id: &str) -> Result<bool>;
+    // --- accountability records (records.rs) ---
+
+    /// Appends an event to the audit log, chained to the one before; returns its sequence
+    /// number. The personal part is sealed with its owner's key (dropped if that key is
+    /// already destroyed).
+    async fn append_audit(&self, event: records::NewAuditEvent) -> Result<i64>;
+    /// Audit events oldest first: the tenant's own for a tenant scope, all for the system.
+    async fn audit_events(
+        &self,
+        scope: &Scope,
+        filter: &records::AuditFilter,
+    ) -> Result<Vec<records::AuditEvent>>;
+    /// Up to `limit` events after `after_seq` exactly as stored, for verifying the chain.
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<records::SealedAuditEvent>>;
+    async fn record_disclosure(&self, disclosure: records::Disclosure) -> Result<()>;
+    /// Disclosures oldest first, within the scope (a customer user: only of one person).
+    async fn disclosures(
+        &self,
+        scope: &Scope,
+        filter: records::DisclosureFilter,
+    ) -> Result<Vec<records::Disclosure>>;
+    /// Records a breach of the scope's tenant (the system: of any tenant or of none).
+    async fn record_breach(&self, scope: &Scope, breach: records::NewBreach)
+    -> Result<records::Breach>;
+    /// The scope's breaches, newest detection first.
+    async fn breaches(&self, scope: &Scope) -> Result<Vec<records::Breach>>;
+    async fn breach(&self, scope: &Scope, id: uuid::Uuid) -> Result<records::Breach>;
+    /// Records when the supervisory authority was notified (once).
+    async fn breach_authority_notified(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+        at_ms: TimestampMs,
+        reference: Option<String>,
+    ) -> Result<records::Breach>;
+    /// Records that `users` were told of the breach; returns everyone told so far.
+    async fn record_breach_notifications(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+        users: Vec<UserId>,
+        at_ms: TimestampMs,
+    ) -> Result<Vec<records::BreachNotification>>;
+    async fn breach_notifications(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+    ) -> Result<Vec<records::BreachNotification>>;
+    /// The scope's tenant's classification of its telemetry keys: key → data category.
+    async fn telemetry_classification(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
+    /// Replaces the tenant's classification (a tenant administrator's scope only).
+    async fn set_telemetry_classification(
+        &self,
+        scope: &Scope,
+        classification: std::collections::BTreeMap<String, String>,
+    ) -> Result<()>;
+    /// Every tenant's classification, for the retention sweeper.
+    async fn telemetry_classifications(
+        &self,
+    ) -> Result<Vec<(TenantId, std::collections::BTreeMap<String, String>)>>;
+    /// Deletes the tenant's points of `key` older than `before_ms`; returns how many.
+    async fn expire_telemetry_key(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        before_ms: TimestampMs,
+    ) -> Result<u64>;
 }
 
 /// How a backup run ended.

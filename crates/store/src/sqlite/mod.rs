@@ -2,7 +2,11 @@
 
 pub mod backup;
 mod backup_runs;
+mod breaches;
+mod classification;
+mod audit;
 mod consent;
+mod disclosures;
 mod erasure;
 mod flush;
 mod oauth2;
@@ -53,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_privacy_requests.sql"),
     include_str!("../../migrations/sqlite/0011_password_reset.sql"),
     include_str!("../../migrations/sqlite/0012_oauth2.sql"),
+    include_str!("../../migrations/sqlite/0013_accountability.sql"),
 ];
 
 pub struct SqliteStore {
@@ -2037,6 +2042,112 @@ impl Store for SqliteStore {
 
     async fn revoke_oauth_grant(&self, user: UserId, client_id: &str) -> Result<bool> {
         oauth2::revoke_grant(self, user, client_id).await
+    }
+
+    async fn append_audit(&self, event: crate::records::NewAuditEvent) -> Result<i64> {
+        audit::append(self, event).await
+    }
+
+    async fn audit_events(
+        &self,
+        scope: &Scope,
+        filter: &crate::records::AuditFilter,
+    ) -> Result<Vec<crate::records::AuditEvent>> {
+        audit::events(self, scope, filter).await
+    }
+
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::records::SealedAuditEvent>> {
+        audit::chain(self, after_seq, limit).await
+    }
+
+    async fn record_disclosure(&self, disclosure: crate::records::Disclosure) -> Result<()> {
+        disclosures::record(self, disclosure).await
+    }
+
+    async fn disclosures(
+        &self,
+        scope: &Scope,
+        filter: crate::records::DisclosureFilter,
+    ) -> Result<Vec<crate::records::Disclosure>> {
+        disclosures::list(self, scope, filter).await
+    }
+
+    async fn record_breach(
+        &self,
+        scope: &Scope,
+        breach: crate::records::NewBreach,
+    ) -> Result<crate::records::Breach> {
+        breaches::record(self, scope, breach).await
+    }
+
+    async fn breaches(&self, scope: &Scope) -> Result<Vec<crate::records::Breach>> {
+        breaches::list(self, scope).await
+    }
+
+    async fn breach(&self, scope: &Scope, id: uuid::Uuid) -> Result<crate::records::Breach> {
+        breaches::get(self, scope, id).await
+    }
+
+    async fn breach_authority_notified(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+        at_ms: TimestampMs,
+        reference: Option<String>,
+    ) -> Result<crate::records::Breach> {
+        breaches::authority_notified(self, scope, id, at_ms, reference).await
+    }
+
+    async fn record_breach_notifications(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+        users: Vec<UserId>,
+        at_ms: TimestampMs,
+    ) -> Result<Vec<crate::records::BreachNotification>> {
+        breaches::notify(self, scope, id, users, at_ms).await
+    }
+
+    async fn breach_notifications(
+        &self,
+        scope: &Scope,
+        id: uuid::Uuid,
+    ) -> Result<Vec<crate::records::BreachNotification>> {
+        breaches::notifications(self, scope, id).await
+    }
+
+    async fn telemetry_classification(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        classification::get(self, scope).await
+    }
+
+    async fn set_telemetry_classification(
+        &self,
+        scope: &Scope,
+        map: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        classification::set(self, scope, map).await
+    }
+
+    async fn telemetry_classifications(
+        &self,
+    ) -> Result<Vec<(TenantId, std::collections::BTreeMap<String, String>)>> {
+        classification::all(self).await
+    }
+
+    async fn expire_telemetry_key(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        before_ms: TimestampMs,
+    ) -> Result<u64> {
+        classification::expire_key(self, tenant, key.to_string(), before_ms).await
     }
 }
 
