@@ -203,9 +203,9 @@ pub async fn export_person<S: Sink>(
                  profile.json         your account\r\n\
                  consents.json/.csv   every consent you gave or withdrew, with the policy version in force\r\n\
                  login_history.json/.csv  the sessions you signed in with\r\n\
-                 devices.json         the devices you can see, their attributes, and the policy version in force when each was added\r\n\
+                 devices.json         the devices you can see, their attributes, the data category of each telemetry key, and the policy version in force when each was added\r\n\
                  telemetry/<device id>.csv  everything those devices reported (time, key, value)\r\n\
-                 disclosures.json     to whom your data was disclosed\r\n\
+                 disclosures.json     to whom your data was disclosed: each recorded disclosure, and the processors that receive it as a matter of course\r\n\
                  processing.json      why we process it, on what legal basis, how long we keep it, who receives it, your rights (GDPR Art. 15(1))\r\n\
                  \r\nThe privacy policy in force now is version {}; it is at /privacy.\r\n",
                 rfc3339(generated),
@@ -287,27 +287,50 @@ pub async fn export_person<S: Sink>(
     archive
         .json(
             "disclosures.json",
-            &json!({
-                "disclosures": [],
-                "note": "No disclosure of your data to a processor or third party has been recorded. The processors this server's policy names are listed in processing.json.",
-                "recipientNotices": notices,
-                "recipientNoticesNote": "What the processors were told of your rectifications, erasure and restrictions (GDPR Art. 19), by a pseudonymous id, never your email.",
-            }),
+            &{
+                let mut disclosures = disclosures_of(store, &policy.policy, user).await?;
+                disclosures["recipientNotices"] = json!(notices);
+                disclosures["recipientNoticesNote"] = json!("What the processors were told of your rectifications, erasure and restrictions (GDPR Art. 19), by a pseudonymous id, never your email.");
+                disclosures
+            },
         )
         .await?;
     archive.json("processing.json", &processing(policy)).await?;
     archive.finish().await
 }
 
-/// `devices.json` (devices, their attributes) and `telemetry/<device id>.csv` (everything
-/// they reported, read page by page).
+/// `devices.json` (devices, their attributes, the data category of each telemetry key) and
+/// `telemetry/<device id>.csv` (everything they reported, read page by page).
 pub(crate) async fn write_devices<S: Sink>(
     archive: &mut Archive<S>,
     store: &dyn Store,
     devices: &[Device],
 ) -> Result<(), ExportError> {
+    // The devices were found through the caller's scope, all in one tenant: its
+    // classification labels their keys.
+    let classification = match devices.first() {
+        Some(d) => {
+            store
+                .telemetry_classification(&Scope::Tenant(d.tenant_id))
+                .await?
+        }
+        None => Default::default(),
+    };
     let mut device_docs = Vec::new();
     for device in devices {
+        let keys: Vec<Value> = store
+            .device_latest(device, None)
+            .await?
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "key": p.key,
+                    "category": classification
+                        .get(&p.key)
+                        .map_or(crate::retention::TELEMETRY_CATEGORY, String::as_str),
+                })
+            })
+            .collect();
         let mut attributes = Vec::new();
         for attribute_scope in thingsafe_core::AttributeScope::ALL {
             for a in store
@@ -325,6 +348,7 @@ pub(crate) async fn write_devices<S: Sink>(
             "label": device.label, "createdTime": device.created_ms,
             "customerId": device.customer_id, "gateway": device.gateway,
             "attributes": attributes,
+            "telemetryKeys": keys,
             "telemetryFile": format!("telemetry/{}.csv", device.id),
         }));
     }
@@ -378,6 +402,36 @@ pub(crate) async fn write_devices<S: Sink>(
         }
     }
     Ok(())
+}
+
+/// The person's disclosures: those recorded in the log, and the processors the policy
+/// names for the categories held about them.
+pub async fn disclosures_of(
+    store: &dyn Store,
+    policy: &thingsafe_core::policy::Policy,
+    user: &User,
+) -> Result<Value, thingsafe_store::StoreError> {
+    let recorded = store
+        .disclosures(
+            &Scope::of(user),
+            thingsafe_store::records::DisclosureFilter::Subject(user.id),
+        )
+        .await?;
+    let processors: Vec<Value> = policy
+        .processors
+        .iter()
+        .map(|r| {
+            json!({
+                "recipient": r.name, "service": r.service, "country": r.country,
+                "categories": r.categories, "safeguards": r.safeguards,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "disclosures": recorded,
+        "processors": processors,
+        "note": "disclosures: each time your data was sent to a processor or third party, as recorded. processors: who receives your data as a matter of course, as the privacy policy declares.",
+    }))
 }
 
 pub(crate) async fn all_devices(

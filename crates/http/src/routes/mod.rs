@@ -4,6 +4,7 @@ mod device_api;
 mod devices;
 pub(crate) mod password_reset;
 mod privacy;
+mod privacy_records;
 mod privacy_requests;
 mod privacy_rights;
 mod provisioning;
@@ -20,7 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
@@ -138,6 +139,35 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/privacy/retention/sweep",
             post(privacy_rights::sweep_now),
+        )
+        .route("/api/privacy/audit", get(privacy_records::audit))
+        .route("/api/privacy/audit/verify", get(privacy_records::verify_audit))
+        .route("/api/privacy/disclosures", get(privacy_records::disclosures))
+        .route(
+            "/api/privacy/me/disclosures",
+            get(privacy_records::my_disclosures),
+        )
+        .route(
+            "/api/privacy/breaches",
+            get(privacy_records::list_breaches).post(privacy_records::record_breach),
+        )
+        .route(
+            "/api/privacy/breaches/{id}/notified",
+            post(privacy_records::authority_notified),
+        )
+        .route(
+            "/api/privacy/breaches/{id}/subjects",
+            get(privacy_records::breach_subjects),
+        )
+        .route(
+            "/api/privacy/breaches/{id}/subjects/notify",
+            post(privacy_records::notify_breach_subjects),
+        )
+        .route("/api/privacy/ropa", get(privacy_records::ropa))
+        .route("/api/privacy/datamap", get(privacy_records::datamap))
+        .route(
+            "/api/privacy/classification",
+            get(privacy_records::get_classification).merge(put(privacy_records::set_classification)),
         )
         .route("/api/privacy/policy", get(privacy::current))
         .route(
