@@ -95,23 +95,24 @@ fn holds(user: &User, sees_devices: bool, category: &str) -> bool {
     }
 }
 
-async fn all_pages<T>(
-    mut page: impl AsyncFnMut(&PageRequest) -> thingsafe_store::Result<thingsafe_core::Page<T>>,
-) -> thingsafe_store::Result<Vec<T>> {
-    let mut all = Vec::new();
-    let mut request = PageRequest {
-        page_size: 1000,
-        page: 0,
-        text_search: None,
-    };
-    loop {
-        let batch = page(&request).await?;
-        all.extend(batch.data);
-        if !batch.has_next {
-            return Ok(all);
+/// Every page of a listing, in order; `list` fetches one page.
+macro_rules! all_pages {
+    ($request:ident => $list:expr) => {{
+        let mut all = Vec::new();
+        let mut $request = PageRequest {
+            page_size: 1000,
+            page: 0,
+            text_search: None,
+        };
+        loop {
+            let batch = $list.await?;
+            all.extend(batch.data);
+            if !batch.has_next {
+                break all;
+            }
+            $request.page += 1;
         }
-        request.page += 1;
-    }
+    }};
 }
 
 /// The people of the breach's tenant (of every tenant, for a breach of the installation)
@@ -122,19 +123,18 @@ pub async fn affected_subjects(
 ) -> thingsafe_store::Result<Vec<AffectedSubject>> {
     let tenants: Vec<TenantId> = match breach.tenant_id {
         Some(t) => vec![t],
-        None => all_pages(async |p| store.tenants(&Scope::System, p).await)
-            .await?
-            .into_iter()
-            .map(|t| t.id)
-            .collect(),
+        None => {
+            let tenants: Vec<thingsafe_core::Tenant> =
+                all_pages!(page => store.tenants(&Scope::System, &page));
+            tenants.into_iter().map(|t| t.id).collect()
+        }
     };
     let mut affected = Vec::new();
     for tenant in tenants {
         // The breach was found through the caller's scope, so its tenant is theirs to reach.
         let scope = Scope::Tenant(tenant);
-        let users = all_pages(async |p| store.users(&scope, None, p).await).await?;
-        let devices: Vec<Device> =
-            all_pages(async |p| store.devices(&scope, None, p).await).await?;
+        let users: Vec<User> = all_pages!(page => store.users(&scope, None, &page));
+        let devices: Vec<Device> = all_pages!(page => store.devices(&scope, None, &page));
         let mut devices_of_customer: BTreeMap<_, usize> = BTreeMap::new();
         for d in &devices {
             *devices_of_customer.entry(d.customer_id).or_default() += 1;

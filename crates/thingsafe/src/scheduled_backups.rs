@@ -222,6 +222,13 @@ async fn attempt_one(
             Err(format!("{e:#}"))
         }
     };
+    thingsafe_privacy::audit::Audit::new(thingsafe_privacy::audit::action::BACKUP)
+        .details(match &result {
+            Ok((file, bytes)) => serde_json::json!({"kind": name, "attempt": attempt, "ok": true, "file": file, "bytes": bytes}),
+            Err(error) => serde_json::json!({"kind": name, "attempt": attempt, "ok": false, "error": error}),
+        })
+        .record(store.as_ref())
+        .await;
     if let Some(id) = run {
         let outcome = BackupOutcome {
             finished_ms: thingsafe_core::now_ms(),

@@ -132,6 +132,11 @@ pub async fn publish_policy(data: &DataDir, policy: Policy) -> anyhow::Result<Pu
             sha256 = %version.sha256,
             "published a new version of the privacy policy"
         );
+        thingsafe_privacy::audit::Audit::new(thingsafe_privacy::audit::action::POLICY_PUBLISHED)
+            .target("policy_version", version.version)
+            .details(serde_json::json!({"sha256": version.sha256, "material": version.material}))
+            .record(data.store.as_ref())
+            .await;
     }
     tracing::info!(version = version.version, "privacy policy in force");
     Ok(PublishedPolicy { policy, version })

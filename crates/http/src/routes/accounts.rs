@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use thingsafe_core::{Authority, CustomerId, Tenant, User, UserId, now_ms, validate};
+use thingsafe_core::{Authority, CustomerId, Owner, Tenant, User, UserId, now_ms, validate};
+use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_store::{LoginFailure, NewUser};
 
 use crate::AppState;
@@ -66,12 +67,29 @@ pub(crate) async fn check_credentials(
     let record = state.store.login_record(username).await?;
     let Some(record) = record else {
         verify_password(password, None).await?;
+        // What was typed may be someone's address: it is not kept.
+        Audit::new(action::LOGIN_FAILED)
+            .details(json!({"reason": "unknown account"}))
+            .record(state.store.as_ref())
+            .await;
         return Err(bad_credentials());
     };
+    let failed = |reason: &str| {
+        Audit::new(action::LOGIN_FAILED)
+            .tenant(record.user.tenant_id)
+            .target("user", record.user.id)
+            .details(json!({"reason": reason}))
+            .personal(
+                Owner::User(record.user.id),
+                json!({"email": record.user.email}),
+            )
+    };
     if let Some(until) = record.locked_until_ms.filter(|&u| u > now_ms()) {
+        failed("locked").record(state.store.as_ref()).await;
         return Err(locked(until));
     }
     if record.password_hash.is_none() {
+        failed("not activated").record(state.store.as_ref()).await;
         return Err(ApiError::unauthorized(
             "User account is not active: set a password with the activation link first",
         ));
@@ -87,6 +105,11 @@ pub(crate) async fn check_credentials(
             )
             .await?;
         tracing::warn!(user = %record.user.id, ?outcome, "failed sign-in");
+        let reason = match outcome {
+            LoginFailure::Locked { .. } => "wrong password; account locked",
+            LoginFailure::Counted { .. } => "wrong password",
+        };
+        failed(reason).record(state.store.as_ref()).await;
         return Err(match outcome {
             LoginFailure::Locked { until_ms } => locked(until_ms),
             LoginFailure::Counted { .. } => bad_credentials(),
@@ -95,6 +118,14 @@ pub(crate) async fn check_credentials(
     if record.failed_logins > 0 || record.locked_until_ms.is_some() {
         state.store.record_login_success(record.user.id).await?;
     }
+    Audit::new(action::LOGIN)
+        .by(&record.user)
+        .personal(
+            Owner::User(record.user.id),
+            json!({"email": record.user.email}),
+        )
+        .record(state.store.as_ref())
+        .await;
     Ok(record.user)
 }
 
@@ -247,6 +278,13 @@ pub(crate) async fn register(
         )
         .await?;
     tracing::info!(tenant = %tenant.id, user = %user.id, policy_version, "new tenant signed up");
+    Audit::new(action::SIGN_UP)
+        .by(&user)
+        .target("tenant", tenant.id)
+        .details(json!({"policyVersion": policy_version}))
+        .personal(Owner::User(user.id), json!({"email": user.email}))
+        .record(state.store.as_ref())
+        .await;
     Ok((tenant, user))
 }
 
@@ -290,6 +328,12 @@ pub(super) async fn setup(
         .await?;
     state.store.set_meta(SETUP_TOKEN_META, None).await?;
     tracing::info!(user = %user.id, "system administrator created with the setup token");
+    Audit::new(action::USER_CREATE)
+        .by(&user)
+        .target("user", user.id)
+        .details(json!({"authority": user.authority.as_str(), "via": "setup token"}))
+        .record(state.store.as_ref())
+        .await;
     Ok(axum::Json(auth::start_session(&state, &user).await?))
 }
 
@@ -369,6 +413,13 @@ pub(super) async fn create_user(
             },
         )
         .await?;
+    Audit::new(action::USER_CREATE)
+        .by(&principal.user)
+        .target("user", user.id)
+        .details(json!({"authority": user.authority.as_str(), "customerId": user.customer_id}))
+        .personal(Owner::User(user.id), json!({"email": user.email}))
+        .record(state.store.as_ref())
+        .await;
     Ok(axum::Json(tb::user(&user)))
 }
 
@@ -402,6 +453,11 @@ pub(super) async fn delete_user(
         ));
     }
     state.store.delete_user(&principal.scope(), id).await?;
+    Audit::new(action::USER_DELETE)
+        .by(&principal.user)
+        .target("user", id)
+        .record(state.store.as_ref())
+        .await;
     Ok(StatusCode::OK)
 }
 

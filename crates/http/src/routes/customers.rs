@@ -4,7 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
-use thingsafe_core::{Authority, CustomerId, validate};
+use thingsafe_core::{Authority, CustomerId, Owner, validate};
+use thingsafe_privacy::audit::{Audit, action};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -37,6 +38,15 @@ pub(super) async fn create(
         .store
         .create_customer(&principal.scope(), &title)
         .await?;
+    Audit::new(action::CUSTOMER_CREATE)
+        .by(&principal.user)
+        .target("customer", customer.id)
+        .personal(
+            Owner::Customer(customer.id),
+            serde_json::json!({"title": customer.title}),
+        )
+        .record(state.store.as_ref())
+        .await;
     Ok(axum::Json(tb::customer(&customer)))
 }
 
@@ -74,5 +84,10 @@ pub(super) async fn delete(
     principal.require(&[Authority::TenantAdmin])?;
     let id: CustomerId = parse_id("customer", &id)?;
     state.store.delete_customer(&principal.scope(), id).await?;
+    Audit::new(action::CUSTOMER_DELETE)
+        .by(&principal.user)
+        .target("customer", id)
+        .record(state.store.as_ref())
+        .await;
     Ok(StatusCode::OK)
 }

@@ -4,7 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use thingsafe_core::{Authority, CustomerId, DeviceCredentials, DeviceId, validate};
+use thingsafe_core::{Authority, CustomerId, DeviceCredentials, DeviceId, Owner, validate};
+use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_store::NewDevice;
 
 use crate::AppState;
@@ -101,6 +102,16 @@ pub(super) async fn create(
         state.store.create_device(&principal.scope(), new).await?
     };
     tracing::info!(device = %device.id, tenant = %device.tenant_id, gateway, "device created");
+    Audit::new(action::DEVICE_CREATE)
+        .by(&principal.user)
+        .target("device", device.id)
+        .details(json!({"gateway": gateway}))
+        .personal(
+            Owner::Tenant(device.tenant_id),
+            json!({"name": device.name, "label": device.label}),
+        )
+        .record(state.store.as_ref())
+        .await;
     Ok(axum::Json(tb::device(&device)))
 }
 
@@ -125,6 +136,11 @@ pub(super) async fn delete(
     let id: DeviceId = parse_id("device", &id)?;
     state.store.delete_device(&principal.scope(), id).await?;
     tracing::info!(device = %id, "device deleted");
+    Audit::new(action::DEVICE_DELETE)
+        .by(&principal.user)
+        .target("device", id)
+        .record(state.store.as_ref())
+        .await;
     Ok(StatusCode::OK)
 }
 

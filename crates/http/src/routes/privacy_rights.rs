@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use thingsafe_core::now_ms;
+use thingsafe_core::{Owner, now_ms};
+use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_privacy::consent::{self, Signal};
 use thingsafe_privacy::export::{ExportError, Sink};
 use thingsafe_privacy::{receipt, retention, unsubscribe};
@@ -116,7 +117,19 @@ pub(super) async fn change_my_consents(
         state.policy.version.version,
         now_ms(),
     );
+    let changed: Vec<Value> = entries
+        .iter()
+        .map(|e| json!({"purpose": e.purpose, "granted": e.granted, "method": e.method}))
+        .collect();
     state.store.record_consents(subject, entries).await?;
+    if !changed.is_empty() {
+        Audit::new(action::CONSENT_CHANGE)
+            .by(&principal.user)
+            .target("user", principal.user.id)
+            .personal(Owner::User(principal.user.id), json!({"changes": changed}))
+            .record(state.store.as_ref())
+            .await;
+    }
     let mut view = consents_view(&state, &principal).await?;
     view["signal"] = json!(signal);
     Ok(axum::Json(view))
@@ -172,8 +185,19 @@ pub(super) async fn unsubscribe(
         .record_consents(ConsentSubject::User(user), vec![record])
         .await
     {
+        Ok(()) => {
+            Audit::new(action::CONSENT_CHANGE)
+                .actor(user)
+                .target("user", user)
+                .personal(
+                    Owner::User(user),
+                    json!({"changes": [{"purpose": "marketing", "granted": false, "method": "unsubscribe_link"}]}),
+                )
+                .record(state.store.as_ref())
+                .await;
+        }
         // An erased person gets nothing anyway; say the same.
-        Ok(()) | Err(thingsafe_store::StoreError::NotFound(_)) => {}
+        Err(thingsafe_store::StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     let html = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribed</title></head><body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5\"><h1>You are unsubscribed</h1><p>You will get no more news by email from this service. Messages about your account (such as a password reset you ask for) still reach you.</p><p>You can give your consent again at any time in your account's privacy settings.</p></body></html>";
@@ -370,6 +394,11 @@ pub(super) async fn export(
     State(state): State<AppState>,
     principal: Principal,
 ) -> ApiResult<Response> {
+    Audit::new(action::EXPORT)
+        .by(&principal.user)
+        .target("user", principal.user.id)
+        .record(state.store.as_ref())
+        .await;
     let user = principal.user.clone();
     let date = time::OffsetDateTime::now_utc().date();
     Ok(zip_download(
@@ -437,6 +466,17 @@ pub(super) async fn erase_me(
         .store
         .save_erasure_receipt(&erasure.id, &receipt.to_string())
         .await?;
+    // Recorded after the keys are gone: it holds nothing of the person, only the receipt.
+    Audit::new(action::ERASURE)
+        .by(&principal.user)
+        .target("user", principal.user.id)
+        .details(json!({
+            "receipt": erasure.id,
+            "tenantErased": erasure.tenant.is_some(),
+            "keysDestroyed": erasure.destroyed_keys.len(),
+        }))
+        .record(state.store.as_ref())
+        .await;
     tracing::info!(
         receipt = %erasure.id,
         tenant_erased = erasure.tenant.is_some(),
