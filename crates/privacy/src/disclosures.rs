@@ -18,7 +18,8 @@ use thingsafe_store::{Scope, Store, StoreError};
 use crate::audit::{Audit, action};
 
 /// Records that data of `disclosure.subject` in `disclosure.categories` went to
-/// `disclosure.recipient` for `disclosure.purpose` at `disclosure.at_ms`, and audits it.
+/// `disclosure.recipient` for `disclosure.purpose` at `disclosure.at_ms`, and audits it;
+/// returns what was recorded (categories sorted, without repeats).
 /// The categories must be ones the policy declares: a disclosure of something the policy
 /// does not name is refused (`StoreError::Invalid`), because the policy would then be
 /// wrong about what is collected.
@@ -26,7 +27,7 @@ pub async fn record_disclosure(
     store: &dyn Store,
     policy: &Policy,
     mut disclosure: Disclosure,
-) -> thingsafe_store::Result<()> {
+) -> thingsafe_store::Result<Disclosure> {
     if disclosure.categories.is_empty() {
         return Err(StoreError::Invalid(
             "a disclosure names the data categories that were disclosed".into(),
@@ -56,9 +57,9 @@ pub async fn record_disclosure(
             "purpose": disclosure.purpose,
             "categories": disclosure.categories,
         }));
-    store.record_disclosure(disclosure).await?;
+    store.record_disclosure(disclosure.clone()).await?;
     audit.record(store).await;
-    Ok(())
+    Ok(disclosure)
 }
 
 /// One recipient in a year's list.

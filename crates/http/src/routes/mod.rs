@@ -142,7 +142,10 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/privacy/audit", get(privacy_records::audit))
         .route("/api/privacy/audit/verify", get(privacy_records::verify_audit))
-        .route("/api/privacy/disclosures", get(privacy_records::disclosures))
+        .route(
+            "/api/privacy/disclosures",
+            get(privacy_records::disclosures).post(privacy_records::record_disclosure),
+        )
         .route(
             "/api/privacy/me/disclosures",
             get(privacy_records::my_disclosures),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use thingsafe_core::{Authority, TimestampMs, now_ms};
 use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_privacy::{breaches, classification, disclosures, ropa};
-use thingsafe_store::records::{AuditFilter, NewBreach};
+use thingsafe_store::records::{AuditFilter, Disclosure, NewBreach};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -123,6 +123,44 @@ pub(super) async fn disclosures(
     )
     .await?;
     Ok(axum::Json(json!({ "year": year, "recipients": recipients })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct DisclosureReport {
+    subject_id: String,
+    categories: Vec<String>,
+    recipient: String,
+    purpose: String,
+    /// When it was disclosed; now if absent.
+    time: Option<String>,
+}
+
+/// Records a disclosure made outside the server (a tenant administrator answering an
+/// authority's request, handing data to an auditor...) of a person of their tenant.
+pub(super) async fn record_disclosure(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(report): Json<DisclosureReport>,
+) -> ApiResult<axum::Json<Value>> {
+    principal.require(&[Authority::TenantAdmin])?;
+    let scope = principal.scope();
+    let subject = state
+        .store
+        .user(&scope, parse_id("subjectId", &report.subject_id)?)
+        .await?;
+    let disclosure = Disclosure {
+        subject: subject.id,
+        tenant_id: subject.tenant_id,
+        categories: report.categories,
+        recipient: report.recipient,
+        purpose: report.purpose,
+        at_ms: parse_opt_time("time", report.time.as_deref())?.unwrap_or_else(now_ms),
+    };
+    let recorded =
+        disclosures::record_disclosure(state.store.as_ref(), &state.policy.policy, disclosure)
+            .await?;
+    Ok(axum::Json(json!(recorded)))
 }
 
 /// The caller's own disclosures, and the processors that receive their data as a matter of
