@@ -273,7 +273,10 @@ mod tests {
             assert_eq!(v.events, 2);
             let broken = v.broken.unwrap();
             assert_eq!(broken.seq, 3);
-            assert!(broken.reason.contains("does not match its hash"), "{broken:?}");
+            assert!(
+                broken.reason.contains("does not match its hash"),
+                "{broken:?}"
+            );
         }
     }
 
@@ -284,7 +287,10 @@ mod tests {
         events[1].hash = events[1].link_hash(&events[1].prev_hash).to_vec();
         let broken = walk(&events).broken.unwrap();
         assert_eq!(broken.seq, 3);
-        assert!(broken.reason.contains("does not follow event 2"), "{broken:?}");
+        assert!(
+            broken.reason.contains("does not follow event 2"),
+            "{broken:?}"
+        );
 
         let mut events = chain(5);
         events.remove(3);

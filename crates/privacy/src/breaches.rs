@@ -44,7 +44,12 @@ pub fn check(policy: &Policy, breach: &NewBreach, now: TimestampMs) -> Result<()
     {
         return Err(format!(
             "\"categories\": {unknown:?} is not a data category of the privacy policy; it declares {}",
-            policy.categories.keys().cloned().collect::<Vec<_>>().join(", ")
+            policy
+                .categories
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if breach.detected_ms > now + CLOCK_SKEW_MS {
@@ -279,11 +284,9 @@ mod tests {
             categories: vec!["user.financial".into()],
             ..good.clone()
         };
-        assert!(
-            check(&policy, &unknown, 1_000)
-                .unwrap_err()
-                .starts_with("\"categories\": \"user.financial\" is not a data category of the privacy policy")
-        );
+        assert!(check(&policy, &unknown, 1_000).unwrap_err().starts_with(
+            "\"categories\": \"user.financial\" is not a data category of the privacy policy"
+        ));
         let future = NewBreach {
             detected_ms: 1_000 + CLOCK_SKEW_MS + 1,
             ..good

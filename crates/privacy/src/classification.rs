@@ -39,7 +39,12 @@ pub fn check(policy: &Policy, classification: &BTreeMap<String, String>) -> Resu
         if !policy.categories.contains_key(category) {
             return Err(format!(
                 "{key:?}: {category:?} is not declared in the privacy policy; it declares {}",
-                policy.categories.keys().cloned().collect::<Vec<_>>().join(", ")
+                policy
+                    .categories
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }

@@ -469,10 +469,7 @@ mod tests {
             .find(|r| &r[4] == "marketing" && &r[7] == "user.contact.email")
             .unwrap();
         assert_eq!(&email_marketing[6], "consent");
-        assert_eq!(
-            &email_marketing[11],
-            "Example Cloud Inc.; Example Mail Ltd"
-        );
+        assert_eq!(&email_marketing[11], "Example Cloud Inc.; Example Mail Ltd");
         assert_eq!(
             &email_marketing[12],
             "Example Cloud Inc. (US): Standard contractual clauses."
@@ -480,7 +477,9 @@ mod tests {
         // Descriptions hold commas: the raw text quotes them, lines end in CRLF.
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains("\r\n"));
-        assert!(text.contains("\"Running the service you signed up for: your account and signing in, your devices"));
+        assert!(text.contains(
+            "\"Running the service you signed up for: your account and signing in, your devices"
+        ));
     }
 
     #[test]

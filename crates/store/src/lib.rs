@@ -764,8 +764,11 @@ pub trait Store: Send + Sync + 'static {
         filter: records::DisclosureFilter,
     ) -> Result<Vec<records::Disclosure>>;
     /// Records a breach of the scope's tenant (the system: of any tenant or of none).
-    async fn record_breach(&self, scope: &Scope, breach: records::NewBreach)
-    -> Result<records::Breach>;
+    async fn record_breach(
+        &self,
+        scope: &Scope,
+        breach: records::NewBreach,
+    ) -> Result<records::Breach>;
     /// The scope's breaches, newest detection first.
     async fn breaches(&self, scope: &Scope) -> Result<Vec<records::Breach>>;
     async fn breach(&self, scope: &Scope, id: uuid::Uuid) -> Result<records::Breach>;

@@ -132,7 +132,10 @@ pub enum DisclosureFilter {
     /// Of one person.
     Subject(UserId),
     /// Made within `from_ms..to_ms` (a calendar year).
-    Between { from_ms: TimestampMs, to_ms: TimestampMs },
+    Between {
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    },
 }
 
 /// A breach to record (GDPR Art. 33(3)).

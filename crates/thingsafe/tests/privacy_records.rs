@@ -39,7 +39,9 @@ async fn user_id(s: &Server, token: &str) -> String {
 }
 
 fn events(body: &Value) -> &Vec<Value> {
-    body["events"].as_array().unwrap_or_else(|| panic!("{body}"))
+    body["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
 }
 
 fn actions(body: &Value) -> Vec<&str> {
@@ -149,13 +151,9 @@ async fn the_audit_log_records_what_matters_and_each_tenant_sees_only_its_own() 
     assert_eq!(consent["personal"]["changes"][0]["purpose"], "marketing");
     assert_eq!(consent["personal"]["changes"][0]["granted"], true);
 
-    let (_, only) = s
-        .get("/api/privacy/audit?action=device.create", &a)
-        .await;
+    let (_, only) = s.get("/api/privacy/audit?action=device.create", &a).await;
     assert_eq!(actions(&only), ["device.create"]);
-    let (_, by_alice) = s
-        .get(&format!("/api/privacy/audit?actor={a_id}"), &a)
-        .await;
+    let (_, by_alice) = s.get(&format!("/api/privacy/audit?actor={a_id}"), &a).await;
     assert!(
         events(&by_alice)
             .iter()
@@ -164,10 +162,7 @@ async fn the_audit_log_records_what_matters_and_each_tenant_sees_only_its_own() 
     assert_eq!(events(&by_alice).len(), 6, "{by_alice}");
     let sign_up_time = events(&log)[0]["time"].as_i64().unwrap();
     let (_, none) = s
-        .get(
-            &format!("/api/privacy/audit?to={}", sign_up_time - 1),
-            &a,
-        )
+        .get(&format!("/api/privacy/audit?to={}", sign_up_time - 1), &a)
         .await;
     assert_eq!(events(&none).len(), 0);
     let (_, from) = s
@@ -200,10 +195,16 @@ async fn the_audit_log_records_what_matters_and_each_tenant_sees_only_its_own() 
     );
     let (status, body) = s.get("/api/privacy/audit?actor=alice", &a).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["message"], "Invalid actor id \"alice\": expected a UUID");
+    assert_eq!(
+        body["message"],
+        "Invalid actor id \"alice\": expected a UUID"
+    );
     let (status, body) = s.get("/api/privacy/audit?colour=red", &a).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["message"].as_str().unwrap().contains("colour"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
     let (status, _) = s
         .post(
             "/api/user",
@@ -247,7 +248,9 @@ async fn tampering_with_the_audit_log_in_the_file_is_named_by_verify() {
     let root = token(&s, ROOT).await;
     let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
     assert_eq!(verified["ok"], true, "{verified}");
-    let (_, log) = s.get("/api/privacy/audit?action=device.create", &root).await;
+    let (_, log) = s
+        .get("/api/privacy/audit?action=device.create", &root)
+        .await;
     let forged = events(&log)[0]["seq"].as_i64().unwrap();
     s.stop();
 
@@ -344,7 +347,10 @@ async fn erasing_a_person_leaves_the_chain_verifiable_and_their_part_unreadable(
     }
     let erasure = after.last().unwrap();
     assert_eq!(erasure["action"], "privacy.erasure");
-    assert_eq!(erasure["details"]["receipt"], receipt["receiptId"], "{receipt}");
+    assert_eq!(
+        erasure["details"]["receipt"], receipt["receiptId"],
+        "{receipt}"
+    );
     assert_eq!(erasure["personalPart"], "none");
     let text = serde_json::to_string(&after).unwrap();
     assert!(!text.contains(email) && !text.contains("Pacemaker"));
@@ -406,7 +412,10 @@ async fn disclosures_are_logged_listed_by_year_and_given_to_the_person() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(body["message"].as_str().unwrap().contains("categories"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("categories"),
+        "{body}"
+    );
     let (status, _) = s
         .post(
             "/api/privacy/disclosures",
@@ -426,7 +435,10 @@ async fn disclosures_are_logged_listed_by_year_and_given_to_the_person() {
         .iter()
         .find(|r| r["recipient"] == "Example Auditors LLP")
         .unwrap();
-    assert_eq!(auditor["categories"], json!(["user.contact.email", "user.name"]));
+    assert_eq!(
+        auditor["categories"],
+        json!(["user.contact.email", "user.name"])
+    );
     assert_eq!(auditor["disclosures"], 1);
     assert_eq!(auditor["subjects"], 1);
     assert_eq!(auditor["declaredProcessor"], false);
@@ -594,7 +606,10 @@ async fn the_breach_register_keeps_the_72_hour_clock_and_finds_and_notifies_peop
         .post(
             "/api/privacy/breaches",
             &a,
-            breach_body(&rfc3339_hours_ago(1), json!(["user.financial.bank_account"])),
+            breach_body(
+                &rfc3339_hours_ago(1),
+                json!(["user.financial.bank_account"]),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -642,7 +657,11 @@ async fn the_breach_register_keeps_the_72_hour_clock_and_finds_and_notifies_peop
     assert_eq!(told["hoursLeft"], Value::Null);
     assert_eq!(told["authorityReference"], "DPA-2026-0042");
     let (status, again) = s
-        .post(&notified_path, &a, json!({"notifiedAt": rfc3339_hours_ago(0)}))
+        .post(
+            &notified_path,
+            &a,
+            json!({"notifiedAt": rfc3339_hours_ago(0)}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -709,10 +728,7 @@ async fn the_breach_register_keeps_the_72_hour_clock_and_finds_and_notifies_peop
 async fn the_records_of_processing_and_the_data_map_follow_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), &policy_with_processors());
-    let s = Server::start_with(&[(
-        "THINGSAFE_PRIVACY_POLICY_FILE",
-        policy.to_str().unwrap(),
-    )]);
+    let s = Server::start_with(&[("THINGSAFE_PRIVACY_POLICY_FILE", policy.to_str().unwrap())]);
     let a = s.sign_up("ropa@records.test").await;
 
     let (status, ropa) = s.get("/api/privacy/ropa", &a).await;
@@ -785,12 +801,19 @@ async fn the_records_of_processing_and_the_data_map_follow_the_policy() {
         .map(|c| c["category"].as_str().unwrap())
         .collect();
     assert_eq!(named, declared);
-    assert!(declarations.iter().all(|d| d["data_subjects"] == json!(["customer"])));
+    assert!(
+        declarations
+            .iter()
+            .all(|d| d["data_subjects"] == json!(["customer"]))
+    );
     assert_eq!(yaml["system"].as_array().unwrap().len(), 3);
 
     let (status, body) = s.get("/api/privacy/ropa?format=xml", &a).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["message"], "format \"xml\" is not offered: use json or csv");
+    assert_eq!(
+        body["message"],
+        "format \"xml\" is not offered: use json or csv"
+    );
     let (status, _) = s
         .call(reqwest::Method::GET, "/api/privacy/datamap", None, None)
         .await;
@@ -807,12 +830,12 @@ async fn classified_keys_follow_their_categorys_retention_and_are_named_in_the_e
         "purposes = { essential = \"contract\" }\nretention = \"account_lifetime\"\n\n# Processors",
         "purposes = { essential = \"contract\" }\nretention = \"1h\"\n\n# Processors",
     );
-    assert!(text.contains("retention = \"1h\""), "the test policy changed");
+    assert!(
+        text.contains("retention = \"1h\""),
+        "the test policy changed"
+    );
     let policy = write_policy(dir.path(), &text);
-    let s = Server::start_with(&[(
-        "THINGSAFE_PRIVACY_POLICY_FILE",
-        policy.to_str().unwrap(),
-    )]);
+    let s = Server::start_with(&[("THINGSAFE_PRIVACY_POLICY_FILE", policy.to_str().unwrap())]);
     let a = s.sign_up("classify@records.test").await;
     let device = s.device_with_token(&a, "Tracker", "tracker-token").await;
 
@@ -825,7 +848,10 @@ async fn classified_keys_follow_their_categorys_retention_and_are_named_in_the_e
             json!({"lat": "system.operations"}),
             "\"lat\": \"system.operations\" is not a fideslang category of personal data (user.*)",
         ),
-        (json!({"": "user.location.precise"}), "a telemetry key is empty"),
+        (
+            json!({"": "user.location.precise"}),
+            "a telemetry key is empty",
+        ),
     ] {
         let (status, body) = put(&s, "/api/privacy/classification", &a, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -868,9 +894,7 @@ async fn classified_keys_follow_their_categorys_retention_and_are_named_in_the_e
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 
-    let (status, sweep) = s
-        .post("/api/privacy/retention/sweep", &a, json!({}))
-        .await;
+    let (status, sweep) = s.post("/api/privacy/retention/sweep", &a, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{sweep}");
     assert_eq!(sweep["telemetryPoints"], 2, "{sweep}");
     assert_eq!(sweep["error"], Value::Null);
@@ -906,7 +930,10 @@ async fn classified_keys_follow_their_categorys_retention_and_are_named_in_the_e
     );
 
     let (_, log) = s
-        .get("/api/privacy/audit?action=privacy.classification_change", &a)
+        .get(
+            "/api/privacy/audit?action=privacy.classification_change",
+            &a,
+        )
         .await;
     assert_eq!(events(&log)[0]["details"]["keys"], 2);
     assert!(!serde_json::to_string(&log).unwrap().contains("\"lat\""));

@@ -141,7 +141,10 @@ pub(crate) fn router(state: AppState) -> Router {
             post(privacy_rights::sweep_now),
         )
         .route("/api/privacy/audit", get(privacy_records::audit))
-        .route("/api/privacy/audit/verify", get(privacy_records::verify_audit))
+        .route(
+            "/api/privacy/audit/verify",
+            get(privacy_records::verify_audit),
+        )
         .route(
             "/api/privacy/disclosures",
             get(privacy_records::disclosures).post(privacy_records::record_disclosure),
@@ -170,7 +173,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/privacy/datamap", get(privacy_records::datamap))
         .route(
             "/api/privacy/classification",
-            get(privacy_records::get_classification).merge(put(privacy_records::set_classification)),
+            get(privacy_records::get_classification)
+                .merge(put(privacy_records::set_classification)),
         )
         .route("/api/privacy/policy", get(privacy::current))
         .route(

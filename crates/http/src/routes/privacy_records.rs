@@ -122,7 +122,9 @@ pub(super) async fn disclosures(
         year,
     )
     .await?;
-    Ok(axum::Json(json!({ "year": year, "recipients": recipients })))
+    Ok(axum::Json(
+        json!({ "year": year, "recipients": recipients }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -14,8 +14,7 @@ use crate::{Result, Scope, StoreError};
 
 const FIELD: &str = "audit.personal";
 
-const COLUMNS: &str =
-    "seq, at_ms, tenant_id, actor_id, action, target, details, sealed_for, personal, prev_hash, hash";
+const COLUMNS: &str = "seq, at_ms, tenant_id, actor_id, action, target, details, sealed_for, personal, prev_hash, hash";
 
 fn read(r: &Row) -> rusqlite::Result<SealedAuditEvent> {
     Ok(SealedAuditEvent {
@@ -148,11 +147,10 @@ fn open(store: &SqliteStore, row: SealedAuditEvent) -> Result<AuditEvent> {
     let (personal, personal_part) = match (&row.sealed_for, &row.personal) {
         (Some(owner), Some(sealed)) => {
             let owner: Owner = owner.parse().map_err(StoreError::Backend)?;
-            match store.vault.unseal(
-                owner,
-                aad(FIELD, &row.seq.to_string()).as_bytes(),
-                sealed,
-            ) {
+            match store
+                .vault
+                .unseal(owner, aad(FIELD, &row.seq.to_string()).as_bytes(), sealed)
+            {
                 Ok(bytes) => {
                     let value = serde_json::from_slice(&bytes).map_err(|e| {
                         StoreError::Backend(format!("audit event {} does not parse: {e}", row.seq))
@@ -165,9 +163,8 @@ fn open(store: &SqliteStore, row: SealedAuditEvent) -> Result<AuditEvent> {
         }
         _ => (None, PersonalPart::None),
     };
-    let details = serde_json::from_str(&row.details).map_err(|e| {
-        StoreError::Backend(format!("audit event {} does not parse: {e}", row.seq))
-    })?;
+    let details = serde_json::from_str(&row.details)
+        .map_err(|e| StoreError::Backend(format!("audit event {} does not parse: {e}", row.seq)))?;
     Ok(AuditEvent {
         seq: row.seq,
         at_ms: row.at_ms,

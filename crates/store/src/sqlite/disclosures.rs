@@ -40,9 +40,8 @@ pub(super) async fn list(
 ) -> Result<Vec<Disclosure>> {
     let tenant = match (scope, filter) {
         (Scope::System, _) => None,
-        (Scope::Tenant(t), _) | (Scope::Customer { tenant: t, .. }, DisclosureFilter::Subject(_)) => {
-            Some(t.to_string())
-        }
+        (Scope::Tenant(t), _)
+        | (Scope::Customer { tenant: t, .. }, DisclosureFilter::Subject(_)) => Some(t.to_string()),
         (Scope::Customer { .. }, DisclosureFilter::Between { .. }) => {
             return Err(StoreError::Forbidden(
                 "the disclosure log is for administrators; people read their own".into(),

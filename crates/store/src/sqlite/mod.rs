@@ -1,10 +1,10 @@
 //! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
 
+mod audit;
 pub mod backup;
 mod backup_runs;
 mod breaches;
 mod classification;
-mod audit;
 mod consent;
 mod disclosures;
 mod erasure;
