@@ -198,11 +198,85 @@ pub fn records_csv(published: &PublishedPolicy) -> Vec<u8> {
 
 // --- the fideslang data map -----------------------------------------------------------
 
-/// A fideslang manifest: systems (and the datasets they hold) as Fides reads them.
+/// A fideslang manifest: systems (and the datasets they hold) as Fides reads them, and the
+/// data categories it names that the released fideslang does not know yet.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub struct Manifest {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_category: Vec<DataCategory>,
     pub system: Vec<System>,
     pub dataset: Vec<Dataset>,
+}
+
+/// A data category declared by the manifest, under its parent.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct DataCategory {
+    pub fides_key: String,
+    pub organization_fides_key: String,
+    pub name: String,
+    pub description: String,
+    pub parent_key: String,
+}
+
+/// Categories of the fideslang 3.2 taxonomy (which `privacy.toml` is checked against) that
+/// fideslang 3.1 (the release on PyPI, which Fides ships) does not have. The data map
+/// declares those it uses, with their parents, so that Fides reads it either way.
+const NEWER_THAN_FIDESLANG_3_1: &[&str] = &[
+    "user.authorization.biometrics",
+    "user.biometrics",
+    "user.biometrics.fingerprint",
+    "user.biometrics.retinal",
+    "user.biometrics.voice",
+    "user.children",
+    "user.contact.address.mailing_address",
+    "user.contact.social_url",
+    "user.device.sensor",
+    "user.device.telemetry",
+    "user.health",
+    "user.health.baby_formula",
+    "user.health.condition",
+    "user.health.genetic",
+    "user.health.medical_diagnosis",
+    "user.health.medications",
+    "user.health.prescriptions",
+    "user.health.record_id",
+    "user.health.symptons",
+    "user.health.treatment",
+    "user.location.coarse",
+    "user.professional_information",
+    "user.professional_information.job_title",
+    "user.professional_information.workplace",
+    "user.settings",
+    "user.social_activity",
+    "user.unique_id.deterministic",
+    "user.unique_id.probablistic",
+];
+
+/// The categories of `policy` (and their ancestors) unknown to fideslang 3.1, parents first.
+fn newer_categories(policy: &Policy) -> Vec<DataCategory> {
+    let mut keys = std::collections::BTreeSet::new();
+    for category in policy.categories.keys() {
+        let mut key = category.as_str();
+        while NEWER_THAN_FIDESLANG_3_1.contains(&key) {
+            keys.insert(key);
+            match key.rsplit_once('.') {
+                Some((parent, _)) => key = parent,
+                None => break,
+            }
+        }
+    }
+    keys.into_iter()
+        .map(|key| DataCategory {
+            fides_key: key.to_string(),
+            organization_fides_key: ORGANIZATION.into(),
+            name: category_label(key).to_string(),
+            description: policy.categories.get(key).map_or_else(
+                || category_label(key).to_string(),
+                |c| c.description.clone(),
+            ),
+            parent_key: key.rsplit_once('.').map_or("user", |(p, _)| p).to_string(),
+        })
+        .collect()
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -368,6 +442,7 @@ pub fn data_map(published: &PublishedPolicy) -> Manifest {
         })
         .collect();
     Manifest {
+        data_category: newer_categories(p),
         system: systems,
         dataset: vec![Dataset {
             fides_key: DATASET_KEY.into(),
@@ -514,5 +589,9 @@ mod tests {
         );
         assert_eq!(back.system[1].ingress[0].fides_key, "thingsafe");
         assert_eq!(back.dataset[0].data_categories, policy);
+        // Telemetry is fideslang 3.2's: declared, under its parent, for Fides on 3.1.
+        assert_eq!(back.data_category.len(), 1);
+        assert_eq!(back.data_category[0].fides_key, "user.device.telemetry");
+        assert_eq!(back.data_category[0].parent_key, "user.device");
     }
 }

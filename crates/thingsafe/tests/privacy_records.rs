@@ -780,7 +780,9 @@ async fn the_records_of_processing_and_the_data_map_follow_the_policy() {
         resp.headers()["content-type"],
         "application/yaml; charset=utf-8"
     );
-    let yaml: Value = serde_yaml_ng::from_str(&resp.text().await.unwrap()).expect("YAML");
+    let yaml_text = resp.text().await.unwrap();
+    fides_reads(&yaml_text);
+    let yaml: Value = serde_yaml_ng::from_str(&yaml_text).expect("YAML");
     let system = &yaml["system"][0];
     assert_eq!(system["fides_key"], "thingsafe");
     let declarations = system["privacy_declarations"].as_array().unwrap();
@@ -819,6 +821,70 @@ async fn the_records_of_processing_and_the_data_map_follow_the_policy() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// Fides' own models (the `fideslang` package) read the data map, and know every data
+/// category, data use and data subject it names.
+fn fides_reads(yaml: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let python = std::env::var("THINGSAFE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let installed = Command::new(&python)
+        .args(["-c", "import fideslang, yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let message = "SKIP: the_records_of_processing_and_the_data_map_follow_the_policy needs fideslang for python3 (pip install fideslang==3.1.4)";
+        if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{message}");
+        }
+        println!("{message}");
+        return;
+    }
+    let mut child = Command::new(&python)
+        .args(["-c", FIDES_CHECK])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("ok:"),
+        "fideslang refused the data map:\n{stdout}\n{}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const FIDES_CHECK: &str = r#"
+import sys, yaml
+from fideslang.models import Taxonomy
+from fideslang.default_taxonomy import DEFAULT_TAXONOMY
+taxonomy = Taxonomy(**yaml.safe_load(sys.stdin))
+known = lambda items: {i.fides_key for i in items}
+categories = known(DEFAULT_TAXONOMY.data_category)
+declared = taxonomy.data_category or []
+problems = [f"{c.fides_key}: unknown parent {c.parent_key}" for c in declared if c.parent_key not in categories | known(declared)]
+categories |= known(declared)
+uses = known(DEFAULT_TAXONOMY.data_use)
+subjects = known(DEFAULT_TAXONOMY.data_subject)
+for system in taxonomy.system:
+    for d in system.privacy_declarations:
+        problems += [f"{system.fides_key}: unknown data category {c}" for c in d.data_categories if c not in categories]
+        problems += [f"{system.fides_key}: unknown data use {d.data_use}"] if d.data_use not in uses else []
+        problems += [f"{system.fides_key}: unknown data subject {s}" for s in d.data_subjects if s not in subjects]
+for dataset in taxonomy.dataset:
+    problems += [f"{dataset.fides_key}: unknown data category {c}" for c in dataset.data_categories if c not in categories]
+print("\n".join(problems) or f"ok: {len(taxonomy.system)} systems, {len(taxonomy.dataset)} datasets")
+"#;
 
 // --- classification --------------------------------------------------------------------------------
 
