@@ -62,6 +62,54 @@ pub async fn record_disclosure(
     Ok(disclosure)
 }
 
+/// What the tenant-wide export holds about each of its people (`tenant_export.rs`).
+const TENANT_EXPORT_CATEGORIES: &[&str] = &["user.contact.email", "user.name"];
+
+/// A tenant administrator took the tenant-wide export (`what`: downloaded now, or a kept
+/// one): the other people of the tenant had their account details disclosed to them. One
+/// disclosure is recorded per person.
+pub async fn record_tenant_export(
+    store: &dyn Store,
+    policy: &Policy,
+    admin: &thingsafe_core::User,
+    what: &str,
+) -> thingsafe_store::Result<()> {
+    let scope = Scope::of(admin);
+    let categories: Vec<String> = TENANT_EXPORT_CATEGORIES
+        .iter()
+        .filter(|c| policy.categories.contains_key(**c))
+        .map(|c| c.to_string())
+        .collect();
+    let at_ms = thingsafe_core::now_ms();
+    let mut request = thingsafe_core::PageRequest {
+        page_size: 1000,
+        page: 0,
+        text_search: None,
+    };
+    loop {
+        let page = store.users(&scope, None, &request).await?;
+        for user in page.data.iter().filter(|u| u.id != admin.id) {
+            record_disclosure(
+                store,
+                policy,
+                Disclosure {
+                    subject: user.id,
+                    tenant_id: user.tenant_id,
+                    categories: categories.clone(),
+                    recipient: format!("tenant administrator {}", admin.id),
+                    purpose: what.to_string(),
+                    at_ms,
+                },
+            )
+            .await?;
+        }
+        if !page.has_next {
+            return Ok(());
+        }
+        request.page += 1;
+    }
+}
+
 /// One recipient in a year's list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

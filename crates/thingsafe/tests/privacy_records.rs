@@ -488,6 +488,59 @@ async fn disclosures_are_logged_listed_by_year_and_given_to_the_person() {
         events(&log)[0]["details"]["recipient"],
         "Example Auditors LLP"
     );
+
+    // The tenant-wide export hands the administrator the other people's account details:
+    // a disclosure for each of them, which they see.
+    let customer = create_customer(&s, &a).await;
+    let (status, carol) = s
+        .post(
+            "/api/user",
+            &a,
+            json!({"email": "carol@records.test", "authority": "CUSTOMER_USER",
+                   "customerId": {"entityType": "CUSTOMER", "id": customer}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{carol}");
+    let carol_id = carol["id"]["id"].as_str().unwrap();
+    let (status, link) = s
+        .get(&format!("/api/user/{carol_id}/activationLink"), &a)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let activate_token = link.as_str().unwrap().rsplit('=').next().unwrap();
+    let (status, pair) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/noauth/activate",
+            None,
+            Some(json!({"activateToken": activate_token, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let carol_token = pair["token"].as_str().unwrap().to_string();
+    let (_, before) = s.get("/api/privacy/me/disclosures", &carol_token).await;
+    assert_eq!(before["disclosures"], json!([]));
+    let resp = s
+        .http
+        .get(s.url("/api/privacy/tenant/export"))
+        .header("X-Authorization", format!("Bearer {a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.bytes().await.unwrap();
+    let (_, after) = s.get("/api/privacy/me/disclosures", &carol_token).await;
+    assert_eq!(
+        after["disclosures"],
+        json!([{"subject": carol_id, "tenantId": carol["tenantId"]["id"],
+                "categories": ["user.contact.email", "user.name"],
+                "recipient": format!("tenant administrator {a_id}"),
+                "purpose": "tenant-wide export",
+                "time": after["disclosures"][0]["time"]}]),
+        "{after}"
+    );
+    // The administrator's own details are not disclosed to themselves.
+    let (_, mine) = s.get("/api/privacy/me/disclosures", &a).await;
+    assert_eq!(mine["disclosures"].as_array().unwrap().len(), 1, "{mine}");
 }
 
 // --- breaches ----------------------------------------------------------------------------------

@@ -40,6 +40,13 @@ pub(super) async fn export_now(
     principal: Principal,
 ) -> ApiResult<Response> {
     let tenant = tenant_of(&principal)?;
+    thingsafe_privacy::disclosures::record_tenant_export(
+        state.store.as_ref(),
+        &state.policy.policy,
+        &principal.user,
+        "tenant-wide export",
+    )
+    .await?;
     let date = time::OffsetDateTime::now_utc().date();
     Ok(zip_download(
         &format!("thingsafe-tenant-{date}.zip"),
@@ -152,6 +159,13 @@ pub(super) async fn download(
         tracing::error!(file = %path.display(), error = %e, "a recorded tenant export is missing");
         ApiError::not_found("Requested export wasn't found!")
     })?;
+    thingsafe_privacy::disclosures::record_tenant_export(
+        state.store.as_ref(),
+        &state.policy.policy,
+        &principal.user,
+        "kept tenant-wide export",
+    )
+    .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let vault = state.vault.clone();
     tokio::task::spawn_blocking(move || {
