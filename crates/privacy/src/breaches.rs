@@ -44,12 +44,7 @@ pub fn check(policy: &Policy, breach: &NewBreach, now: TimestampMs) -> Result<()
     {
         return Err(format!(
             "\"categories\": {unknown:?} is not a data category of the privacy policy; it declares {}",
-            policy
-                .categories
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::classification::declared_categories(policy)
         ));
     }
     if breach.detected_ms > now + CLOCK_SKEW_MS {

@@ -39,16 +39,21 @@ pub fn check(policy: &Policy, classification: &BTreeMap<String, String>) -> Resu
         if !policy.categories.contains_key(category) {
             return Err(format!(
                 "{key:?}: {category:?} is not declared in the privacy policy; it declares {}",
-                policy
-                    .categories
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                declared_categories(policy)
             ));
         }
     }
     Ok(())
+}
+
+/// The policy's data categories, for messages: `user.contact.email, user.name, ...`.
+pub(crate) fn declared_categories(policy: &Policy) -> String {
+    policy
+        .categories
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The keys whose category is kept for less time than telemetry, each with the time

@@ -420,12 +420,7 @@ pub async fn disclosures_of(
     let processors: Vec<Value> = policy
         .processors
         .iter()
-        .map(|r| {
-            json!({
-                "recipient": r.name, "service": r.service, "country": r.country,
-                "categories": r.categories, "safeguards": r.safeguards,
-            })
-        })
+        .map(crate::ropa::processor)
         .collect();
     Ok(json!({
         "disclosures": recorded,

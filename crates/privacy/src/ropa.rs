@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thingsafe_core::policy::{
-    Policy, PublishedPolicy, category_label, country_name, data_use_label, in_eea,
+    Policy, Processor, PublishedPolicy, category_label, country_name, data_use_label, in_eea,
 };
 
 /// The categories of data subjects (fideslang `data_subjects`): the people with accounts
@@ -39,6 +39,15 @@ fn recipients<'a>(policy: &'a Policy, category: &'a str) -> Vec<&'a str> {
         .recipients_of(category)
         .map(|p| p.name.as_str())
         .collect()
+}
+
+/// A processor as the records of processing and a person's disclosures show it.
+pub fn processor(r: &Processor) -> Value {
+    json!({
+        "name": r.name, "service": r.service, "country": r.country,
+        "countryName": country_name(&r.country), "categories": r.categories,
+        "safeguards": r.safeguards,
+    })
 }
 
 /// The records of processing as JSON, one key per point of Art. 30(1)(a)–(g).
@@ -78,16 +87,7 @@ pub fn records(published: &PublishedPolicy) -> Value {
             })
         })
         .collect();
-    let processors: Vec<Value> = p
-        .processors
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "service": r.service, "country": r.country,
-                "countryName": country_name(&r.country), "categories": r.categories,
-            })
-        })
-        .collect();
+    let processors: Vec<Value> = p.processors.iter().map(processor).collect();
     let transfers: Vec<Value> = p
         .processors
         .iter()

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use common::{PASSWORD, Server, assert_absent_from_files};
@@ -72,30 +71,6 @@ fn policy_with_processors() -> String {
     )
 }
 
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
-    let mut files = std::collections::BTreeMap::new();
-    for i in 0..archive.len() {
-        let mut file = archive.by_index(i).unwrap();
-        let mut text = String::new();
-        file.read_to_string(&mut text).unwrap();
-        files.insert(file.name().unwrap().to_string(), text);
-    }
-    files
-}
-
-async fn export(s: &Server, token: &str) -> std::collections::BTreeMap<String, String> {
-    let resp = s
-        .http
-        .get(s.url("/api/privacy/me/export"))
-        .header("X-Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    unzip(&resp.bytes().await.unwrap())
-}
-
 // --- audit log ---------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -122,7 +97,7 @@ async fn the_audit_log_records_what_matters_and_each_tenant_sees_only_its_own() 
     let (status, _) = s.delete(&format!("/api/device/{device}"), &a).await;
     assert_eq!(status, StatusCode::OK);
     s.create_device(&b, "Bob's sensor").await;
-    export(&s, &a).await;
+    s.export(&a).await;
 
     let (status, log) = s.get("/api/privacy/audit", &a).await;
     assert_eq!(status, StatusCode::OK, "{log}");
@@ -476,7 +451,7 @@ async fn disclosures_are_logged_listed_by_year_and_given_to_the_person() {
     let (_, bobs) = s.get("/api/privacy/me/disclosures", &b).await;
     assert_eq!(bobs["disclosures"], json!([]));
 
-    let files = export(&s, &a).await;
+    let files = s.export(&a).await;
     let in_zip: Value = serde_json::from_str(&files["disclosures.json"]).unwrap();
     assert_eq!(in_zip["disclosures"], mine["disclosures"]);
 
@@ -1036,7 +1011,7 @@ async fn classified_keys_follow_their_categorys_retention_and_are_named_in_the_e
     temperature.sort();
     assert_eq!(temperature, [old, now], "{series}");
 
-    let files = export(&s, &a).await;
+    let files = s.export(&a).await;
     let devices: Value = serde_json::from_str(&files["devices.json"]).unwrap();
     let keys = &devices[0]["telemetryKeys"];
     assert_eq!(

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use thingsafe_core::{Authority, TimestampMs, now_ms};
 use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_privacy::{breaches, classification, disclosures, ropa};
-use thingsafe_store::records::{AuditFilter, Disclosure, NewBreach};
+use thingsafe_store::records::{AuditFilter, Breach, Disclosure, NewBreach};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -196,6 +196,24 @@ pub(super) struct BreachReport {
     tenant_id: Option<String>,
 }
 
+/// The audit event of a change to `breach` by the caller.
+fn breach_audit(action: &str, principal: &Principal, breach: &Breach, details: Value) -> Audit {
+    Audit::new(action)
+        .by(&principal.user)
+        .tenant(breach.tenant_id)
+        .target("breach", breach.id)
+        .details(details)
+}
+
+/// The breach `id` as the caller's scope reaches it (another tenant's is not found).
+async fn find_breach(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Breach> {
+    principal.require(ADMINS)?;
+    Ok(state
+        .store
+        .breach(&principal.scope(), parse_id("breach", id)?)
+        .await?)
+}
+
 pub(super) async fn record_breach(
     State(state): State<AppState>,
     principal: Principal,
@@ -228,11 +246,9 @@ pub(super) async fn record_breach(
         .store
         .record_breach(&principal.scope(), breach)
         .await?;
-    Audit::new(action::BREACH_RECORD)
-        .by(&principal.user)
-        .tenant(breach.tenant_id)
-        .target("breach", breach.id)
-        .details(json!({"categories": breach.categories, "approxSubjects": breach.approx_subjects}))
+    let details =
+        json!({"categories": breach.categories, "approxSubjects": breach.approx_subjects});
+    breach_audit(action::BREACH_RECORD, &principal, &breach, details)
         .record(state.store.as_ref())
         .await;
     Ok(axum::Json(breaches::view(&breach, now)))
@@ -267,11 +283,8 @@ pub(super) async fn authority_notified(
     Path(id): Path<String>,
     Json(body): Json<AuthorityNotified>,
 ) -> ApiResult<axum::Json<Value>> {
-    principal.require(ADMINS)?;
-    let id = parse_id("breach", &id)?;
+    let breach = find_breach(&state, &principal, &id).await?;
     let at = parse_time("notifiedAt", &body.notified_at)?;
-    let scope = principal.scope();
-    let breach = state.store.breach(&scope, id).await?;
     if at < breach.detected_ms {
         return Err(ApiError::bad_request(
             "\"notifiedAt\" is before the breach was detected",
@@ -279,15 +292,22 @@ pub(super) async fn authority_notified(
     }
     let breach = state
         .store
-        .breach_authority_notified(&scope, id, at, body.reference.filter(|r| !r.is_empty()))
+        .breach_authority_notified(
+            &principal.scope(),
+            breach.id,
+            at,
+            body.reference.filter(|r| !r.is_empty()),
+        )
         .await?;
-    Audit::new(action::BREACH_AUTHORITY_NOTIFIED)
-        .by(&principal.user)
-        .tenant(breach.tenant_id)
-        .target("breach", breach.id)
-        .details(json!({"notifiedTime": at, "reference": breach.authority_reference}))
-        .record(state.store.as_ref())
-        .await;
+    let details = json!({"notifiedTime": at, "reference": breach.authority_reference});
+    breach_audit(
+        action::BREACH_AUTHORITY_NOTIFIED,
+        &principal,
+        &breach,
+        details,
+    )
+    .record(state.store.as_ref())
+    .await;
     Ok(axum::Json(breaches::view(&breach, now_ms())))
 }
 
@@ -297,11 +317,12 @@ pub(super) async fn breach_subjects(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    principal.require(ADMINS)?;
-    let scope = principal.scope();
-    let breach = state.store.breach(&scope, parse_id("breach", &id)?).await?;
+    let breach = find_breach(&state, &principal, &id).await?;
     let affected = breaches::affected_subjects(state.store.as_ref(), &breach).await?;
-    let notified = state.store.breach_notifications(&scope, breach.id).await?;
+    let notified = state
+        .store
+        .breach_notifications(&principal.scope(), breach.id)
+        .await?;
     Ok(axum::Json(
         json!({ "subjects": affected, "notified": notified }),
     ))
@@ -314,18 +335,19 @@ pub(super) async fn notify_breach_subjects(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    principal.require(ADMINS)?;
+    let breach = find_breach(&state, &principal, &id).await?;
     let scope = principal.scope();
-    let breach = state.store.breach(&scope, parse_id("breach", &id)?).await?;
     let affected =
         breaches::notify_affected(state.store.as_ref(), &scope, &breach, now_ms()).await?;
-    Audit::new(action::BREACH_SUBJECTS_NOTIFIED)
-        .by(&principal.user)
-        .tenant(breach.tenant_id)
-        .target("breach", breach.id)
-        .details(json!({"subjects": affected.len()}))
-        .record(state.store.as_ref())
-        .await;
+    let details = json!({"subjects": affected.len()});
+    breach_audit(
+        action::BREACH_SUBJECTS_NOTIFIED,
+        &principal,
+        &breach,
+        details,
+    )
+    .record(state.store.as_ref())
+    .await;
     let notices: Vec<Value> = affected
         .iter()
         .map(|a| {

@@ -7,9 +7,9 @@ use rusqlite::params;
 use thingsafe_core::{Owner, TenantId, TimestampMs};
 
 use super::SqliteStore;
+use super::retention::{SealedChunk, trim_chunks};
 use super::rows::{aad, open_text, parse_id};
 use super::telemetry::telemetry_key_index;
-use crate::codec::{decode_points, encode_points};
 use crate::{Result, Scope, StoreError};
 
 const FIELD: &str = "classification.key";
@@ -116,7 +116,8 @@ pub(super) async fn all(store: &SqliteStore) -> Result<Vec<(TenantId, BTreeMap<S
 
 /// Deletes the points of `key` older than `before` from the tenant's devices; returns how
 /// many. Chunks hold every key of a message, so those holding older points are opened,
-/// trimmed and re-sealed (or deleted when nothing is left).
+/// trimmed and re-sealed (or deleted when nothing is left); the key's latest value goes
+/// when it is older too.
 pub(super) async fn expire_key(
     store: &SqliteStore,
     tenant: TenantId,
@@ -128,7 +129,7 @@ pub(super) async fn expire_key(
     store
         .writer
         .write(move |c| {
-            let chunks: Vec<(i64, String, String, Vec<u8>)> = c
+            let chunks: Vec<SealedChunk> = c
                 .prepare(
                     "SELECT id, device_id, owner, points FROM telemetry
                      WHERE device_id IN (SELECT id FROM device WHERE tenant_id = ?1) AND ts_min < ?2",
@@ -137,40 +138,8 @@ pub(super) async fn expire_key(
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut deleted = 0u64;
-            let mut devices = std::collections::BTreeSet::new();
-            for (id, device, owner, sealed) in chunks {
-                let owner: Owner = owner.parse().map_err(StoreError::Backend)?;
-                let field = aad("telemetry", &device);
-                let bytes = match vault.unseal(owner, field.as_bytes(), &sealed) {
-                    Ok(bytes) => bytes,
-                    Err(thingsafe_vault::VaultError::KeyDestroyed(..)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let points = decode_points(&bytes)?;
-                let total = points.len();
-                let kept: Vec<_> = points
-                    .into_iter()
-                    .filter(|p| p.key != key || p.ts >= before)
-                    .collect();
-                if kept.len() == total {
-                    continue;
-                }
-                deleted += (total - kept.len()) as u64;
-                devices.insert(device.clone());
-                match (kept.iter().map(|p| p.ts).min(), kept.iter().map(|p| p.ts).max()) {
-                    (Some(ts_min), Some(ts_max)) => {
-                        let resealed = vault.seal(owner, field.as_bytes(), &encode_points(&kept))?;
-                        c.execute(
-                            "UPDATE telemetry SET points = ?2, ts_min = ?3, ts_max = ?4 WHERE id = ?1",
-                            params![id, resealed, ts_min, ts_max],
-                        )?;
-                    }
-                    _ => {
-                        c.execute("DELETE FROM telemetry WHERE id = ?1", [id])?;
-                    }
-                }
-            }
+            let (deleted, devices) =
+                trim_chunks(c, &vault, chunks, |p| p.key != key || p.ts >= before)?;
             for device in devices {
                 let device_id: thingsafe_core::DeviceId = parse_id(&device)?;
                 c.execute(

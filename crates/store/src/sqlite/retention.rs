@@ -1,8 +1,12 @@
 //! Retention: telemetry older than its retention is deleted. Whole chunks older than the
 //! cut go by SQL alone; the few chunks that straddle it are opened, trimmed and re-sealed.
 
-use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use thingsafe_core::payload::Point;
 use thingsafe_core::{Owner, TenantId, TimestampMs};
+use thingsafe_vault::Vault;
 
 use super::SqliteStore;
 use super::rows::{aad, parse_id};
@@ -22,7 +26,7 @@ pub(super) async fn expire_telemetry(
         .writer
         .write(move |c| {
             let devices = "SELECT id FROM device WHERE tenant_id = ?1";
-            let straddling: Vec<(i64, String, String, Vec<u8>)> = c
+            let straddling: Vec<SealedChunk> = c
                 .prepare(&format!(
                     "SELECT id, device_id, owner, points FROM telemetry
                      WHERE device_id IN ({devices}) AND ts_min < ?2 AND ts_max >= ?2"
@@ -31,26 +35,7 @@ pub(super) async fn expire_telemetry(
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut deleted = 0u64;
-            for (id, device, owner, sealed) in straddling {
-                let owner: Owner = owner.parse().map_err(StoreError::Backend)?;
-                let field = aad("telemetry", &device);
-                let bytes = match vault.unseal(owner, field.as_bytes(), &sealed) {
-                    Ok(bytes) => bytes,
-                    Err(thingsafe_vault::VaultError::KeyDestroyed(..)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let points = decode_points(&bytes)?;
-                let total = points.len();
-                let kept: Vec<_> = points.into_iter().filter(|p| p.ts >= before).collect();
-                deleted += (total - kept.len()) as u64;
-                let resealed = vault.seal(owner, field.as_bytes(), &encode_points(&kept))?;
-                let ts_min = kept.iter().map(|p| p.ts).min().unwrap_or(before);
-                c.execute(
-                    "UPDATE telemetry SET points = ?2, ts_min = ?3 WHERE id = ?1",
-                    params![id, resealed, ts_min],
-                )?;
-            }
+            let (mut deleted, _) = trim_chunks(c, &vault, straddling, |p| p.ts >= before)?;
             // Whole chunks go by SQL; they are opened only to count their points for the
             // sweep's record.
             let old_chunks: Vec<(String, String, Vec<u8>)> = c
@@ -81,6 +66,55 @@ pub(super) async fn expire_telemetry(
             Ok(deleted)
         })
         .await
+}
+
+/// A telemetry chunk as stored: id, device, owner, sealed points.
+pub(super) type SealedChunk = (i64, String, String, Vec<u8>);
+
+/// Opens each chunk, keeps the points `keep` accepts and re-seals the rest (a chunk left
+/// empty is deleted); chunks of an erased owner are passed over. Returns how many points
+/// went and the devices whose chunks changed.
+pub(super) fn trim_chunks(
+    c: &Connection,
+    vault: &Vault,
+    chunks: Vec<SealedChunk>,
+    keep: impl Fn(&Point) -> bool,
+) -> Result<(u64, BTreeSet<String>)> {
+    let mut deleted = 0u64;
+    let mut devices = BTreeSet::new();
+    for (id, device, owner, sealed) in chunks {
+        let owner: Owner = owner.parse().map_err(StoreError::Backend)?;
+        let field = aad("telemetry", &device);
+        let bytes = match vault.unseal(owner, field.as_bytes(), &sealed) {
+            Ok(bytes) => bytes,
+            Err(thingsafe_vault::VaultError::KeyDestroyed(..)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let points = decode_points(&bytes)?;
+        let total = points.len();
+        let kept: Vec<Point> = points.into_iter().filter(|p| keep(p)).collect();
+        if kept.len() == total {
+            continue;
+        }
+        deleted += (total - kept.len()) as u64;
+        match (
+            kept.iter().map(|p| p.ts).min(),
+            kept.iter().map(|p| p.ts).max(),
+        ) {
+            (Some(ts_min), Some(ts_max)) => {
+                let resealed = vault.seal(owner, field.as_bytes(), &encode_points(&kept))?;
+                c.execute(
+                    "UPDATE telemetry SET points = ?2, ts_min = ?3, ts_max = ?4 WHERE id = ?1",
+                    params![id, resealed, ts_min, ts_max],
+                )?;
+            }
+            _ => {
+                c.execute("DELETE FROM telemetry WHERE id = ?1", [id])?;
+            }
+        }
+        devices.insert(device);
+    }
+    Ok((deleted, devices))
 }
 
 pub(super) async fn tenant_retention(store: &SqliteStore, scope: &Scope) -> Result<Option<u32>> {
