@@ -171,6 +171,12 @@ fn body_for(row: &Row) -> serde_json::Value {
         | "/api/deviceType/{type}/suspension"
         | "/api/tenant/{id}/suspension" => json!({"reason": "Walked"}),
         "/api/privacy/tenant/exports/schedule" => json!({"schedule": "off"}),
+        "/api/privacy/disclosures" => json!({"subjectId": UUID, "categories": ["user.name"],
+                                             "recipient": "Walked", "purpose": "Walked"}),
+        "/api/privacy/breaches" => json!({"nature": "Walked", "categories": ["user.name"],
+                                          "approxSubjects": 1, "consequences": "Walked",
+                                          "measures": "Walked", "detectedAt": "2026-01-01T00:00:00Z"}),
+        "/api/privacy/breaches/{id}/notified" => json!({"notifiedAt": "2026-01-02T00:00:00Z"}),
         "/api/oauth2/clients" => {
             json!({"name": "Walked", "grantTypes": ["client_credentials"], "scopes": ["rpc"]})
         }
