@@ -855,21 +855,13 @@ async fn the_records_of_processing_and_the_data_map_follow_the_policy() {
 fn fides_reads(yaml: &str) {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let python = std::env::var("THINGSAFE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let installed = Command::new(&python)
-        .args(["-c", "import fideslang, yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        let message = "SKIP: the_records_of_processing_and_the_data_map_follow_the_policy needs fideslang for python3 (pip install fideslang==3.1.4)";
-        if std::env::var("THINGSAFE_REQUIRE_ALL").as_deref() == Ok("1") {
-            panic!("{message}");
-        }
-        println!("{message}");
+    let Some(python) = common::python_with(
+        "the_records_of_processing_and_the_data_map_follow_the_policy",
+        "fideslang, yaml",
+        "pip install fideslang==3.1.4",
+    ) else {
         return;
-    }
+    };
     let mut child = Command::new(&python)
         .args(["-c", FIDES_CHECK])
         .stdin(Stdio::piped())
