@@ -466,32 +466,9 @@ async fn disclosures_are_logged_listed_by_year_and_given_to_the_person() {
 
     // The tenant-wide export hands the administrator the other people's account details:
     // a disclosure for each of them, which they see.
-    let customer = create_customer(&s, &a).await;
-    let (status, carol) = s
-        .post(
-            "/api/user",
-            &a,
-            json!({"email": "carol@records.test", "authority": "CUSTOMER_USER",
-                   "customerId": {"entityType": "CUSTOMER", "id": customer}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{carol}");
-    let carol_id = carol["id"]["id"].as_str().unwrap();
-    let (status, link) = s
-        .get(&format!("/api/user/{carol_id}/activationLink"), &a)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let activate_token = link.as_str().unwrap().rsplit('=').next().unwrap();
-    let (status, pair) = s
-        .call(
-            reqwest::Method::POST,
-            "/api/noauth/activate",
-            None,
-            Some(json!({"activateToken": activate_token, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{pair}");
-    let carol_token = pair["token"].as_str().unwrap().to_string();
+    let (carol_token, _) = s.customer_user(&a, "carol@records.test").await;
+    let carol_id = user_id(&s, &carol_token).await;
+    let (_, carol) = s.get("/api/auth/user", &carol_token).await;
     let (_, before) = s.get("/api/privacy/me/disclosures", &carol_token).await;
     assert_eq!(before["disclosures"], json!([]));
     let resp = s
