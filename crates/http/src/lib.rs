@@ -23,6 +23,7 @@ mod limits;
 mod oauth2;
 mod routes;
 mod tb;
+mod two_factor;
 mod ws;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use endpoints::{ENDPOINTS, Endpoint};
 pub use error::ApiError;
 pub use https::{redirect_to_https, serve_https};
 pub use limits::{AbuseLimitSettings, ClientAddr};
+pub use two_factor::PendingSignIns;
 
 /// What the HTTP layer is configured with.
 #[derive(Clone, Debug)]
@@ -75,6 +77,8 @@ pub struct AppState {
     pub mailer: Arc<thingsafe_mail::Mailer>,
     /// Woken when notices to recipients (Art. 19) are enqueued: the delivery job sends them.
     pub notices_wanted: Arc<tokio::sync::Notify>,
+    /// Sign-ins waiting for their two-factor code.
+    pub pending_sign_ins: Arc<two_factor::PendingSignIns>,
 }
 
 /// The whole HTTP API as one router.

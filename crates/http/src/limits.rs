@@ -68,7 +68,11 @@ impl Class {
             return None;
         }
         match path {
-            "/api/auth/login" | "/signin" | "/oauth2/token" => Some(Class::SignIn),
+            "/api/auth/login"
+            | "/signin"
+            | "/signin/code"
+            | "/api/auth/2fa/verification/check"
+            | "/oauth2/token" => Some(Class::SignIn),
             "/api/noauth/signup" | "/signup" => Some(Class::SignUp),
             "/api/privacy/requests/public"
             | "/api/noauth/resetPasswordByEmail"

@@ -241,6 +241,13 @@ pub trait Store: Send + Sync + 'static {
     /// Sets the new password with a valid reset token and spends it; the person's sessions
     /// end and their failed sign-ins are cleared. `NotFound` for a bad, used or expired one.
     async fn reset_password(&self, token: &str, password_hash: &str) -> Result<User>;
+    /// Sets (sealed with the person's key) or clears the person's TOTP secret; `enabled`
+    /// once a code from it was confirmed.
+    async fn set_totp(&self, user: UserId, secret: Option<&[u8]>, enabled: bool) -> Result<()>;
+    async fn totp(&self, user: UserId) -> Result<Option<TotpState>>;
+    /// Records that a code of time step `step` was used; false when that step (or a later
+    /// one) was used already: a code works once.
+    async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool>;
 
     // --- tenant data: every call is confined to `scope` ----------------------------------
 
@@ -980,6 +987,21 @@ pub struct Suspension {
     pub tenant: TenantId,
     pub reason: String,
     pub since_ms: TimestampMs,
+}
+
+/// A person's two-factor (TOTP) secret and whether a code from it was confirmed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpState {
+    pub secret: Vec<u8>,
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for TotpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpState")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A profile to create; the key and secret are the tenant's choice.

@@ -240,6 +240,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         purge_wanted: purge_wanted.clone(),
         mailer,
+        pending_sign_ins: Default::default(),
         notices_wanted: notices_wanted.clone(),
     };
     tokio::spawn(crate::tenant_exports::run(

@@ -16,6 +16,7 @@ mod master;
 mod owned_file;
 pub mod password;
 mod seal;
+pub mod totp;
 
 use std::collections::HashMap;
 use std::path::Path;

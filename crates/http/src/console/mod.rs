@@ -35,6 +35,7 @@ pub(crate) fn router() -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(public::root))
         .route("/signin", get(public::sign_in_page).post(public::sign_in))
+        .route("/signin/code", post(public::sign_in_code))
         .route(
             "/password-reset",
             get(public::password_reset_page).post(public::password_reset_request),

@@ -112,9 +112,63 @@ pub(super) async fn sign_in(
         }
         Err(e) => return failed(e.message),
     };
-    match auth::start_session(&state, &user).await {
-        Ok(pair) => redirect_with_cookies(&next, session_cookies(&state, &pair)),
+    match crate::two_factor::after_password(&state, &user).await {
+        Ok(crate::two_factor::SignIn::Session(pair)) => {
+            redirect_with_cookies(&next, session_cookies(&state, &pair))
+        }
+        Ok(crate::two_factor::SignIn::CodeNeeded { token }) => render(&SignInCodePage {
+            layout: Layout::public("Enter your sign-in code"),
+            token,
+            next,
+            error: None,
+        }),
         Err(e) => failed(e.message),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/signin_code.html")]
+struct SignInCodePage {
+    layout: Layout,
+    token: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignInCodeForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    code: String,
+    next: Option<String>,
+}
+
+/// The second step of a sign-in with two-factor sign-in on.
+pub(super) async fn sign_in_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInCodeForm>,
+) -> Response {
+    if !super::same_origin(&headers) {
+        return forbidden_origin();
+    }
+    let next = local_path(form.next.as_deref()).to_string();
+    match crate::two_factor::verify(&state, &form.token, &form.code).await {
+        Ok(pair) => redirect_with_cookies(&next, session_cookies(&state, &pair)),
+        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => render(&SignInPage {
+            layout: Layout::public("Sign in"),
+            email: String::new(),
+            next,
+            error: Some(e.message),
+            notice: None,
+        }),
+        Err(e) => render(&SignInCodePage {
+            layout: Layout::public("Enter your sign-in code"),
+            token: form.token,
+            next,
+            error: Some(e.message),
+        }),
     }
 }
 

@@ -50,12 +50,19 @@ pub(super) struct LoginRequest {
     password: String,
 }
 
+/// ThingsBoard's login: a session, or, for a person with two-factor sign-in, a
+/// pre-verification token (`scope: PRE_VERIFICATION_TOKEN`, no refresh token) to send
+/// with the code to `/api/auth/2fa/verification/check`.
 pub(super) async fn login(
     State(state): State<AppState>,
     Json(req): Json<LoginRequest>,
-) -> ApiResult<axum::Json<JwtPair>> {
+) -> ApiResult<axum::Json<Value>> {
     let user = check_credentials(&state, &req.username, req.password).await?;
-    Ok(axum::Json(auth::start_session(&state, &user).await?))
+    Ok(axum::Json(
+        crate::two_factor::after_password(&state, &user)
+            .await?
+            .into_json(),
+    ))
 }
 
 /// The user this email and password sign in; failures count towards the lockout.

@@ -38,6 +38,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/noauth/setup", post(accounts::setup))
         .route("/api/noauth/activate", post(accounts::activate))
         .route(
+            "/api/auth/2fa/verification/check",
+            post(crate::two_factor::check),
+        )
+        .route(
+            "/api/2fa/account/settings",
+            get(crate::two_factor::account_settings),
+        )
+        .route(
+            "/api/2fa/account/config/generate",
+            post(crate::two_factor::generate),
+        )
+        .route(
+            "/api/2fa/account/config",
+            post(crate::two_factor::enable).delete(crate::two_factor::disable),
+        )
+        .route(
             "/api/noauth/resetPasswordByEmail",
             post(password_reset::reset_by_email),
         )

@@ -1,7 +1,8 @@
 //! Password reset by emailed link, ThingsBoard's API: `POST /api/noauth/resetPasswordByEmail`
 //! mails a single-use link valid for [`RESET_VALID_MINUTES`] (the answer is the same whether
 //! or not the address has an account); `POST /api/noauth/resetPassword` sets the new
-//! password with it and signs the person in; every other session of theirs ends.
+//! password with it and signs the person in (asking for the two-factor code first when it
+//! is on); every other session of theirs ends.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,10 +11,8 @@ use thingsafe_core::{now_ms, validate};
 
 use super::accounts::hash_password;
 use crate::AppState;
-use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::tb::JwtPair;
 
 /// How long a reset link works.
 pub(crate) const RESET_VALID_MINUTES: i64 = 30;
@@ -78,12 +77,13 @@ pub(super) struct ResetPassword {
     password: String,
 }
 
-/// Sets the new password with the link's token; the answer signs the person in.
+/// Sets the new password with the link's token; the answer signs the person in (or, with
+/// two-factor sign-in on, asks for the code: a mailed link is not a second factor).
 pub(crate) async fn complete(
     state: &AppState,
     token: &str,
     password: String,
-) -> ApiResult<JwtPair> {
+) -> ApiResult<crate::two_factor::SignIn> {
     let invalid = || {
         ApiError::not_found(
             "This password reset link is not valid: it was used already, has expired, or was cut short. Ask for a new one",
@@ -105,14 +105,13 @@ pub(crate) async fn complete(
             other => other.into(),
         })?;
     tracing::info!(user = %user.id, "password reset");
-    auth::start_session(state, &user).await
+    crate::two_factor::after_password(state, &user).await
 }
 
 pub(super) async fn reset_password(
     State(state): State<AppState>,
     Json(req): Json<ResetPassword>,
-) -> ApiResult<axum::Json<JwtPair>> {
-    Ok(axum::Json(
-        complete(&state, &req.reset_token, req.password).await?,
-    ))
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let outcome = complete(&state, &req.reset_token, req.password).await?;
+    Ok(axum::Json(outcome.into_json()))
 }

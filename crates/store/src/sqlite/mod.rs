@@ -20,6 +20,7 @@ mod rows;
 mod suspensions;
 mod telemetry;
 mod tenant_exports;
+mod totp;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_password_reset.sql"),
     include_str!("../../migrations/sqlite/0012_oauth2.sql"),
     include_str!("../../migrations/sqlite/0013_accountability.sql"),
+    include_str!("../../migrations/sqlite/0017_totp.sql"),
 ];
 
 pub struct SqliteStore {
@@ -871,6 +873,18 @@ impl Store for SqliteStore {
 
     async fn reset_password(&self, token: &str, password_hash: &str) -> Result<User> {
         password_reset::complete(self, token, password_hash).await
+    }
+
+    async fn set_totp(&self, user: UserId, secret: Option<&[u8]>, enabled: bool) -> Result<()> {
+        totp::set(self, user, secret, enabled).await
+    }
+
+    async fn totp(&self, user: UserId) -> Result<Option<crate::TotpState>> {
+        totp::state(self, user).await
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool> {
+        totp::use_step(self, user, step).await
     }
 
     async fn create_customer(&self, scope: &Scope, title: &str) -> Result<Customer> {
