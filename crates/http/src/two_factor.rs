@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use thingsafe_core::{User, now_ms};
+use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_vault::totp;
 
 use crate::AppState;
@@ -143,6 +144,10 @@ pub(crate) async fn verify(state: &AppState, token: &str, code: &str) -> ApiResu
     };
     if !fresh {
         tracing::warn!(user = %user.id, "a wrong two-factor code");
+        Audit::new(action::TWO_FACTOR_FAILED)
+            .by(&user)
+            .record(state.store.as_ref())
+            .await;
         if !state.pending_sign_ins.wrong_code(token) {
             return Err(expired());
         }
@@ -241,6 +246,10 @@ pub(crate) async fn enable(
         .await?;
     state.store.use_totp_step(user, step).await?;
     tracing::info!(user = %user, "two-factor sign-in turned on");
+    Audit::new(action::TWO_FACTOR_ON)
+        .by(&principal.user)
+        .record(state.store.as_ref())
+        .await;
     Ok(axum::Json(settings_view(true)))
 }
 
@@ -253,6 +262,10 @@ pub(crate) async fn disable(
     only_totp(&q)?;
     state.store.set_totp(principal.user.id, None, false).await?;
     tracing::info!(user = %principal.user.id, "two-factor sign-in turned off");
+    Audit::new(action::TWO_FACTOR_OFF)
+        .by(&principal.user)
+        .record(state.store.as_ref())
+        .await;
     Ok(axum::Json(settings_view(false)))
 }
 

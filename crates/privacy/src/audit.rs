@@ -18,6 +18,10 @@ use thingsafe_store::records::{GENESIS, NewAuditEvent, SealedAuditEvent};
 pub mod action {
     pub const LOGIN: &str = "auth.login";
     pub const LOGIN_FAILED: &str = "auth.login_failed";
+    pub const TWO_FACTOR_ON: &str = "auth.two_factor_on";
+    pub const TWO_FACTOR_OFF: &str = "auth.two_factor_off";
+    pub const TWO_FACTOR_FAILED: &str = "auth.two_factor_failed";
+    pub const PASSWORD_RESET: &str = "auth.password_reset";
     pub const SIGN_UP: &str = "auth.sign_up";
     pub const CONSENT_CHANGE: &str = "privacy.consent_change";
     pub const EXPORT: &str = "privacy.export";

@@ -172,6 +172,23 @@ async fn sign_in_asks_for_a_totp_code_once_it_is_turned_on() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(login(&s, email).await["refreshToken"].is_string());
+
+    // The audit log has each step.
+    for (action, at_least) in [
+        ("auth.two_factor_on", 1),
+        ("auth.two_factor_failed", 6),
+        ("auth.two_factor_off", 1),
+    ] {
+        let (status, events) = s
+            .get(&format!("/api/privacy/audit?action={action}"), session)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{events}");
+        let n = events["events"]
+            .as_array()
+            .or(events.as_array())
+            .map_or(0, Vec::len);
+        assert!(n >= at_least, "{action}: {events}");
+    }
 }
 
 #[tokio::test]

@@ -105,6 +105,10 @@ pub(crate) async fn complete(
             other => other.into(),
         })?;
     tracing::info!(user = %user.id, "password reset");
+    thingsafe_privacy::audit::Audit::new(thingsafe_privacy::audit::action::PASSWORD_RESET)
+        .by(&user)
+        .record(state.store.as_ref())
+        .await;
     crate::two_factor::after_password(state, &user).await
 }
 
