@@ -17,8 +17,8 @@ pub struct SessionLimits<'a> {
 /// `getCurrentTime` are answered; other methods have no handler here and get an error
 /// answer rather than silence. A body that is not such a call is refused with the reason.
 pub fn answer(payload: &[u8], limits: SessionLimits<'_>) -> Result<Value, String> {
-    let call: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("the RPC call is not JSON: {e}"))?;
+    let call = crate::payload::parse_json(payload)
+        .map_err(|e| format!("the RPC call was refused: {e}"))?;
     let method = call
         .get("method")
         .and_then(Value::as_str)
@@ -73,8 +73,16 @@ mod tests {
     }
 
     #[test]
+    fn lenient_calls_are_answered_as_thingsboard_answers_them() {
+        let limits = answer(b"{method:getSessionLimits, params:{}}", LIMITS).unwrap();
+        assert_eq!(limits["maxPayloadSize"], 65536);
+        let unknown = answer(b"{'method':'reboot'}", LIMITS).unwrap();
+        assert!(unknown["error"].as_str().unwrap().contains("reboot"));
+    }
+
+    #[test]
     fn malformed_calls_are_refused_with_the_reason() {
-        assert!(answer(b"{", LIMITS).unwrap_err().contains("not JSON"));
+        assert!(answer(b"{", LIMITS).unwrap_err().contains("not valid JSON"));
         assert!(
             answer(br#"{"params":1}"#, LIMITS)
                 .unwrap_err()

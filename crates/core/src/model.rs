@@ -419,7 +419,7 @@ pub mod provisioning {
     }
 
     pub fn parse_provision_request(raw: &[u8]) -> Result<ProvisionRequest, ProvisionRequestError> {
-        let value: Value = serde_json::from_slice(raw)
+        let value = crate::payload::parse_json(raw)
             .map_err(|e| ProvisionRequestError::NotJson(e.to_string()))?;
         let Value::Object(o) = value else {
             return Err(ProvisionRequestError::NotJson("expected an object".into()));
@@ -522,8 +522,8 @@ pub mod provisioning {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(request);
         }
-        let value: Value = serde_json::from_slice(raw)
-            .map_err(|e| format!("the claiming request is not JSON: {e}"))?;
+        let value = crate::payload::parse_json(raw)
+            .map_err(|e| format!("the claiming request was refused: {e}"))?;
         let Value::Object(o) = value else {
             return Err("the claiming request must be a JSON object: {\"secretKey\": ..., \"durationMs\": ...}".into());
         };
@@ -701,7 +701,11 @@ mod tests {
         assert_eq!((r.secret_key.as_str(), r.duration_ms), ("abc", 30000));
         let r = parse_claim_request(br#"{"durationMs":0}"#).unwrap();
         assert_eq!(r.duration_ms, DEFAULT_CLAIM_DURATION_MS);
-        assert!(parse_claim_request(b"{").unwrap_err().contains("not JSON"));
+        assert!(
+            parse_claim_request(b"{")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
         assert!(
             parse_claim_request(br#"{"secretKey":1}"#)
                 .unwrap_err()

@@ -859,6 +859,13 @@ fn java_double_to_string(d: f64) -> String {
 // Reading JSON. serde_json checks the syntax (its messages and positions are good), then a
 // small reader builds a tree that keeps what serde_json's `Value` would lose here: the order
 // of keys, and each number's exact text, which ThingsBoard's rules depend on.
+//
+// ThingsBoard reads payloads with Gson's `JsonParser`, which is lenient: `{temperature:25}`
+// (what its own docs' `mosquitto_pub -m "{"temperature":25}"` sends once the shell ate the
+// quotes), single quotes, comments and the like are accepted. Strict JSON stays the fast
+// path; only a document serde_json refuses is read again by the same reader in Gson's
+// lenient mode (`Reader::lenient`). When that fails too, the strict error is reported, as
+// it says best what is wrong with what was meant to be JSON.
 
 /// A JSON value with members in document order and numbers as written.
 #[derive(Clone, Debug, PartialEq)]
@@ -886,16 +893,54 @@ fn parse_document(body: &[u8], expected: &'static str) -> Result<Node, PayloadEr
     if text.trim_matches(is_json_whitespace).is_empty() {
         return Err(PayloadError::Empty { expected });
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
-        let message = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        PayloadError::Json {
-            message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
-            line: e.line(),
-            column: e.column(),
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Reader::strict(text).document(),
+        Err(strict) => Reader::lenient(text)
+            .document()
+            .map_err(|lenient| further(&strict, lenient)),
+    }
+}
+
+/// Of the strict and the lenient reading's errors, the one that got further into the
+/// document: `{temperature:}` is wrong at its `}`, not at its unquoted name. A document
+/// cut short is that for both readings: serde_json's message says so best.
+fn further(strict: &serde_json::Error, lenient: PayloadError) -> PayloadError {
+    let lenient_at = match &lenient {
+        PayloadError::Json { line, column, .. } => (*line, *column),
+        _ => (0, 0),
+    };
+    if !strict.is_eof() && lenient_at > (strict.line(), strict.column()) {
+        lenient
+    } else {
+        json_error(strict)
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> PayloadError {
+    let message = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    PayloadError::Json {
+        message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+        line: e.line(),
+        column: e.column(),
+    }
+}
+
+/// Any JSON document (RPC calls and answers, claiming requests), read as ThingsBoard's Gson
+/// reads it: strict JSON, else its lenient forms (see the section's comment).
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, PayloadError> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(strict) => {
+            let Ok(text) = std::str::from_utf8(body) else {
+                return Err(json_error(&strict));
+            };
+            match Reader::lenient(text).document() {
+                Ok(node) => to_serde(&node, &Path::root()),
+                Err(lenient) => Err(further(&strict, lenient)),
+            }
         }
-    })?;
-    Reader { text, pos: 0 }.document()
+    }
 }
 
 fn is_json_whitespace(c: char) -> bool {
@@ -915,10 +960,35 @@ fn line_column(before: &[u8]) -> (usize, usize) {
 struct Reader<'a> {
     text: &'a str,
     pos: usize,
+    /// Gson's lenient mode (`JsonReader.setStrictness(LENIENT)`, which `JsonParser` sets):
+    /// unquoted and single-quoted names and strings, `=` or `=>` for `:`, `;` for `,`,
+    /// `//`, `#` and `/* */` comments, nulls for missing array elements (`[1,,2]`),
+    /// keywords in any case, control characters inside strings, and the `)]}'` prefix.
+    lenient: bool,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn strict(text: &'a str) -> Self {
+        Reader {
+            text,
+            pos: 0,
+            lenient: false,
+        }
+    }
+
+    fn lenient(text: &'a str) -> Self {
+        Reader {
+            text,
+            pos: 0,
+            lenient: true,
+        }
+    }
+
     fn document(mut self) -> Result<Node, PayloadError> {
+        if self.lenient && self.text.starts_with(")]}'\n") {
+            // Gson's `consumeNonExecutePrefix`.
+            self.pos = 5;
+        }
         self.skip_whitespace();
         let node = self.value(0)?;
         self.skip_whitespace();
@@ -929,7 +999,12 @@ impl Reader<'_> {
     }
 
     fn error(&self, message: &str) -> PayloadError {
-        let (line, column) = line_column(&self.text.as_bytes()[..self.pos]);
+        // At the end, the last character is where it went wrong (as serde_json says).
+        let at = match self.peek() {
+            None => self.pos.saturating_sub(1),
+            Some(_) => self.pos,
+        };
+        let (line, column) = line_column(&self.text.as_bytes()[..at]);
         PayloadError::Json {
             message: message.to_owned(),
             line,
@@ -942,17 +1017,47 @@ impl Reader<'_> {
     }
 
     fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
+        loop {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.pos += 1;
+            }
+            if !self.lenient || !self.skip_comment() {
+                return;
+            }
         }
     }
 
-    fn expect(&mut self, byte: u8, message: &str) -> Result<(), PayloadError> {
-        self.skip_whitespace();
-        if self.peek() != Some(byte) {
-            return Err(self.error(message));
+    /// Skips one comment at the reading position, if there is one (lenient only). An
+    /// unterminated `/*` is not a comment: Gson refuses it, and so does what follows.
+    fn skip_comment(&mut self) -> bool {
+        let rest = &self.text[self.pos..];
+        let line_comment = rest.starts_with("//") || rest.starts_with('#');
+        if line_comment {
+            self.pos += rest.find('\n').map_or(rest.len(), |i| i + 1);
+            return true;
         }
-        self.pos += 1;
+        if let Some(body) = rest.strip_prefix("/*")
+            && let Some(end) = body.find("*/")
+        {
+            self.pos += 2 + end + 2;
+            return true;
+        }
+        false
+    }
+
+    /// `:` between a name and its value; Gson's lenient mode also takes `=` and `=>`.
+    fn name_separator(&mut self) -> Result<(), PayloadError> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b':') => self.pos += 1,
+            Some(b'=') if self.lenient => {
+                self.pos += 1;
+                if self.peek() == Some(b'>') {
+                    self.pos += 1;
+                }
+            }
+            _ => return Err(self.error("expected `:`")),
+        }
         Ok(())
     }
 
@@ -964,12 +1069,70 @@ impl Reader<'_> {
             Some(b'{') => self.object(depth),
             Some(b'[') => self.array(depth),
             Some(b'"') => self.string().map(Node::String),
+            Some(b'\'') if self.lenient => self.string().map(Node::String),
+            _ if self.lenient => self.unquoted_value(),
             Some(b't') => self.literal("true", Node::Bool(true)),
             Some(b'f') => self.literal("false", Node::Bool(false)),
             Some(b'n') => self.literal("null", Node::Null),
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.error("expected value")),
         }
+    }
+
+    /// Gson's literal characters: everything but structure, separators and whitespace.
+    fn is_literal(b: u8) -> bool {
+        !matches!(
+            b,
+            b'/' | b'\\'
+                | b';'
+                | b'#'
+                | b'='
+                | b'{'
+                | b'}'
+                | b'['
+                | b']'
+                | b':'
+                | b','
+                | b' '
+                | b'\t'
+                | b'\x0c'
+                | b'\r'
+                | b'\n'
+        )
+    }
+
+    /// A run of literal characters (lenient only), empty when there is none.
+    fn unquoted(&mut self) -> &'a str {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b) if Self::is_literal(b)) {
+            self.pos += 1;
+        }
+        // Stops only at ASCII bytes, so both ends are character boundaries.
+        &self.text[start..self.pos]
+    }
+
+    /// An unquoted value, as Gson's `doPeek` reads it: a keyword in any case, a JSON
+    /// number, or else a string (`on`, `NaN`, `007`, `25C`).
+    fn unquoted_value(&mut self) -> Result<Node, PayloadError> {
+        let word = self.unquoted();
+        if word.is_empty() {
+            return Err(self.error(match self.peek() {
+                None => "EOF while parsing a value",
+                Some(_) => "expected value",
+            }));
+        }
+        let keyword = |k: &str| word.eq_ignore_ascii_case(k);
+        Ok(if keyword("true") {
+            Node::Bool(true)
+        } else if keyword("false") {
+            Node::Bool(false)
+        } else if keyword("null") {
+            Node::Null
+        } else if is_json_number(word) {
+            Node::Number(word.to_owned())
+        } else {
+            Node::String(word.to_owned())
+        })
     }
 
     fn literal(&mut self, word: &str, node: Node) -> Result<Node, PayloadError> {
@@ -991,11 +1154,16 @@ impl Reader<'_> {
         }
         loop {
             self.skip_whitespace();
-            if self.peek() != Some(b'"') {
-                return Err(self.error("key must be a string"));
-            }
-            let key = self.string()?;
-            self.expect(b':', "expected `:`")?;
+            let key = match self.peek() {
+                Some(b'"') => self.string()?,
+                Some(b'\'') if self.lenient => self.string()?,
+                _ if self.lenient => match self.unquoted() {
+                    "" => return Err(self.error("key must be a string")),
+                    name => name.to_owned(),
+                },
+                _ => return Err(self.error("key must be a string")),
+            };
+            self.name_separator()?;
             self.skip_whitespace();
             let value = self.value(depth + 1)?;
             match index.entry(key) {
@@ -1008,10 +1176,12 @@ impl Reader<'_> {
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.pos += 1,
+                Some(b';') if self.lenient => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
                     return Ok(Node::Object(members));
                 }
+                None => return Err(self.error("EOF while parsing an object")),
                 _ => return Err(self.error("expected `,` or `}`")),
             }
         }
@@ -1027,31 +1197,44 @@ impl Reader<'_> {
         }
         loop {
             self.skip_whitespace();
-            items.push(self.value(depth + 1)?);
+            // Gson, lenient: a missing element is null (`[1,,2]`, `[1,]`, `[,]`).
+            let missing = matches!(self.peek(), Some(b',' | b';'))
+                || (!items.is_empty() && self.peek() == Some(b']'));
+            items.push(if self.lenient && missing {
+                Node::Null
+            } else {
+                self.value(depth + 1)?
+            });
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.pos += 1,
+                Some(b';') if self.lenient => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
                     return Ok(Node::Array(items));
                 }
+                None => return Err(self.error("EOF while parsing a list")),
                 _ => return Err(self.error("expected `,` or `]`")),
             }
         }
     }
 
+    /// A string in the quotes at the reading position (`'` only when lenient).
     fn string(&mut self) -> Result<String, PayloadError> {
+        let quote = self.text.as_bytes()[self.pos];
         self.pos += 1;
         let mut out = String::new();
+        // Gson takes control characters inside strings as they are.
+        let lowest = if self.lenient { 0 } else { 0x20 };
         loop {
             let start = self.pos;
-            while matches!(self.peek(), Some(b) if b != b'"' && b != b'\\' && b >= 0x20) {
+            while matches!(self.peek(), Some(b) if b != quote && b != b'\\' && b >= lowest) {
                 self.pos += 1;
             }
             // Stops only at ASCII bytes, so both ends are character boundaries.
             out.push_str(&self.text[start..self.pos]);
             match self.peek() {
-                Some(b'"') => {
+                Some(b) if b == quote => {
                     self.pos += 1;
                     return Ok(out);
                 }
@@ -1072,6 +1255,8 @@ impl Reader<'_> {
         self.pos += 1;
         Ok(match b {
             b'"' => '"',
+            b'\'' if self.lenient => '\'',
+            b'\n' if self.lenient => '\n',
             b'\\' => '\\',
             b'/' => '/',
             b'b' => '\u{8}',
@@ -1149,6 +1334,14 @@ impl Reader<'_> {
         }
         Ok(Node::Number(self.text[start..self.pos].to_owned()))
     }
+}
+
+/// Whether `s` is a number in JSON's grammar (which Gson's `peekNumber` follows).
+fn is_json_number(s: &str) -> bool {
+    let mut r = Reader::strict(s);
+    matches!(s.as_bytes().first(), Some(b'-' | b'0'..=b'9'))
+        && r.number().is_ok()
+        && r.pos == s.len()
 }
 
 /// A nested object or array as serde_json's `Value`, for [`Value::Json`].
@@ -1683,14 +1876,123 @@ mod tests {
             telemetry_err(r#"{"a":1} x"#),
             "the payload is not valid JSON: trailing characters at line 1 column 9"
         );
-        // Gson's lenient forms are not JSON either.
+        // What Gson's lenient mode refuses too gets serde_json's message.
         assert_eq!(
-            telemetry_err("{temperature:25}"),
-            "the payload is not valid JSON: key must be a string at line 1 column 2"
+            telemetry_err("{temperature:25"),
+            "the payload is not valid JSON: EOF while parsing an object at line 1 column 15"
         );
         assert!(matches!(
             parse_telemetry(br#"{"a":1"#, NOW),
             Err(PayloadError::Json { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn gson_lenient_forms_are_read_as_thingsboard_reads_them() {
+        // ThingsBoard's docs: `mosquitto_pub ... -m "{"temperature":25}"`, after the shell.
+        assert_eq!(
+            telemetry("{temperature:25}"),
+            [point(NOW, "temperature", Value::Long(25))]
+        );
+        assert_eq!(
+            telemetry("{ts:1000, values:{'temp':21.5, state:on, ok:TRUE, n:null}}"),
+            [
+                point(1000, "temp", Value::Double(21.5)),
+                point(1000, "state", s("on")),
+                point(1000, "ok", Value::Bool(true)),
+            ]
+        );
+        // Unquoted words that are no JSON number are strings; type cast still applies.
+        assert_eq!(
+            telemetry("{a:25C, b:NaN, c:007, d:-0.5, e:.5, f:1e3, g:'x\\'y', h:\"q\"}"),
+            [
+                point(NOW, "a", s("25C")),
+                point(NOW, "b", s("NaN")),
+                point(NOW, "c", Value::Long(7)),
+                point(NOW, "d", Value::Double(-0.5)),
+                point(NOW, "e", Value::Double(0.5)),
+                point(NOW, "f", Value::Long(1000)),
+                point(NOW, "g", s("x'y")),
+                point(NOW, "h", s("q")),
+            ]
+        );
+        // `=`, `=>` and `;` as separators; comments; missing array elements are null.
+        assert_eq!(
+            parse_attributes(b"{a=1; b=>[1,,2,]; /* c */ c:'x' # d\n // e\n}").unwrap(),
+            [
+                ("a".to_owned(), Value::Long(1)),
+                ("b".to_owned(), Value::Json(json!([1, null, 2, null]))),
+                ("c".to_owned(), s("x")),
+            ]
+        );
+        assert_eq!(
+            parse_attribute_request(b"{clientKeys:'a,b', sharedKeys:c}").unwrap(),
+            AttributeRequest {
+                client_keys: Some(vec!["a".into(), "b".into()]),
+                shared_keys: Some(vec!["c".into()]),
+            }
+        );
+        assert_eq!(
+            parse_gateway_telemetry(b"{'Device A':[{temp:1}]}", NOW).unwrap(),
+            [(
+                "Device A".to_owned(),
+                vec![point(NOW, "temp", Value::Long(1))]
+            )]
+        );
+        // Control characters inside strings, and the non-execute prefix.
+        assert_eq!(telemetry("{a:'x\ny'}"), [point(NOW, "a", s("x\ny"))]);
+        assert_eq!(telemetry(")]}'\n{a:1}"), [point(NOW, "a", Value::Long(1))]);
+        // Any JSON document, for RPC payloads.
+        assert_eq!(
+            parse_json(b"{method:getCurrentTime, params:{}}").unwrap(),
+            json!({"method": "getCurrentTime", "params": {}})
+        );
+        assert_eq!(parse_json(br#"{"a":[1]}"#).unwrap(), json!({"a": [1]}));
+    }
+
+    #[test]
+    fn what_gson_refuses_even_leniently_is_refused_with_a_clear_error() {
+        // The message of the reading that got further.
+        for (body, message) in [
+            ("{temperature:}", "expected value at line 1 column 14"),
+            ("{temperature 25}", "expected `:` at line 1 column 14"),
+            ("{a:1,}", "key must be a string at line 1 column 6"),
+            ("{a:1} x", "trailing characters at line 1 column 7"),
+            ("{:1}", "key must be a string at line 1 column 2"),
+            ("{a:1 /* x}", "expected `,` or `}` at line 1 column 6"),
+            ("{a:[1}", "expected `,` or `]` at line 1 column 6"),
+            ("{a:1 b:2}", "expected `,` or `}` at line 1 column 6"),
+            ("{a:'\\q'}", "invalid escape at line 1 column 7"),
+            ("{'a':1", "EOF while parsing an object at line 1 column 6"),
+            ("{a:'x}", "EOF while parsing a string at line 1 column 6"),
+            (
+                "{\n  \"a\": 1,\n  \"b\" 2\n}",
+                "expected `:` at line 3 column 7",
+            ),
+            (
+                r#"{"a":"\ud800"}"#,
+                "lone leading surrogate in hex escape at line 1 column 13",
+            ),
+        ] {
+            assert_eq!(
+                telemetry_err(body),
+                format!("the payload is not valid JSON: {message}"),
+                "{body}"
+            );
+        }
+        // A top-level word is a string to Gson: the wrong type, said so.
+        assert_eq!(
+            telemetry_err("hello"),
+            "at $: expected a JSON object or array of telemetry, found the string \"hello\""
+        );
+        assert_eq!(
+            parse_json(b"{method:").unwrap_err().to_string(),
+            "the payload is not valid JSON: EOF while parsing a value at line 1 column 8"
+        );
+        let deep = format!("{{a:{}1{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(
+            parse_telemetry(deep.as_bytes(), NOW),
+            Err(PayloadError::Json { .. })
         ));
     }
 

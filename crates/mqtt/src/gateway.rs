@@ -282,15 +282,13 @@ fn object(body: &[u8], example: &str) -> Result<Map<String, Json>, Refusal> {
             "the payload is empty: expected a JSON object such as {example}"
         )));
     }
-    match serde_json::from_slice(body) {
+    match payload::parse_json(body) {
         Ok(Json::Object(map)) => Ok(map),
         Ok(_) => Err(Refusal::payload(format!(
             "expected a JSON object such as {example}"
         ))),
-        // serde_json's message says where, never what.
-        Err(e) => Err(Refusal::payload(format!(
-            "the payload is not valid JSON: {e}"
-        ))),
+        // The message says where, never what.
+        Err(e) => Err(Refusal::payload(e.to_string())),
     }
 }
 

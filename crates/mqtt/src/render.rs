@@ -95,9 +95,10 @@ pub fn rpc_command(request: &thingsafe_store::RpcRequest) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-/// A device's answer to a command: its JSON, or its text when it is not JSON.
+/// A device's answer to a command: its JSON (read as Gson reads it, leniently), or its
+/// text when it is not JSON.
 pub fn rpc_reply(payload: &[u8]) -> Json {
-    serde_json::from_slice(payload)
+    thingsafe_core::payload::parse_json(payload)
         .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(payload).into_owned()))
 }
 

@@ -187,7 +187,7 @@ pub(super) async fn device_reply(
 ) -> ApiResult<StatusCode> {
     let device = device_api::device(&state, &token).await?;
     device_api::admit(&state, &device, 0)?;
-    let response = serde_json::from_slice(&body)
+    let response = thingsafe_core::payload::parse_json(&body)
         .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&body).into_owned()));
     state.store.rpc_respond(device.id, id, response);
     Ok(StatusCode::OK)
