@@ -95,6 +95,18 @@ pub struct Device {
     pub gateway: bool,
     /// The gateway that created this sub-device, the only one that may reach it.
     pub gateway_id: Option<DeviceId>,
+    /// The device profile it was put in; `None`: its tenant's default profile
+    /// ([`DeviceProfileId::default_of`]).
+    pub device_profile_id: Option<DeviceProfileId>,
+}
+
+impl Device {
+    /// The profile the device belongs to: its own, else its tenant's default one, as every
+    /// ThingsBoard device has a profile.
+    pub fn profile_id(&self) -> DeviceProfileId {
+        self.device_profile_id
+            .unwrap_or_else(|| DeviceProfileId::default_of(self.tenant_id))
+    }
 }
 
 impl Device {
@@ -288,6 +300,16 @@ impl DeviceProfileId {
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4())
     }
+
+    /// The id of a tenant's default profile (ThingsBoard's `"default": true` profile, which
+    /// holds every device not put in another). It has no row: nothing about it is
+    /// configurable here (no provisioning, no rules), so it is derived from the tenant's id,
+    /// the same on every read (a custom-version UUID: the tenant's bytes, reversed).
+    pub fn default_of(tenant: TenantId) -> Self {
+        let mut bytes = *tenant.as_uuid().as_bytes();
+        bytes.reverse();
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
     pub fn as_uuid(&self) -> uuid::Uuid {
         self.0
     }
@@ -309,6 +331,26 @@ impl FromStr for DeviceProfileId {
     type Err = uuid::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         uuid::Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl DeviceProfile {
+    /// The tenant's default profile (see [`DeviceProfileId::default_of`]): named `default`,
+    /// provisioning disabled.
+    pub fn tenant_default(tenant: TenantId) -> DeviceProfile {
+        DeviceProfile {
+            id: DeviceProfileId::default_of(tenant),
+            tenant_id: tenant,
+            name: "default".into(),
+            provision_type: ProvisionType::Disabled,
+            provision_device_key: None,
+            provision_device_secret: None,
+            created_ms: 0,
+        }
+    }
+
+    pub fn is_tenant_default(&self) -> bool {
+        self.id == DeviceProfileId::default_of(self.tenant_id)
     }
 }
 

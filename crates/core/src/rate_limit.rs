@@ -217,6 +217,7 @@ mod tests {
             created_ms: 0,
             gateway: false,
             gateway_id: None,
+            device_profile_id: None,
         }
     }
 

@@ -33,6 +33,7 @@ pub fn device(d: &Device) -> Value {
         "name": d.name,
         "type": d.device_type,
         "label": d.label,
+        "deviceProfileId": entity_id("DEVICE_PROFILE", d.profile_id().as_uuid()),
         "additionalInfo": device_additional_info(d),
     })
 }
@@ -56,7 +57,7 @@ pub fn device_profile(p: &thingsafe_core::model::DeviceProfile) -> Value {
         "name": p.name,
         "type": "DEFAULT",
         "transportType": "DEFAULT",
-        "default": false,
+        "default": p.is_tenant_default(),
         "provisionType": p.provision_type.as_str(),
         "provisionDeviceKey": p.provision_device_key,
         "profileData": {

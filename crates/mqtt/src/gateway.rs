@@ -1407,6 +1407,7 @@ mod tests {
             created_ms: 0,
             gateway: false,
             gateway_id: Some(DeviceId::random()),
+            device_profile_id: None,
         });
         assert!(subs.connect(device.clone()));
         assert!(!subs.connect(device.clone()), "connected once");

@@ -615,3 +615,60 @@ async fn thingsboards_python_sdk_provisions_a_device() {
         .await;
     assert_eq!(ts["provisioned"][0]["value"], "true", "{ts}");
 }
+
+#[tokio::test]
+async fn every_device_shows_its_profile_the_tenants_default_one_unless_put_in_another() {
+    let s = Server::start();
+    let admin = s.sign_up("profiles-shown@example.com").await;
+    let other = s.sign_up("profiles-shown-other@example.com").await;
+    let plain = s.create_device(&admin, "Plain").await;
+    let (status, device) = s.get(&format!("/api/device/{plain}"), &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let default_id = device["deviceProfileId"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(device["deviceProfileId"]["entityType"], "DEVICE_PROFILE");
+    // The same default for every device of the tenant, on every read and in lists.
+    let second = s.create_device(&admin, "Second").await;
+    let (_, list) = s
+        .get("/api/tenant/devices?pageSize=10&page=0", &admin)
+        .await;
+    for d in list["data"].as_array().unwrap() {
+        assert_eq!(d["deviceProfileId"]["id"], default_id.as_str(), "{d}");
+    }
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    let (_, again) = s.get(&format!("/api/device/{second}"), &admin).await;
+    assert_eq!(again["deviceProfileId"]["id"], default_id.as_str());
+    // It reads as ThingsBoard's default profile, for its tenant only.
+    let (status, profile) = s
+        .get(&format!("/api/deviceProfile/{default_id}"), &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(profile["name"], "default");
+    assert_eq!(profile["default"], true);
+    assert_eq!(profile["provisionType"], "DISABLED");
+    let (status, _) = s
+        .get(&format!("/api/deviceProfile/{default_id}"), &other)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let other_device = s.create_device(&other, "Theirs").await;
+    let (_, theirs) = s.get(&format!("/api/device/{other_device}"), &other).await;
+    assert_ne!(theirs["deviceProfileId"]["id"], default_id.as_str());
+    // Put in another profile, a device shows that one; naming the default is no profile.
+    let (_, p) = create_profile(&s, &admin, json!({"name": "Meters"})).await;
+    let p_id = p["id"]["id"].as_str().unwrap();
+    assert_eq!(p["default"], false);
+    let (_, meter) = s
+        .post("/api/device", &admin, json!({"name": "Meter", "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": p_id}}))
+        .await;
+    let (_, meter) = s
+        .get(
+            &format!("/api/device/{}", meter["id"]["id"].as_str().unwrap()),
+            &admin,
+        )
+        .await;
+    assert_eq!(meter["deviceProfileId"]["id"], p_id);
+    let (status, explicit) = s
+        .post("/api/device", &admin, json!({"name": "Explicit", "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": default_id}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{explicit}");
+    assert_eq!(explicit["deviceProfileId"]["id"], default_id.as_str());
+}

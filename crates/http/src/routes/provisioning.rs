@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use thingsafe_core::model::provisioning::{parse_claim_request, parse_provision_request};
-use thingsafe_core::model::{DeviceProfileId, ProvisionType};
+use thingsafe_core::model::{DeviceProfile, DeviceProfileId, ProvisionType};
 use thingsafe_core::{Authority, DeviceId, validate};
 use thingsafe_store::{ClaimOutcome, NewDeviceProfile};
 
@@ -94,7 +94,13 @@ pub(super) async fn get_profile(
 ) -> ApiResult<axum::Json<Value>> {
     principal.require(&[Authority::TenantAdmin])?;
     let id: DeviceProfileId = parse_id("device profile", &id)?;
-    let profile = state.store.device_profile(&principal.scope(), id).await?;
+    let scope = principal.scope();
+    let tenant = scope.tenant()?;
+    let profile = if id == DeviceProfileId::default_of(tenant) {
+        DeviceProfile::tenant_default(tenant)
+    } else {
+        state.store.device_profile(&scope, id).await?
+    };
     Ok(axum::Json(tb::device_profile(&profile)))
 }
 
@@ -129,9 +135,14 @@ pub(super) async fn create_device(
             })?;
             principal.require(&[Authority::TenantAdmin])?;
             let id = DeviceProfileId(id.id);
-            // Checked before the device is created: a foreign profile creates nothing.
-            state.store.device_profile(&principal.scope(), id).await?;
-            Some(id)
+            let scope = principal.scope();
+            if id == DeviceProfileId::default_of(scope.tenant()?) {
+                None
+            } else {
+                // Checked before the device is created: a foreign profile creates nothing.
+                state.store.device_profile(&scope, id).await?;
+                Some(id)
+            }
         }
     };
     // Refused as axum's JSON extractor refuses a body of the wrong shape.

@@ -377,6 +377,7 @@ impl SqliteStore {
             created_ms: created,
             gateway,
             gateway_id: None,
+            device_profile_id: None,
         })
     }
 
@@ -1621,6 +1622,7 @@ impl Store for SqliteStore {
                     created_ms: created,
                     gateway: false,
                     gateway_id: Some(gateway_id),
+                    device_profile_id: None,
                 })
             }
         }

@@ -158,11 +158,11 @@ pub(crate) struct DeviceRow {
     created_ms: i64,
     gateway: bool,
     gateway_id: Option<String>,
+    device_profile_id: Option<String>,
 }
 
 impl DeviceRow {
-    pub(crate) const COLUMNS: &'static str =
-        "id, tenant_id, customer_id, name, device_type, label, created_ms, gateway, gateway_id";
+    pub(crate) const COLUMNS: &'static str = "id, tenant_id, customer_id, name, device_type, label, created_ms, gateway, gateway_id, device_profile_id";
 
     pub(crate) fn qualified(alias: &str) -> String {
         qualify(Self::COLUMNS, alias)
@@ -179,6 +179,7 @@ impl DeviceRow {
             created_ms: r.get(6)?,
             gateway: r.get(7)?,
             gateway_id: r.get(8)?,
+            device_profile_id: r.get(9)?,
         })
     }
 
@@ -201,6 +202,7 @@ impl DeviceRow {
             created_ms: self.created_ms,
             gateway: self.gateway,
             gateway_id: parse_opt_id(self.gateway_id.as_deref())?,
+            device_profile_id: parse_opt_id(self.device_profile_id.as_deref())?,
         })
     }
 }
