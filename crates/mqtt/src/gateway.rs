@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use rmqtt_codec::types::Publish;
 use serde_json::{Map, Value as Json, json};
+use thingsafe_core::model::provisioning::{ClaimRequest, parse_claim_request};
 use thingsafe_core::payload::{self, PayloadError};
 use thingsafe_core::{AttributeScope, Device, DeviceId, now_ms, validate};
 use thingsafe_store::{Change, RpcRequest, Store, StoreError};
@@ -312,6 +313,39 @@ fn check_name(name: &str) -> Result<(), Refusal> {
         .map_err(|e| Refusal::payload(format!("a sub-device name is refused: {e}")))
 }
 
+/// `v1/gateway/claim`: `{"Device A": {"secretKey": "...", "durationMs": 60000}, ...}`, each
+/// sub-device's request read as `v1/devices/me/claim` reads one (ThingsBoard's
+/// `onDeviceClaim` and `JsonConverter.convertToClaimDeviceProto`).
+fn parse_claim(body: &[u8]) -> Result<Vec<(String, ClaimRequest)>, Refusal> {
+    const EXAMPLE: &str = r#"{"Device A":{"secretKey":"value_A","durationMs":60000}}"#;
+    let map = object(body, EXAMPLE)?;
+    if map.is_empty() {
+        return Err(Refusal::payload(format!(
+            "the payload names no device: expected {EXAMPLE}"
+        )));
+    }
+    map.into_iter()
+        .map(|(name, request)| {
+            check_name(&name)?;
+            if !request.is_object() {
+                let why = format!("must be a JSON object, as in {EXAMPLE}");
+                return Err(Refusal {
+                    refusal: PublishRefusal::PayloadFormatInvalid,
+                    message: format!("the claiming request of {name:?} {why}"),
+                    logged: format!("a sub-device's claiming request {why}"),
+                });
+            }
+            let request =
+                parse_claim_request(request.to_string().as_bytes()).map_err(|e| Refusal {
+                    refusal: PublishRefusal::PayloadFormatInvalid,
+                    message: format!("{name:?}: {e}"),
+                    logged: e,
+                })?;
+            Ok((name, request))
+        })
+        .collect()
+}
+
 /// Gson's `getAsInt`/`getAsLong` on what gateways send: a whole number, or its text.
 fn whole_number(value: Option<&Json>) -> Option<i64> {
     match value? {
@@ -438,12 +472,35 @@ where
         let (packet_id, qos) = (p.packet_id, p.qos);
         let store = self.store.clone();
         match topic {
-            GatewayTopic::Claim => self.refuse_gateway(
-                &p,
-                Refusal::not_authorized(
-                    "device claiming is not offered by this server: v1/gateway/claim is refused",
-                ),
-            ),
+            GatewayTopic::Claim => match parse_claim(&p.payload) {
+                Ok(per_device) => {
+                    let (names, requests): (Vec<_>, Vec<_>) = per_device.into_iter().unzip();
+                    let Some(devices) = self.sub_devices(&p, names, DEFAULT_TYPE).await? else {
+                        return Ok(());
+                    };
+                    let gateway = self.device.id;
+                    let opens = devices
+                        .into_iter()
+                        .zip(requests)
+                        .map(|(device, request)| {
+                            let store = store.clone();
+                            async move {
+                                let opened = store.open_claim(&device, &request).await?;
+                                tracing::info!(device = %device.id, %gateway, opened, "claiming request of a sub-device");
+                                Ok(())
+                            }
+                        })
+                        .collect::<Vec<_>>();
+                    self.push(
+                        packet_id,
+                        qos,
+                        Box::pin(
+                            async move { stored(join_all(opens).await.into_iter().collect()) },
+                        ),
+                    );
+                }
+                Err(refusal) => self.refuse_gateway(&p, refusal),
+            },
             GatewayTopic::Connect => match parse_connect(&p.payload) {
                 Ok((name, device_type)) => {
                     if let Some(devices) = self.sub_devices(&p, vec![name], &device_type).await? {
@@ -1241,11 +1298,10 @@ mod tests {
             }
 
             let mut c = Client::connect(&f, "GW").await;
-            c.publish(1, "v1/gateway/claim", r#"{"A":{"secretKey":"s"}}"#)
-                .await;
+            c.publish(1, "v1/gateway/claim", r#"{"A":"s"}"#).await;
             let (code, why) = c.puback(1).await;
-            assert_eq!(code, 0x87);
-            assert!(why.contains("claiming"), "{why}");
+            assert_eq!(code, 0x99);
+            assert!(why.contains("claiming request"), "{why}");
             c.publish(2, "v1/gateway/telemetry", r#"{"A":{"x":1}}"#)
                 .await;
             assert_eq!(c.puback(2).await.0, 0x99);
@@ -1391,6 +1447,53 @@ mod tests {
             c.publish(5, "v1/gateway/disconnect", r#"{"device":"Nobody"}"#)
                 .await;
             assert_eq!(c.puback(5).await.0, 0);
+        }
+    }
+
+    #[test]
+    fn claims_name_their_sub_devices_and_malformed_ones_say_why() {
+        let claims = parse_claim(
+            br#"{"Device A":{"secretKey":"value_A","durationMs":60000},"Device B":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(claims.len(), 2);
+        assert_eq!(claims[0].0, "Device A");
+        assert_eq!(claims[0].1.secret_key, "value_A");
+        assert_eq!(claims[0].1.duration_ms, 60000);
+        assert_eq!(claims[1].1.secret_key, "");
+        // Lenient, as Gson reads it.
+        assert_eq!(
+            parse_claim(b"{'Device A':{secretKey:k}}").unwrap()[0]
+                .1
+                .secret_key,
+            "k"
+        );
+        for (body, why) in [
+            (
+                &br#"{"A":"value"}"#[..],
+                "the claiming request of \"A\" must be a JSON object",
+            ),
+            (br#"{"A":{"durationMs":"soon"}}"#, "\"A\": durationMs"),
+            (br#"{"A":{"secretKey":5}}"#, "secretKey must be a string"),
+            (b"{}", "names no device"),
+            (b"[]", "expected a JSON object"),
+            (br#"{" ":{}}"#, "sub-device name is refused"),
+            (b"", "the payload is empty"),
+            (br#"{"A":"#, "not valid JSON"),
+        ] {
+            let refusal = parse_claim(body).err().expect("refused");
+            assert!(
+                refusal.message.contains(why),
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                refusal.message
+            );
+            assert_eq!(refusal.refusal, PublishRefusal::PayloadFormatInvalid);
+            assert!(
+                !refusal.logged.contains("\"A\""),
+                "names are not logged: {}",
+                refusal.logged
+            );
         }
     }
 

@@ -74,7 +74,7 @@ pub enum GatewayTopic {
     AttributeRequest,
     /// A sub-device's answer to a command.
     RpcReply,
-    /// Device claiming, which this server does not offer.
+    /// Sub-devices open their claiming windows.
     Claim,
 }
 

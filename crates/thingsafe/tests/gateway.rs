@@ -309,16 +309,6 @@ async fn shared_attributes_and_commands_reach_sub_devices_over_mqtt_5() {
         )
         .await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-
-    // Claiming is not offered: refused with a reason.
-    assert_eq!(
-        c.publish_refused(
-            "v1/gateway/claim",
-            &json!({SUB_A: {"secretKey": "s"}}).to_string()
-        )
-        .await,
-        v5::PubAckReason::NotAuthorized
-    );
 }
 
 #[tokio::test]
@@ -396,4 +386,83 @@ async fn only_gateways_reach_sub_devices_and_only_their_own() {
     // And the other tenant cannot read the gateway's sub-device.
     let (status, _) = s.get(&format!("/api/device/{a}"), &other).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A customer user claims a device by name with its secret key.
+async fn claim(s: &Server, user: &str, name: &str, key: &str) -> (StatusCode, Value) {
+    s.post(
+        &format!("/api/customer/device/{name}/claim"),
+        user,
+        json!({"secretKey": key}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_gateway_opens_claiming_windows_for_its_sub_devices() {
+    let s = Server::start();
+    let admin = s.sign_up("gateway-claim@example.com").await;
+    let kim = s.customer_user(&admin, "kim@gateway-claim.test").await.0;
+    device(&s, &admin, "Claim Gateway", "GWCLAIM", true).await;
+    let mut gw = v5::connected(&s, "claim-gw", "GWCLAIM").await;
+    // gateway-mqtt-api.md's example: two sub-devices, created on first mention.
+    gw.publish(
+        "v1/gateway/claim",
+        &json!({
+            SUB_A: {"secretKey": "value_A", "durationMs": 60000},
+            SUB_B: {"secretKey": "value_B", "durationMs": 300},
+        })
+        .to_string(),
+    )
+    .await;
+    assert!(devices(&s, &admin).await.contains_key(SUB_A));
+    assert_eq!(claim(&s, &kim, SUB_A, "value_B").await.1, json!("FAILURE"));
+    gw.publish(
+        "v1/gateway/claim",
+        &json!({ SUB_A: {"secretKey": "value_A", "durationMs": 60000} }).to_string(),
+    )
+    .await;
+    let (status, ok) = claim(&s, &kim, SUB_A, "value_A").await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["response"], "SUCCESS");
+    assert_eq!(ok["device"]["name"], SUB_A);
+    // B's window (300 ms) expired.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(claim(&s, &kim, SUB_B, "value_B").await.1, json!("FAILURE"));
+
+    // Malformed requests are refused (the reasons: thingsafe-mqtt's unit tests).
+    for payload in [
+        r#"{"X":"value"}"#,
+        r#"{"X":{"durationMs":"soon"}}"#,
+        "{}",
+        r#"{"X":"#,
+    ] {
+        let reason = gw.publish_refused("v1/gateway/claim", payload).await;
+        assert_eq!(reason, v5::PubAckReason::PayloadFormatInvalid, "{payload}");
+        gw = v5::connected(&s, "claim-gw", "GWCLAIM").await;
+    }
+    assert!(
+        !devices(&s, &admin).await.contains_key("X"),
+        "a refused claim creates no sub-device"
+    );
+    // Not a gateway: refused.
+    device(&s, &admin, "Plain", "PLAINCLAIM", false).await;
+    let mut plain = v5::connected(&s, "plain", "PLAINCLAIM").await;
+    assert_eq!(
+        plain
+            .publish_refused("v1/gateway/claim", r#"{"Plain":{"secretKey":"k"}}"#)
+            .await,
+        v5::PubAckReason::NotAuthorized
+    );
+    // Over MQTT 3.1.1 too.
+    let mut gw3 = v3::connected(&s, "claim-gw3", "GWCLAIM").await;
+    gw3.publish(
+        "v1/gateway/claim",
+        &json!({ SUB_B: {"secretKey": "again"} }).to_string(),
+    )
+    .await;
+    assert_eq!(
+        claim(&s, &kim, SUB_B, "again").await.1["response"],
+        "SUCCESS"
+    );
 }
