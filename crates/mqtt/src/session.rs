@@ -31,7 +31,7 @@ use crate::MqttSettings;
 use crate::codes::{self, ConnectRefusal, Protocol, PublishRefusal, Violation};
 use crate::error::SessionError;
 use crate::render;
-use crate::topic::{self, PublishTopic, Subscription, TopicError};
+use crate::topic::{self, Family, PublishTopic, Subscription, TopicError};
 
 #[path = "gateway.rs"]
 mod gateway;
@@ -392,6 +392,9 @@ struct Subs {
     gateway_attributes: Option<QoS>,
     gateway_attribute_responses: Option<QoS>,
     gateway_rpc: Option<QoS>,
+    /// The topic families shared-attribute updates and commands go out in.
+    attributes_family: Family,
+    rpc_requests_family: Family,
 }
 
 impl Subs {
@@ -687,8 +690,8 @@ where
         let kind = match &parsed {
             Ok(PublishTopic::Telemetry) => "telemetry",
             Ok(PublishTopic::Attributes) => "attributes",
-            Ok(PublishTopic::AttributeRequest(_)) => "attribute_request",
-            Ok(PublishTopic::RpcCall(_)) => "rpc_call",
+            Ok(PublishTopic::AttributeRequest(..)) => "attribute_request",
+            Ok(PublishTopic::RpcCall(..)) => "rpc_call",
             Ok(PublishTopic::RpcReply(_)) => "rpc_reply",
             Ok(PublishTopic::Gateway(t)) => t.label(),
             Ok(PublishTopic::Claim) => "claim",
@@ -709,7 +712,7 @@ where
                 self.refuse(&p, PublishRefusal::NotAuthorized, e.to_string())
             }
             Ok(PublishTopic::Gateway(t)) => return Box::pin(self.on_gateway_publish(t, p)).await,
-            Err(e @ TopicError::BadRequestId(_)) => {
+            Err(e @ (TopicError::BadRequestId(_) | TopicError::Protobuf(_))) => {
                 self.refuse(&p, PublishRefusal::PayloadFormatInvalid, e.to_string())
             }
             Ok(PublishTopic::Telemetry) => match payload::parse_telemetry(&p.payload, now_ms()) {
@@ -741,14 +744,16 @@ where
                 ),
                 Err(e) => self.malformed(&p, e),
             },
-            Ok(PublishTopic::AttributeRequest(id)) => {
+            Ok(PublishTopic::AttributeRequest(id, family)) => {
                 match payload::parse_attribute_request(&p.payload) {
                     Ok(request) => {
                         let answer = Box::pin(async move {
                             match render::attribute_response(&*store, &device, &request).await {
                                 // ThingsBoard answers only ids of 0 or more.
                                 Ok(body) => Outcome::Answer(
-                                    (id >= 0).then(|| (topic::attribute_response_topic(id), body)),
+                                    (id >= 0).then(|| {
+                                        (topic::attribute_response_topic(id, family), body)
+                                    }),
                                     Subscription::AttributeResponses,
                                 ),
                                 Err(e) => Outcome::Failed(e),
@@ -784,13 +789,13 @@ where
                     .rpc_respond(self.device.id, id, render::rpc_reply(&p.payload));
                 self.push(packet_id, qos, ready(Outcome::Stored));
             }
-            Ok(PublishTopic::RpcCall(id)) => {
+            Ok(PublishTopic::RpcCall(id, family)) => {
                 match render::rpc_call_answer(&p.payload, &self.settings) {
                     Ok(body) => self.push(
                         packet_id,
                         qos,
                         ready(Outcome::Answer(
-                            (id >= 0).then(|| (topic::rpc_response_topic(id), body)),
+                            (id >= 0).then(|| (topic::rpc_response_topic(id, family), body)),
                             Subscription::RpcResponses,
                         )),
                     ),
@@ -808,7 +813,7 @@ where
         };
         for request in self.store.rpc_take(self.device.id) {
             tracing::debug!(device = %self.device.id, rpc = request.id, "delivering an RPC command");
-            let topic = topic::rpc_request_topic(request.id);
+            let topic = topic::rpc_request_topic(request.id, self.subs.rpc_requests_family);
             self.publish(&topic, render::rpc_command(&request), qos)
                 .await?;
         }
@@ -941,10 +946,16 @@ where
         for (filter, requested) in filters {
             // The gateway topics are a gateway's only.
             let gateway = self.device.gateway;
-            match topic::subscription(&filter).filter(|s| gateway || !s.is_gateway()) {
-                Some(sub) => {
+            match topic::subscription_in_family(&filter).filter(|(s, _)| gateway || !s.is_gateway())
+            {
+                Some((sub, family)) => {
                     let qos = topic::granted_qos(requested);
                     *self.subs.slot(sub) = Some(qos);
+                    match sub {
+                        Subscription::Attributes => self.subs.attributes_family = family,
+                        Subscription::RpcRequests => self.subs.rpc_requests_family = family,
+                        _ => {}
+                    }
                     if sub.is_live() && self.changes.is_none() {
                         // Before the SUBACK: every change committed after it is seen.
                         self.changes = Some(self.store.changes());
@@ -958,7 +969,12 @@ where
                     tracing::info!(
                         device = %self.device.id,
                         filter = %filter,
-                        "refused an MQTT subscription"
+                        "refused an MQTT subscription{}",
+                        if topic::is_protobuf_filter(&filter) {
+                            ": protobuf topics are not supported, subscribe to the JSON form"
+                        } else {
+                            ""
+                        }
                     );
                     granted.push(None);
                 }
@@ -1025,7 +1041,8 @@ where
                 if let Some(qos) = self.subs.attributes
                     && let Some(body) = render::attribute_update(&change, self.device.id)
                 {
-                    self.publish(topic::ATTRIBUTES, body, qos).await?;
+                    let topic = self.subs.attributes_family.attributes();
+                    self.publish(topic, body, qos).await?;
                     self.flush().await?;
                 }
             }

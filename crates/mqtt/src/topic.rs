@@ -1,8 +1,17 @@
 //! ThingsBoard's device topics and what a device may do with them.
 //!
-//! A device only ever names itself (`v1/devices/me/...`): the connection's access token
-//! decides which device that is, so no topic can reach another device's data. Everything
-//! that is not listed here is refused.
+//! A device only ever names itself (`v1/devices/me/...`, or ThingsBoard's short `v2/...`
+//! forms, which have no device in them at all): the connection's access token decides
+//! which device that is, so no topic can reach another device's data. Everything that is
+//! not listed here is refused.
+//!
+//! The short topics (`MqttTopics.*_SHORT_*`): `v2/t` telemetry, `v2/a` attributes (publish,
+//! and subscribe for shared-attribute updates), `v2/a/req/$id` answered on `v2/a/res/$id`,
+//! `v2/r/req/+` server-side commands answered on `v2/r/res/$id`, and the device's own calls
+//! on `v2/r/req/$id` answered on `v2/r/res/$id`. Each has a `/j` form (`v2/t/j`,
+//! `v2/a/req/j/$id`, ...) that says the payload is JSON; answers and deliveries take the
+//! form of the topic asked on or subscribed to. The `/p` (protobuf) forms are refused with
+//! a message that says so: devices here speak JSON.
 //!
 //! Topic names and their handling follow ThingsBoard's `MqttTopics.java` and
 //! `MqttTransportHandler.java` (`processDevicePublish`, `processSubscribe`).
@@ -45,6 +54,54 @@ pub const GATEWAY_ATTRIBUTES_RESPONSE: &str = "v1/gateway/attributes/response";
 pub const GATEWAY_RPC: &str = "v1/gateway/rpc";
 pub const GATEWAY_CLAIM: &str = "v1/gateway/claim";
 
+/// Which of ThingsBoard's topic families a request came on or a subscription was made
+/// on (its `TopicType`): answers and deliveries go out in the same family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    /// `v1/devices/me/...`
+    #[default]
+    V1,
+    /// `v2/a`, `v2/a/res/`, `v2/r/req/`, `v2/r/res/`
+    V2,
+    /// `v2/a/j`, `v2/a/res/j/`, `v2/r/req/j/`, `v2/r/res/j/`
+    V2Json,
+}
+
+impl Family {
+    /// Where shared-attribute updates go.
+    pub fn attributes(self) -> &'static str {
+        match self {
+            Family::V1 => ATTRIBUTES,
+            Family::V2 => "v2/a",
+            Family::V2Json => "v2/a/j",
+        }
+    }
+
+    fn attribute_response_prefix(self) -> &'static str {
+        match self {
+            Family::V1 => ATTRIBUTES_RESPONSE_PREFIX,
+            Family::V2 => "v2/a/res/",
+            Family::V2Json => "v2/a/res/j/",
+        }
+    }
+
+    fn rpc_request_prefix(self) -> &'static str {
+        match self {
+            Family::V1 => RPC_REQUEST_PREFIX,
+            Family::V2 => "v2/r/req/",
+            Family::V2Json => "v2/r/req/j/",
+        }
+    }
+
+    fn rpc_response_prefix(self) -> &'static str {
+        match self {
+            Family::V1 => RPC_RESPONSE_PREFIX,
+            Family::V2 => "v2/r/res/",
+            Family::V2Json => "v2/r/res/j/",
+        }
+    }
+}
+
 /// What a PUBLISH from the device asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishTopic {
@@ -52,10 +109,10 @@ pub enum PublishTopic {
     Attributes,
     /// The request id, as ThingsBoard reads it (`Integer.parseInt`). ThingsBoard answers
     /// only requests with an id of 0 or more (`JsonMqttAdaptor`); so do we.
-    AttributeRequest(i32),
+    AttributeRequest(i32, Family),
     /// The device calls the server (client-side RPC); answered on
-    /// `v1/devices/me/rpc/response/$id`.
-    RpcCall(i32),
+    /// `v1/devices/me/rpc/response/$id` (or its family's form).
+    RpcCall(i32, Family),
     /// The device answers our command `$id`.
     RpcReply(u32),
     /// A gateway speaks for its sub-devices.
@@ -98,7 +155,7 @@ impl GatewayTopic {
 pub enum TopicError {
     /// Not a topic this device may publish to.
     #[error(
-        "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES}, {ATTRIBUTES_REQUEST_PREFIX}$id, {RPC_REQUEST_PREFIX}$id, {RPC_RESPONSE_PREFIX}$id or {CLAIM}"
+        "publishing to {0:?} is not allowed: a device publishes to {TELEMETRY}, {ATTRIBUTES}, {ATTRIBUTES_REQUEST_PREFIX}$id, {RPC_REQUEST_PREFIX}$id, {RPC_RESPONSE_PREFIX}$id or {CLAIM}, or the short forms v2/t, v2/a, v2/a/req/$id, v2/r/req/$id, v2/r/res/$id"
     )]
     NotAllowed(String),
     /// A gateway topic, from a device that is not flagged as a gateway.
@@ -110,6 +167,79 @@ pub enum TopicError {
     /// malformed request).
     #[error("the request id {0:?} is not a whole number")]
     BadRequestId(String),
+    /// One of ThingsBoard's protobuf topics (`v2/.../p`).
+    #[error(
+        "publishing to {0:?} is refused: protobuf payloads are not supported by this server; publish JSON to the same topic without /p (e.g. v2/t or v2/t/j)"
+    )]
+    Protobuf(String),
+}
+
+/// The short topics' table: (topic or prefix, what it is, its family). A prefix ends in
+/// `/` and is followed by the request id.
+const SHORT_TOPICS: &[(&str, Short, Family)] = &[
+    ("v2/t", Short::Telemetry, Family::V2),
+    ("v2/t/j", Short::Telemetry, Family::V2Json),
+    ("v2/a", Short::Attributes, Family::V2),
+    ("v2/a/j", Short::Attributes, Family::V2Json),
+    ("v2/a/req/j/", Short::AttributeRequest, Family::V2Json),
+    ("v2/a/req/", Short::AttributeRequest, Family::V2),
+    ("v2/r/req/j/", Short::RpcCall, Family::V2Json),
+    ("v2/r/req/", Short::RpcCall, Family::V2),
+    ("v2/r/res/j/", Short::RpcReply, Family::V2Json),
+    ("v2/r/res/", Short::RpcReply, Family::V2),
+];
+
+#[derive(Clone, Copy)]
+enum Short {
+    Telemetry,
+    Attributes,
+    AttributeRequest,
+    RpcCall,
+    RpcReply,
+}
+
+/// ThingsBoard's protobuf forms of the short topics: `v2/t/p`, `v2/a/p`, and the request
+/// and answer prefixes followed by `p/`.
+fn is_protobuf(topic: &str) -> bool {
+    matches!(topic, "v2/t/p" | "v2/a/p")
+        || ["v2/a/req/p/", "v2/a/res/p/", "v2/r/req/p/", "v2/r/res/p/"]
+            .iter()
+            .any(|prefix| topic.starts_with(prefix))
+}
+
+/// Reads a short (`v2/...`) PUBLISH topic.
+fn short_publish_topic(topic: &str) -> Result<PublishTopic, TopicError> {
+    if is_protobuf(topic) {
+        return Err(TopicError::Protobuf(topic.to_string()));
+    }
+    let bad_id = |id: &str| TopicError::BadRequestId(id.to_string());
+    for &(name, short, family) in SHORT_TOPICS {
+        let id = if name.ends_with('/') {
+            match topic.strip_prefix(name) {
+                Some(id) => id,
+                None => continue,
+            }
+        } else if topic == name {
+            ""
+        } else {
+            continue;
+        };
+        return match short {
+            Short::Telemetry => Ok(PublishTopic::Telemetry),
+            Short::Attributes => Ok(PublishTopic::Attributes),
+            Short::AttributeRequest => java_parse_int(id)
+                .map(|id| PublishTopic::AttributeRequest(id, family))
+                .ok_or_else(|| bad_id(id)),
+            Short::RpcCall => java_parse_int(id)
+                .map(|id| PublishTopic::RpcCall(id, family))
+                .ok_or_else(|| bad_id(id)),
+            Short::RpcReply => id
+                .parse()
+                .map(PublishTopic::RpcReply)
+                .map_err(|_| bad_id(id)),
+        };
+    }
+    Err(TopicError::NotAllowed(topic.to_string()))
 }
 
 /// Reads a PUBLISH topic name.
@@ -118,15 +248,16 @@ pub fn publish_topic(topic: &str) -> Result<PublishTopic, TopicError> {
         TELEMETRY => Ok(PublishTopic::Telemetry),
         ATTRIBUTES => Ok(PublishTopic::Attributes),
         CLAIM => Ok(PublishTopic::Claim),
+        _ if topic.starts_with("v2/") => short_publish_topic(topic),
         _ => {
             let bad_id = |id: &str| TopicError::BadRequestId(id.to_string());
             if let Some(id) = topic.strip_prefix(ATTRIBUTES_REQUEST_PREFIX) {
                 java_parse_int(id)
-                    .map(PublishTopic::AttributeRequest)
+                    .map(|id| PublishTopic::AttributeRequest(id, Family::V1))
                     .ok_or_else(|| bad_id(id))
             } else if let Some(id) = topic.strip_prefix(RPC_REQUEST_PREFIX) {
                 java_parse_int(id)
-                    .map(PublishTopic::RpcCall)
+                    .map(|id| PublishTopic::RpcCall(id, Family::V1))
                     .ok_or_else(|| bad_id(id))
             } else if let Some(id) = topic.strip_prefix(RPC_RESPONSE_PREFIX) {
                 id.parse()
@@ -210,9 +341,35 @@ impl Subscription {
     }
 }
 
-/// Reads a SUBSCRIBE topic filter; `None` for anything a device may not subscribe to.
-/// Like ThingsBoard, only these exact filters are granted (no other wildcards).
+/// Reads a SUBSCRIBE topic filter; `None` for anything a device may not subscribe to
+/// (including the protobuf forms, see [`is_protobuf_filter`]). Like ThingsBoard, only these
+/// exact filters are granted (no other wildcards).
 pub fn subscription(filter: &str) -> Option<Subscription> {
+    subscription_in_family(filter).map(|(sub, _)| sub)
+}
+
+/// [`subscription`], with the family its deliveries take.
+pub fn subscription_in_family(filter: &str) -> Option<(Subscription, Family)> {
+    let sub = |s| Some((s, Family::V1));
+    match filter {
+        "v2/a" => Some((Subscription::Attributes, Family::V2)),
+        "v2/a/j" => Some((Subscription::Attributes, Family::V2Json)),
+        "v2/a/res/+" => Some((Subscription::AttributeResponses, Family::V2)),
+        "v2/a/res/j/+" => Some((Subscription::AttributeResponses, Family::V2Json)),
+        "v2/r/req/+" => Some((Subscription::RpcRequests, Family::V2)),
+        "v2/r/req/j/+" => Some((Subscription::RpcRequests, Family::V2Json)),
+        "v2/r/res/+" => Some((Subscription::RpcResponses, Family::V2)),
+        "v2/r/res/j/+" => Some((Subscription::RpcResponses, Family::V2Json)),
+        _ => v1_subscription(filter).and_then(sub),
+    }
+}
+
+/// A protobuf filter (`v2/a/p`, `v2/r/req/p/+`, ...): refused, and the log says why.
+pub fn is_protobuf_filter(filter: &str) -> bool {
+    is_protobuf(filter)
+}
+
+fn v1_subscription(filter: &str) -> Option<Subscription> {
     match filter {
         ATTRIBUTES => Some(Subscription::Attributes),
         ATTRIBUTES_RESPONSE_FILTER => Some(Subscription::AttributeResponses),
@@ -230,19 +387,19 @@ pub fn granted_qos(requested: QoS) -> QoS {
     requested.less_value(QoS::AtLeastOnce)
 }
 
-/// The topic of the answer to attribute request `id`.
-/// Where our command `id` goes to the device.
-pub fn rpc_request_topic(id: u32) -> String {
-    format!("{RPC_REQUEST_PREFIX}{id}")
+/// Where our command `id` goes to the device, in the family it subscribed in.
+pub fn rpc_request_topic(id: u32, family: Family) -> String {
+    format!("{}{id}", family.rpc_request_prefix())
 }
 
 /// Where our answer to the device's call `id` goes.
-pub fn rpc_response_topic(id: i32) -> String {
-    format!("{RPC_RESPONSE_PREFIX}{id}")
+pub fn rpc_response_topic(id: i32, family: Family) -> String {
+    format!("{}{id}", family.rpc_response_prefix())
 }
 
-pub fn attribute_response_topic(id: i32) -> String {
-    format!("{ATTRIBUTES_RESPONSE_PREFIX}{id}")
+/// The topic of the answer to attribute request `id`.
+pub fn attribute_response_topic(id: i32, family: Family) -> String {
+    format!("{}{id}", family.attribute_response_prefix())
 }
 
 #[cfg(test)]
@@ -255,16 +412,16 @@ mod tests {
         assert_eq!(publish_topic(ATTRIBUTES), Ok(PublishTopic::Attributes));
         assert_eq!(
             publish_topic("v1/devices/me/attributes/request/42"),
-            Ok(PublishTopic::AttributeRequest(42))
+            Ok(PublishTopic::AttributeRequest(42, Family::V1))
         );
         // Integer.parseInt: a sign and leading zeros are fine.
         assert_eq!(
             publish_topic("v1/devices/me/attributes/request/+007"),
-            Ok(PublishTopic::AttributeRequest(7))
+            Ok(PublishTopic::AttributeRequest(7, Family::V1))
         );
         assert_eq!(
             publish_topic("v1/devices/me/attributes/request/-1"),
-            Ok(PublishTopic::AttributeRequest(-1))
+            Ok(PublishTopic::AttributeRequest(-1, Family::V1))
         );
         for bad in ["", "x", "2147483648", "1.5", " 1", "1/2", "+", "0x10"] {
             assert_eq!(
@@ -275,7 +432,7 @@ mod tests {
         }
         assert_eq!(
             publish_topic("v1/devices/me/rpc/request/3"),
-            Ok(PublishTopic::RpcCall(3))
+            Ok(PublishTopic::RpcCall(3, Family::V1))
         );
         assert_eq!(
             publish_topic("v1/devices/me/rpc/response/9"),
@@ -419,6 +576,104 @@ mod tests {
         assert!(!Subscription::Attributes.is_gateway());
         assert!(Subscription::GatewayRpc.is_live() && Subscription::RpcRequests.is_live());
         assert!(!Subscription::GatewayAttributeResponses.is_live());
+    }
+
+    #[test]
+    fn thingsboards_short_topics_and_their_json_forms() {
+        use Family::{V2, V2Json};
+        for (topic, expected) in [
+            ("v2/t", PublishTopic::Telemetry),
+            ("v2/t/j", PublishTopic::Telemetry),
+            ("v2/a", PublishTopic::Attributes),
+            ("v2/a/j", PublishTopic::Attributes),
+            ("v2/a/req/5", PublishTopic::AttributeRequest(5, V2)),
+            ("v2/a/req/j/5", PublishTopic::AttributeRequest(5, V2Json)),
+            ("v2/r/req/-2", PublishTopic::RpcCall(-2, V2)),
+            ("v2/r/req/j/7", PublishTopic::RpcCall(7, V2Json)),
+            ("v2/r/res/9", PublishTopic::RpcReply(9)),
+            ("v2/r/res/j/9", PublishTopic::RpcReply(9)),
+        ] {
+            assert_eq!(publish_topic(topic), Ok(expected), "{topic}");
+            assert_eq!(publish_topic_for(topic, true), Ok(expected), "{topic}");
+        }
+        for proto in [
+            "v2/t/p",
+            "v2/a/p",
+            "v2/a/req/p/1",
+            "v2/r/req/p/1",
+            "v2/r/res/p/1",
+        ] {
+            let e = publish_topic(proto).unwrap_err();
+            assert_eq!(e, TopicError::Protobuf(proto.into()));
+            assert!(
+                e.to_string()
+                    .contains("protobuf payloads are not supported"),
+                "{e}"
+            );
+        }
+        for bad in [
+            "v2/a/req/x",
+            "v2/a/req/",
+            "v2/r/res/-1",
+            "v2/a/req/j/",
+            "v2/r/req/1.5",
+        ] {
+            assert!(
+                matches!(publish_topic(bad), Err(TopicError::BadRequestId(_))),
+                "{bad}"
+            );
+        }
+        for foreign in [
+            "v2",
+            "v2/",
+            "v2/t/",
+            "v2/t/x",
+            "v2/a/res/1",
+            "v2/r",
+            "v2/fw/request/1/chunk/0",
+            "v2/T",
+            "v3/t",
+        ] {
+            assert_eq!(
+                publish_topic(foreign),
+                Err(TopicError::NotAllowed(foreign.into())),
+                "{foreign}"
+            );
+        }
+        for (filter, expected) in [
+            ("v2/a", (Subscription::Attributes, V2)),
+            ("v2/a/j", (Subscription::Attributes, V2Json)),
+            ("v2/a/res/+", (Subscription::AttributeResponses, V2)),
+            ("v2/a/res/j/+", (Subscription::AttributeResponses, V2Json)),
+            ("v2/r/req/+", (Subscription::RpcRequests, V2)),
+            ("v2/r/req/j/+", (Subscription::RpcRequests, V2Json)),
+            ("v2/r/res/+", (Subscription::RpcResponses, V2)),
+            ("v2/r/res/j/+", (Subscription::RpcResponses, V2Json)),
+            (ATTRIBUTES, (Subscription::Attributes, Family::V1)),
+        ] {
+            assert_eq!(subscription_in_family(filter), Some(expected), "{filter}");
+        }
+        for refused in [
+            "v2/#",
+            "v2/+",
+            "v2/a/p",
+            "v2/r/req/p/+",
+            "v2/a/res/#",
+            "v2/r/req/1",
+            "v2/t",
+        ] {
+            assert_eq!(subscription(refused), None, "{refused}");
+        }
+        assert!(is_protobuf_filter("v2/r/req/p/+") && !is_protobuf_filter("v2/r/req/+"));
+        assert_eq!(attribute_response_topic(3, V2), "v2/a/res/3");
+        assert_eq!(attribute_response_topic(3, V2Json), "v2/a/res/j/3");
+        assert_eq!(rpc_request_topic(4, V2), "v2/r/req/4");
+        assert_eq!(rpc_response_topic(5, V2Json), "v2/r/res/j/5");
+        assert_eq!(
+            rpc_response_topic(5, Family::V1),
+            "v1/devices/me/rpc/response/5"
+        );
+        assert_eq!(V2Json.attributes(), "v2/a/j");
     }
 
     #[test]
