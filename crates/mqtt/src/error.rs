@@ -41,6 +41,8 @@ pub enum SessionError {
     Shutdown,
     #[error("the device was suspended by an administrator")]
     Suspended,
+    #[error("another connection with the same client id took the session over")]
+    TakenOver,
 }
 
 impl From<DecodeError> for SessionError {
@@ -57,6 +59,9 @@ impl From<DecodeError> for SessionError {
 impl SessionError {
     /// Whether the connection ended in a way worth an operator's attention at `info`.
     pub(crate) fn is_quiet(&self) -> bool {
-        matches!(self, SessionError::Closed | SessionError::Shutdown)
+        matches!(
+            self,
+            SessionError::Closed | SessionError::Shutdown | SessionError::TakenOver
+        )
     }
 }

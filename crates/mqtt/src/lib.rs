@@ -48,10 +48,19 @@
 //!   certificate the client presented (and proved it holds the key of, in the handshake)
 //!   authenticates the device whose `X509_CERTIFICATE` credentials have its SHA-256;
 //!   one no device has changes nothing: the access token decides.
+//! - **A session outlives its connection only when asked, and boundedly.** MQTT 3.1.1
+//!   CleanSession=0 and MQTT 5 Clean Start=0 resume the subscriptions of the device's
+//!   session named by the client id (CONNACK session present), with the QoS 1 messages
+//!   queued while it was away and those sent but not acknowledged (again, DUP). Queues hold
+//!   at most `session_queue` messages (the oldest goes); sessions are kept at most
+//!   `max_session_expiry`, in memory. A new connection with the same device and client id
+//!   takes the session over: the old one finishes what is in flight and is closed (MQTT 5:
+//!   DISCONNECT 0x8E).
 //! - **Depends on `core` and `store` only**, never on `http`.
 
 pub mod codes;
 mod error;
+mod persistence;
 pub mod render;
 mod session;
 pub mod topic;
@@ -69,6 +78,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use error::SessionError;
+pub use persistence::SessionRegistry;
 pub use session::{handle, handle_with_certificate};
 
 /// Limits of the MQTT listener.
@@ -94,6 +104,16 @@ pub struct MqttSettings {
     /// What devices may send (shared with the HTTP device API, reported by
     /// `getSessionLimits`).
     pub rate_limits: Arc<thingsafe_core::rate_limit::DeviceRateLimits>,
+    /// Sessions kept between connections, and which connection holds each (persistence.rs).
+    /// Shared by the plain and the TLS listener.
+    pub sessions: Arc<SessionRegistry>,
+    /// Messages kept for a device whose session waits for it (or whose receive window is
+    /// full); beyond, the oldest is dropped.
+    pub session_queue: usize,
+    /// The longest a session is kept after its connection ended: an MQTT 5 client's
+    /// Session Expiry Interval is capped to it (and told so in the CONNACK), an MQTT 3.1.1
+    /// CleanSession=0 session is kept this long.
+    pub max_session_expiry: Duration,
 }
 
 impl Default for MqttSettings {
@@ -109,6 +129,9 @@ impl Default for MqttSettings {
             rate_limits: Arc::new(thingsafe_core::rate_limit::DeviceRateLimits::new(
                 Default::default(),
             )),
+            sessions: Arc::new(SessionRegistry::default()),
+            session_queue: 100,
+            max_session_expiry: Duration::from_secs(86_400),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One MQTT connection: version detection, CONNECT and authentication, then the session
 //! loop that stores what the device publishes and delivers what it subscribed to.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::num::NonZeroU16;
 use std::pin::Pin;
@@ -20,7 +20,7 @@ use thingsafe_core::payload::{self, PayloadError};
 use thingsafe_core::{AttributeScope, Device, now_ms};
 use thingsafe_store::{Change, Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::Framed;
 
@@ -30,6 +30,7 @@ const IO_BUFFER_START: usize = 1024;
 use crate::MqttSettings;
 use crate::codes::{self, ConnectRefusal, Protocol, PublishRefusal, Violation};
 use crate::error::SessionError;
+use crate::persistence::{self, Queued};
 use crate::render;
 use crate::topic::{self, Family, PublishTopic, Subscription, TopicError};
 
@@ -76,7 +77,7 @@ where
         settings.connect_timeout,
         connect(&mut io, certificate.as_deref(), &*store, &settings),
     );
-    let (proto, hello, device) = tokio::select! {
+    let (proto, hello, device, held) = tokio::select! {
         accepted = connecting => match accepted {
             Ok(accepted) => accepted?,
             Err(_) => return Err(SessionError::ConnectTimeout(settings.connect_timeout)),
@@ -98,7 +99,19 @@ where
         .receive_max
         .map(|n| usize::from(n.get()))
         .unwrap_or(usize::from(u16::MAX));
-    let session = Session {
+    let (held, leave, resumed) = match held {
+        Some(h) => (
+            Some(Held {
+                key: h.claim.key,
+                connection: h.claim.connection,
+                keep_for: h.keep_for,
+            }),
+            Some(h.claim.leave),
+            h.claim.saved.map(|saved| (saved, h.changes)),
+        ),
+        None => (None, None, None),
+    };
+    let mut session = Session {
         io,
         proto,
         device: Arc::new(device),
@@ -118,9 +131,21 @@ where
         awaiting_release: HashSet::new(),
         gateway: Default::default(),
         suspensions: store.suspension_changes(),
+        backlog: VecDeque::new(),
+        unacked: VecDeque::new(),
+        session: held,
+        leave,
+        gone: None,
     };
     let device = session.device.id;
-    let result = session.run(stop).await;
+    let result = match resumed {
+        Some((saved, changes)) => match session.resume(saved, changes).await {
+            Ok(()) => session.run(stop).await,
+            Err(e) => Err(e),
+        },
+        None => session.run(stop).await,
+    };
+    session.release();
     metrics::gauge!("thingsafe_mqtt_sessions").decrement(1.0);
     match &result {
         Ok(()) => tracing::info!(device = %device, "MQTT device disconnected"),
@@ -136,20 +161,43 @@ where
 struct Hello {
     keep_alive: u16,
     client_id: ByteString,
+    /// MQTT 3.1.1 CleanSession, MQTT 5 Clean Start.
+    clean_start: bool,
+    /// MQTT 5's Session Expiry Interval (seconds); `None` for MQTT 3.1.1.
+    session_expiry: Option<u32>,
     username: Option<ByteString>,
     auth_method: bool,
     receive_max: Option<NonZeroU16>,
     max_packet_size: Option<u32>,
 }
 
-/// Reads the CONNECT (after detecting the version), authenticates the device and answers
-/// with a CONNACK.
+/// The session a device's connection holds, by its client id (persistence.rs).
+struct HeldAtConnect {
+    claim: persistence::Claim,
+    /// How long the session outlives the connection; `None`: it ends with it.
+    keep_for: Option<Duration>,
+    /// Subscribed to before the session was claimed, so that a resumed session misses no
+    /// change between its keeper and this connection.
+    changes: Option<broadcast::Receiver<Arc<Change>>>,
+}
+
+/// How long a session outlives its connection, as the client asked and the server allows.
+fn keep_for(hello: &Hello, settings: &MqttSettings) -> Option<Duration> {
+    match hello.session_expiry {
+        None => (!hello.clean_start).then_some(settings.max_session_expiry),
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(u64::from(secs)).min(settings.max_session_expiry)),
+    }
+}
+
+/// Reads the CONNECT (after detecting the version), authenticates the device, takes its
+/// session (over) and answers with a CONNACK.
 async fn connect<S>(
     io: &mut Framed<S, MqttCodec>,
     certificate: Option<&str>,
     store: &dyn Store,
     settings: &MqttSettings,
-) -> Result<(Protocol, Hello, Option<Device>), SessionError>
+) -> Result<(Protocol, Hello, Option<Device>, Option<HeldAtConnect>), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -191,6 +239,8 @@ where
         Some(Ok((MqttPacket::V3(v3::Packet::Connect(c)), _))) => Hello {
             keep_alive: c.keep_alive,
             client_id: c.client_id,
+            clean_start: c.clean_session,
+            session_expiry: None,
             username: c.username,
             auth_method: false,
             receive_max: None,
@@ -199,6 +249,8 @@ where
         Some(Ok((MqttPacket::V5(v5::Packet::Connect(c)), _))) => Hello {
             keep_alive: c.keep_alive,
             client_id: c.client_id,
+            clean_start: c.clean_start,
+            session_expiry: Some(c.session_expiry_interval_secs),
             username: c.username,
             auth_method: c.auth_method.is_some(),
             receive_max: c.receive_max,
@@ -256,6 +308,10 @@ where
             tracing::info!(device = %d.id, "refused a suspended device over MQTT");
             Err(ConnectRefusal::Suspended)
         }
+        // MQTT-3.1.3-8: a session to keep needs a name.
+        _ if proto == Protocol::V3 && hello.client_id.is_empty() && !hello.clean_start => {
+            Err(ConnectRefusal::ClientId)
+        }
         _ => Ok(device),
     });
     let device = match refusal {
@@ -271,16 +327,47 @@ where
         }
     };
 
+    let held = match &device {
+        Some(d) if !hello.client_id.is_empty() => {
+            let changes = (!hello.clean_start).then(|| store.changes());
+            let grace = settings.connect_timeout / 2;
+            let mut claim = settings.sessions.claim(d.id, &hello.client_id, grace).await;
+            if hello.clean_start {
+                claim.saved = None;
+            }
+            Some(HeldAtConnect {
+                claim,
+                keep_for: keep_for(&hello, settings),
+                changes,
+            })
+        }
+        _ => None,
+    };
+    let session_present = held.as_ref().is_some_and(|h| h.claim.saved.is_some());
+    // MQTT 5: the Session Expiry Interval used, when it is not the one asked for.
+    let granted_expiry = match (&held, hello.session_expiry) {
+        (_, None | Some(0)) => None,
+        (None, Some(_)) => Some(0),
+        (Some(h), Some(asked)) => h
+            .keep_for
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .filter(|granted| *granted != asked),
+    };
     let connack = match proto {
-        Protocol::V3 => connack_v3(v3::ConnectAckReason::ConnectionAccepted),
+        Protocol::V3 => MqttPacket::V3(v3::Packet::ConnectAck(v3::ConnectAck {
+            return_code: v3::ConnectAckReason::ConnectionAccepted,
+            session_present,
+        })),
         Protocol::V5 => {
             if let (MqttCodec::V5(codec), Some(max)) = (io.codec_mut(), hello.max_packet_size) {
                 codec.set_max_outbound_size(max);
             }
             MqttPacket::V5(v5::Packet::ConnectAck(Box::new(v5::ConnectAck {
+                session_present,
+                session_expiry_interval_secs: granted_expiry,
                 receive_max: NonZeroU16::new(settings.receive_maximum).unwrap_or(NonZeroU16::MIN),
                 max_packet_size: Some(settings.max_packet_size),
-                // An empty client id gets one (MQTT-3.2.2-16); sessions are not kept.
+                // An empty client id gets one (MQTT-3.2.2-16); its session is not kept.
                 assigned_client_id: hello.client_id.is_empty().then(|| match &device {
                     Some(device) => ByteString::from(format!("thingsafe-{}", device.id)),
                     None => ByteString::from(format!(
@@ -301,7 +388,7 @@ where
         Err(_) => return Err(SessionError::WriteTimeout(settings.write_timeout)),
     }
     metrics::counter!("thingsafe_mqtt_connects_total").increment(1);
-    Ok((proto, hello, device))
+    Ok((proto, hello, device, held))
 }
 
 /// Whether `buf` starts with a CONNECT of a protocol level we do not speak.
@@ -383,8 +470,8 @@ enum Outcome {
 }
 
 /// What the device subscribed to, with the QoS granted.
-#[derive(Default)]
-struct Subs {
+#[derive(Clone, Default)]
+pub(crate) struct Subs {
     attributes: Option<QoS>,
     attribute_responses: Option<QoS>,
     rpc_requests: Option<QoS>,
@@ -554,6 +641,25 @@ struct Session<S> {
     gateway: gateway::SubDevices,
     /// Moves when an administrator suspends or lifts: the device is then checked again.
     suspensions: watch::Receiver<u64>,
+    /// QoS 1 messages for the device waiting for room in its receive window (bounded by
+    /// `session_queue`), in order.
+    backlog: VecDeque<Queued>,
+    /// QoS 1 messages sent and not acknowledged yet, in the order sent: kept with the
+    /// session, and sent again (DUP) when it resumes.
+    unacked: VecDeque<(u16, Queued)>,
+    /// The session this connection holds (by client id), if it names one.
+    session: Option<Held>,
+    /// Fires when another connection with the same client id takes the session over.
+    leave: Option<oneshot::Receiver<oneshot::Sender<()>>>,
+    /// Told once this connection is gone and its session kept, after a takeover.
+    gone: Option<oneshot::Sender<()>>,
+}
+
+/// The session a connection holds in the registry.
+struct Held {
+    key: (thingsafe_core::DeviceId, String),
+    connection: u64,
+    keep_for: Option<Duration>,
 }
 
 enum Step {
@@ -569,7 +675,7 @@ where
     /// Rare paths (subscriptions, change delivery, shutdown, protocol violations) are
     /// boxed: their state lives on the heap while they run, not in every idle session's
     /// future (measured: idle connections took 5 KiB of task memory each).
-    async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SessionError> {
+    async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<(), SessionError> {
         let mut last_seen = Instant::now();
         let window = usize::from(self.settings.receive_maximum.max(1));
         loop {
@@ -591,6 +697,10 @@ where
                     if self.store.suspension_of(&self.device).is_some() {
                         return Box::pin(self.suspended()).await;
                     }
+                }
+                gone = taken_over(&mut self.leave), if self.leave.is_some() => {
+                    self.gone = Some(gone);
+                    return Box::pin(self.taken_over()).await;
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
                     // While the window was full nothing was read: the client is not idle.
@@ -631,7 +741,11 @@ where
     async fn on_packet(&mut self, packet: MqttPacket) -> Result<Step, SessionError> {
         match inbound(packet) {
             Inbound::Publish(p) => self.on_publish(*p).await?,
-            Inbound::PubAck(id) => self.out.release(id.get()),
+            Inbound::PubAck(id) => {
+                self.out.release(id.get());
+                self.unacked.retain(|(sent, _)| *sent != id.get());
+                self.send_backlog().await?;
+            }
             Inbound::PubRel(id) => {
                 let known = self.awaiting_release.remove(&id);
                 let packet = match self.proto {
@@ -1062,15 +1176,57 @@ where
         Ok(())
     }
 
-    /// Publishes to the device: at QoS 1 if it subscribed so and its window has room,
-    /// else at QoS 0.
+    /// Publishes to the device at the QoS it subscribed with: QoS 1 messages go out in
+    /// order as its receive window has room, waiting in the bounded backlog meanwhile.
     async fn publish(&mut self, topic: &str, payload: Bytes, qos: QoS) -> Result<(), SessionError> {
-        let packet_id = match qos {
-            QoS::AtMostOnce => None,
-            _ => self.out.take(),
-        };
-        let publish = Box::new(Publish {
+        if qos == QoS::AtMostOnce {
+            let packet = self.publish_packet(topic, payload, None, false);
+            self.feed_or_drop(packet).await?;
+            return Ok(());
+        }
+        let message = Queued {
+            topic: topic.to_string(),
+            payload,
             dup: false,
+        };
+        let max = self.settings.session_queue;
+        persistence::push_bounded(&mut self.backlog, message, max, self.device.id);
+        self.send_backlog().await
+    }
+
+    /// Sends the backlog's QoS 1 messages while the device's window has room.
+    async fn send_backlog(&mut self) -> Result<(), SessionError> {
+        while !self.backlog.is_empty() {
+            let Some(id) = self.out.take() else {
+                break;
+            };
+            let Some(message) = self.backlog.pop_front() else {
+                break;
+            };
+            let packet = self.publish_packet(
+                &message.topic,
+                message.payload.clone(),
+                Some(id),
+                message.dup,
+            );
+            if self.feed_or_drop(packet).await? {
+                self.unacked.push_back((id.get(), message));
+            } else {
+                self.out.release(id.get());
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_packet(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        packet_id: Option<NonZeroU16>,
+        dup: bool,
+    ) -> MqttPacket {
+        let publish = Box::new(Publish {
+            dup,
             retain: false,
             qos: if packet_id.is_some() {
                 QoS::AtLeastOnce
@@ -1082,16 +1238,86 @@ where
             payload,
             properties: None,
         });
-        let packet = match self.proto {
+        match self.proto {
             Protocol::V3 => MqttPacket::V3(v3::Packet::Publish(publish)),
             Protocol::V5 => MqttPacket::V5(v5::Packet::Publish(publish)),
-        };
-        if !self.feed_or_drop(packet).await?
-            && let Some(id) = packet_id
-        {
-            self.out.release(id.get());
         }
-        Ok(())
+    }
+
+    /// A resumed session: its subscriptions back, then what waited for the device (sent
+    /// but unacknowledged first, again), then the commands in its mailbox.
+    async fn resume(
+        &mut self,
+        saved: persistence::Saved,
+        changes: Option<broadcast::Receiver<Arc<Change>>>,
+    ) -> Result<(), SessionError> {
+        tracing::info!(device = %self.device.id, queued = saved.queue.len(), "MQTT session resumed");
+        self.subs = saved.subs;
+        if self.subs.live() {
+            self.changes = Some(changes.unwrap_or_else(|| self.store.changes()));
+        }
+        self.backlog = saved.queue;
+        self.send_backlog().await?;
+        if self.subs.rpc_requests.is_some() {
+            self.deliver_commands().await?;
+        }
+        if self.subs.gateway_rpc.is_some() {
+            self.deliver_all_sub_commands().await?;
+        }
+        self.flush().await
+    }
+
+    /// Another connection took the session over: what was received is acknowledged, then
+    /// this one is told why (MQTT 5) and closed.
+    async fn taken_over(&mut self) -> Result<(), SessionError> {
+        tracing::info!(device = %self.device.id, "another connection took the MQTT session over");
+        self.closing = true;
+        self.drain().await?;
+        self.disconnect(
+            v5::DisconnectReasonCode::SessionTakenOver,
+            Some("another connection with the same client id took the session over"),
+        )
+        .await;
+        Err(SessionError::TakenOver)
+    }
+
+    /// The connection ended: its session is kept if it asked so (what was not
+    /// acknowledged first, marked DUP), and a connection taking it over is told.
+    fn release(&mut self) {
+        let Some(held) = self.session.take() else {
+            return;
+        };
+        let kept = held.keep_for.map(|keep_for| {
+            let mut queue: VecDeque<Queued> = self
+                .unacked
+                .drain(..)
+                .map(|(_, message)| Queued {
+                    dup: true,
+                    ..message
+                })
+                .collect();
+            queue.extend(self.backlog.drain(..));
+            let saved = persistence::Saved {
+                subs: self.subs.clone(),
+                attributes: self
+                    .subs
+                    .attributes
+                    .map(|qos| (qos, self.subs.attributes_family.attributes())),
+                queue,
+                expires: Instant::now() + keep_for,
+            };
+            let changes = self.changes.take().unwrap_or_else(|| self.store.changes());
+            (saved, self.device.clone(), changes)
+        });
+        self.settings.sessions.release(
+            held.key,
+            held.connection,
+            kept,
+            self.settings.session_queue,
+        );
+        if let Some(gone) = self.gone.take() {
+            let _ = gone.send(());
+        }
     }
 
     /// After a malformed frame: MQTT 5 gets a DISCONNECT with the spec's reason code.
@@ -1129,7 +1355,7 @@ where
     /// closes anyway. MQTT 3.1.1 has no DISCONNECT from the server.
     /// Suspended while connected: what was received is acknowledged, then the device is
     /// told why (MQTT 5) and the connection closes.
-    async fn suspended(mut self) -> Result<(), SessionError> {
+    async fn suspended(&mut self) -> Result<(), SessionError> {
         tracing::info!(device = %self.device.id, "dropping a device an administrator suspended");
         self.closing = true;
         self.drain().await?;
@@ -1214,6 +1440,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stopping| *stopping).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Resolves when another connection takes the session over, with the way to tell it
+/// that this one is gone; never if the registry let go of this connection.
+async fn taken_over(
+    leave: &mut Option<oneshot::Receiver<oneshot::Sender<()>>>,
+) -> oneshot::Sender<()> {
+    if let Some(rx) = leave.as_mut()
+        && let Ok(gone) = rx.await
+    {
+        return gone;
+    }
+    *leave = None;
+    std::future::pending().await
 }
 
 async fn next_change(
