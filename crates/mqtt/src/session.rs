@@ -95,10 +95,13 @@ where
         "MQTT device connected"
     );
     metrics::gauge!("thingsafe_mqtt_sessions").increment(1.0);
+    // Our QoS 1 messages in flight to the device are kept until acknowledged: at most the
+    // client's Receive Maximum, and at most `session_queue`.
     let out_limit = hello
         .receive_max
         .map(|n| usize::from(n.get()))
-        .unwrap_or(usize::from(u16::MAX));
+        .unwrap_or(usize::from(u16::MAX))
+        .min(settings.session_queue.max(1));
     let (held, leave, resumed) = match held {
         Some(h) => (
             Some(Held {
@@ -329,7 +332,7 @@ where
 
     let held = match &device {
         Some(d) if !hello.client_id.is_empty() => {
-            let changes = (!hello.clean_start).then(|| store.changes());
+            let changes = (!hello.clean_start).then(|| feed_of(store, d));
             let grace = settings.connect_timeout / 2;
             let mut claim = settings.sessions.claim(d.id, &hello.client_id, grace).await;
             if hello.clean_start {
@@ -1072,7 +1075,7 @@ where
                     }
                     if sub.is_live() && self.changes.is_none() {
                         // Before the SUBACK: every change committed after it is seen.
-                        self.changes = Some(self.store.changes());
+                        self.changes = Some(feed_of(&*self.store, &self.device));
                     }
                     granted.push(Some(qos));
                     commands |= sub == Subscription::RpcRequests;
@@ -1166,10 +1169,11 @@ where
                     missed,
                     "an MQTT session fell behind the change feed; some attribute updates were not delivered"
                 );
+                // Commands wait in mailboxes: none is lost, only its announcement.
                 if self.device.gateway {
-                    // Commands wait in mailboxes: none is lost, only its announcement.
                     self.deliver_all_sub_commands().await?;
                 }
+                self.deliver_commands().await?;
             }
             Err(broadcast::error::RecvError::Closed) => self.changes = None,
         }
@@ -1254,7 +1258,7 @@ where
         tracing::info!(device = %self.device.id, queued = saved.queue.len(), "MQTT session resumed");
         self.subs = saved.subs;
         if self.subs.live() {
-            self.changes = Some(changes.unwrap_or_else(|| self.store.changes()));
+            self.changes = Some(changes.unwrap_or_else(|| feed_of(&*self.store, &self.device)));
         }
         self.backlog = saved.queue;
         self.send_backlog().await?;
@@ -1306,7 +1310,10 @@ where
                 queue,
                 expires: Instant::now() + keep_for,
             };
-            let changes = self.changes.take().unwrap_or_else(|| self.store.changes());
+            let changes = self
+                .changes
+                .take()
+                .unwrap_or_else(|| feed_of(&*self.store, &self.device));
             (saved, self.device.clone(), changes)
         });
         self.settings.sessions.release(
@@ -1439,6 +1446,16 @@ fn reason_string(message: &str) -> ByteString {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stopping| *stopping).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// The changes a device's session listens to: its own only; a gateway's, the
+/// installation's (it speaks for its sub-devices, and filters their changes itself).
+fn feed_of(store: &dyn Store, device: &Device) -> broadcast::Receiver<Arc<Change>> {
+    if device.gateway {
+        store.changes()
+    } else {
+        store.device_changes(device.id)
     }
 }
 

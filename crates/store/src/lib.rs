@@ -18,6 +18,7 @@
 
 pub mod codec;
 mod error;
+mod feed;
 pub mod oauth2;
 pub mod records;
 mod requests;
@@ -360,6 +361,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Committed telemetry and attribute changes and RPC events, as they happen.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Change>>;
+
+    /// The changes addressed to `device` only (its shared attributes set or deleted, a
+    /// command waiting for it): what a device's own transport session listens to, so that
+    /// it wakes for its device's changes only.
+    fn device_changes(&self, device: DeviceId) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        let _ = device;
+        self.changes()
+    }
 
     /// Puts a command in the device's mailbox (and announces `Change::RpcWaiting`); returns
     /// its id. Commands are not persisted: they live until taken or expired.

@@ -66,7 +66,7 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     vault: Arc<Vault>,
-    changes: tokio::sync::broadcast::Sender<Arc<crate::Change>>,
+    changes: crate::feed::ChangeFeed,
     rpc: crate::rpc::Mailboxes,
     claims: provisioning::Claims,
     flusher: flush::LogFlusher,
@@ -138,7 +138,7 @@ impl SqliteStore {
             writer,
             readers,
             vault,
-            changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
+            changes: crate::feed::ChangeFeed::new(CHANGE_BUFFER),
             rpc: crate::rpc::Mailboxes::default(),
             claims: provisioning::Claims::default(),
             flusher,
@@ -1497,6 +1497,10 @@ impl Store for SqliteStore {
         self.changes.subscribe()
     }
 
+    fn device_changes(&self, device: DeviceId) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe_device(device)
+    }
+
     fn rpc_submit(
         &self,
         device: &Device,
@@ -1508,28 +1512,24 @@ impl Store for SqliteStore {
         let request = self
             .rpc
             .submit(device.id, method, params, oneway, expires_ms);
-        let _ = self
-            .changes
-            .send(Arc::new(Change::RpcWaiting { device: device.id }));
+        self.changes.send(Change::RpcWaiting { device: device.id });
         request
     }
 
     fn rpc_take(&self, device: DeviceId) -> Vec<crate::RpcRequest> {
         let taken = self.rpc.take(device, now_ms());
         for r in &taken {
-            let _ = self
-                .changes
-                .send(Arc::new(Change::RpcDelivered { device, id: r.id }));
+            self.changes.send(Change::RpcDelivered { device, id: r.id });
         }
         taken
     }
 
     fn rpc_respond(&self, device: DeviceId, id: u32, response: serde_json::Value) {
-        let _ = self.changes.send(Arc::new(Change::RpcResponse {
+        self.changes.send(Change::RpcResponse {
             device,
             id,
             response,
-        }));
+        });
     }
 
     // --- gateways ---

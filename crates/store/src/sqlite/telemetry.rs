@@ -4,7 +4,6 @@
 //! keyed hashes of the names.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 use thingsafe_core::payload::{Point, Value};
@@ -62,8 +61,7 @@ impl SqliteStore {
     }
 
     fn publish(&self, change: Change) {
-        // No subscriber is not an error.
-        let _ = self.changes.send(Arc::new(change));
+        self.changes.send(change);
     }
 
     pub(super) async fn insert_telemetry(&self, device: &Device, points: Vec<Point>) -> Result<()> {
