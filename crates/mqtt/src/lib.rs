@@ -24,7 +24,8 @@
 //!   `receive_maximum` parsed messages; connections beyond `max_connections` are closed
 //!   on accept.
 //! - **A device reaches only itself.** Its identity is the token given at CONNECT; every
-//!   topic is `v1/devices/me/...`; anything else is refused (MQTT 5: PUBACK or
+//!   topic is `v1/devices/me/...` or a short form (`v2/t`, `v2/a`, `v2/r/...`, which name
+//!   no device); anything else is refused (MQTT 5: PUBACK or
 //!   DISCONNECT 0x87, SUBACK 0x87; MQTT 3.1.1: the connection closes, SUBACK 0x80).
 //!   Attribute updates are filtered by the connection's device id. A gateway also reaches
 //!   `v1/gateway/...`, and through it only its own sub-devices (created by it, in its
