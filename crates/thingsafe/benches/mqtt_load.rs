@@ -7,7 +7,8 @@
 //! cargo bench -p thingsafe --bench mqtt_load -- [devices] [seconds] [--tls]
 //! ```
 //! `--tls` also runs the same load into Thingsafe's MQTT over TLS listener (rumqttc over
-//! rustls, TLS 1.3), right after the plain run on the same server.
+//! rustls, TLS 1.3), right after the plain run on the same server. `--subscribed` has every
+//! Thingsafe device subscribe to `v1/devices/me/attributes` first, as ThingsBoard's SDKs do.
 //! Needs `mosquitto` on PATH for the comparison (Debian package `mosquitto`);
 //! `SKIP_MOSQUITTO=1` measures Thingsafe alone (for quick before/after runs).
 
@@ -67,13 +68,28 @@ async fn thingsafe_runs(
     eprintln!("Thingsafe (MQTT on {}):", t.mqtt);
     let login = |i: usize| (format!("bench{i}"), "v1/devices/me/telemetry".into());
     let pid = t.server.pid();
-    let plain = common::publish_load(t.mqtt, None, devices, duration, login, None, pid).await;
+    // `--subscribed`: every device also subscribes to its shared-attribute updates.
+    let subscribe = std::env::args()
+        .any(|a| a == "--subscribed")
+        .then_some("v1/devices/me/attributes");
+    let plain =
+        common::publish_load(t.mqtt, None, devices, duration, login, None, pid, subscribe).await;
     let mut runs = vec![("Thingsafe", plain)];
     if tls {
         let addr = t.mqtts.expect("MQTT over TLS is on");
         let ca = std::fs::read(t.tls_cert.as_ref().expect("a certificate")).unwrap();
         eprintln!("Thingsafe (MQTT over TLS on {addr}):");
-        let load = common::publish_load(addr, Some(&ca), devices, duration, login, None, pid).await;
+        let load = common::publish_load(
+            addr,
+            Some(&ca),
+            devices,
+            duration,
+            login,
+            None,
+            pid,
+            subscribe,
+        )
+        .await;
         runs.push(("Thingsafe, MQTT over TLS 1.3", load));
     }
     runs
@@ -113,6 +129,7 @@ async fn mosquitto_run(devices: usize, duration: Duration) -> Option<common::Loa
         login,
         Some(received.clone()),
         server.pid(),
+        None,
     )
     .await;
     eprintln!(

@@ -58,6 +58,7 @@ fn main() {
                     },
                     None,
                     pid,
+                    None,
                 )
                 .await
             })

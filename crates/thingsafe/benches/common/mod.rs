@@ -240,7 +240,10 @@ pub struct Load {
 }
 
 /// Publishes from `devices` connections to `addr` for `duration` (after a warm-up) and counts
-/// PUBACKs in the measured window. `login(i)` gives device i's username and topic.
+/// PUBACKs in the measured window. `login(i)` gives device i's username and topic. With
+/// `subscribe`, each device first subscribes to that filter at QoS 1 (as ThingsBoard's SDKs
+/// subscribe to shared-attribute updates on connecting).
+#[allow(clippy::too_many_arguments)]
 pub async fn publish_load(
     addr: std::net::SocketAddr,
     tls_ca: Option<&[u8]>,
@@ -249,6 +252,7 @@ pub async fn publish_load(
     login: impl Fn(usize) -> (String, String),
     delivered: Option<Arc<AtomicU64>>,
     server_pid: u32,
+    subscribe: Option<&str>,
 ) -> Load {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -281,10 +285,14 @@ pub async fn publish_load(
             acknowledged.clone(),
             connected.clone(),
         );
+        let subscribe = subscribe.map(str::to_string);
         tasks.push(tokio::spawn(async move {
             let publisher = {
                 let stop = stop.clone();
                 tokio::spawn(async move {
+                    if let Some(filter) = subscribe {
+                        let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
+                    }
                     while !stop.load(Ordering::Relaxed) {
                         if client
                             .publish(
