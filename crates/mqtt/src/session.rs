@@ -1275,14 +1275,21 @@ where
     /// this one is told why (MQTT 5) and closed.
     async fn taken_over(&mut self) -> Result<(), SessionError> {
         tracing::info!(device = %self.device.id, "another connection took the MQTT session over");
+        let reason = v5::DisconnectReasonCode::SessionTakenOver;
+        self.close_for(reason, SessionError::TakenOver).await
+    }
+
+    /// Ends the session for a reason of the server's: what was received is acknowledged,
+    /// then the device is told why (MQTT 5: `reason` and the error's text) and closed.
+    async fn close_for(
+        &mut self,
+        reason: v5::DisconnectReasonCode,
+        error: SessionError,
+    ) -> Result<(), SessionError> {
         self.closing = true;
         self.drain().await?;
-        self.disconnect(
-            v5::DisconnectReasonCode::SessionTakenOver,
-            Some("another connection with the same client id took the session over"),
-        )
-        .await;
-        Err(SessionError::TakenOver)
+        self.disconnect(reason, Some(&error.to_string())).await;
+        Err(error)
     }
 
     /// The connection ended: its session is kept if it asked so (what was not
@@ -1364,14 +1371,8 @@ where
     /// told why (MQTT 5) and the connection closes.
     async fn suspended(&mut self) -> Result<(), SessionError> {
         tracing::info!(device = %self.device.id, "dropping a device an administrator suspended");
-        self.closing = true;
-        self.drain().await?;
-        self.disconnect(
-            v5::DisconnectReasonCode::AdministrativeAction,
-            Some("the device was suspended by an administrator"),
-        )
-        .await;
-        Err(SessionError::Suspended)
+        let reason = v5::DisconnectReasonCode::AdministrativeAction;
+        self.close_for(reason, SessionError::Suspended).await
     }
 
     async fn disconnect(&mut self, reason_code: v5::DisconnectReasonCode, why: Option<&str>) {

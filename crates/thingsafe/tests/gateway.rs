@@ -388,16 +388,6 @@ async fn only_gateways_reach_sub_devices_and_only_their_own() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// A customer user claims a device by name with its secret key.
-async fn claim(s: &Server, user: &str, name: &str, key: &str) -> (StatusCode, Value) {
-    s.post(
-        &format!("/api/customer/device/{name}/claim"),
-        user,
-        json!({"secretKey": key}),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_gateway_opens_claiming_windows_for_its_sub_devices() {
     let s = Server::start();
@@ -416,19 +406,25 @@ async fn a_gateway_opens_claiming_windows_for_its_sub_devices() {
     )
     .await;
     assert!(devices(&s, &admin).await.contains_key(SUB_A));
-    assert_eq!(claim(&s, &kim, SUB_A, "value_B").await.1, json!("FAILURE"));
+    assert_eq!(
+        s.claim_device(&kim, SUB_A, "value_B").await.1,
+        json!("FAILURE")
+    );
     gw.publish(
         "v1/gateway/claim",
         &json!({ SUB_A: {"secretKey": "value_A", "durationMs": 60000} }).to_string(),
     )
     .await;
-    let (status, ok) = claim(&s, &kim, SUB_A, "value_A").await;
+    let (status, ok) = s.claim_device(&kim, SUB_A, "value_A").await;
     assert_eq!(status, StatusCode::OK, "{ok}");
     assert_eq!(ok["response"], "SUCCESS");
     assert_eq!(ok["device"]["name"], SUB_A);
     // B's window (300 ms) expired.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(claim(&s, &kim, SUB_B, "value_B").await.1, json!("FAILURE"));
+    assert_eq!(
+        s.claim_device(&kim, SUB_B, "value_B").await.1,
+        json!("FAILURE")
+    );
 
     // Malformed requests are refused (the reasons: thingsafe-mqtt's unit tests).
     for payload in [
@@ -462,7 +458,7 @@ async fn a_gateway_opens_claiming_windows_for_its_sub_devices() {
     )
     .await;
     assert_eq!(
-        claim(&s, &kim, SUB_B, "again").await.1["response"],
+        s.claim_device(&kim, SUB_B, "again").await.1["response"],
         "SUCCESS"
     );
 }

@@ -65,23 +65,12 @@ async fn lenient_telemetry_attributes_and_rpc_over_mqtt() {
     c5.subscribe("v1/devices/me/rpc/request/+", v5::QoS::AtLeastOnce)
         .await
         .unwrap();
-    let twoway = {
-        let (http, url, token) = (
-            s.http.clone(),
-            s.url(&format!("/api/rpc/twoway/{id5}")),
-            user.clone(),
-        );
-        tokio::spawn(async move {
-            let resp = http
-                .post(url)
-                .header("X-Authorization", format!("Bearer {token}"))
-                .json(&json!({"method": "getState", "timeout": 10000}))
-                .send()
-                .await
-                .unwrap();
-            (resp.status(), resp.json::<Value>().await.unwrap())
-        })
-    };
+    let twoway = s.rpc_call(
+        &user,
+        "twoway",
+        &id5,
+        json!({"method": "getState", "timeout": 10000}),
+    );
     let (topic, _) = c5.message().await;
     let request_id = topic.rsplit('/').next().unwrap().to_string();
     c5.publish(

@@ -69,6 +69,15 @@ async fn connect_v5(
     }
 }
 
+/// The next PUBLISH to the device.
+async fn next_publish(c: &mut v5::Client) -> rumqttc::v5::mqttbytes::v5::Publish {
+    c.until(|p| match p {
+        v5::Packet::Publish(p) => Some(p.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// Sends the PUBACK for `publish` (manual acks) and waits until it went out.
 async fn acknowledge(c: &mut v5::Client, publish: &rumqttc::v5::mqttbytes::v5::Publish) {
     c.client.ack(publish).await.unwrap();
@@ -120,20 +129,12 @@ async fn mqtt_3_clean_session_0_keeps_subscriptions_and_queues_while_away() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     set_shared(&s, &user, &id, json!({"mode": "eco"})).await;
     set_shared(&s, &user, &id, json!({"level": 3})).await;
-    let (http, url, token) = (
-        s.http.clone(),
-        s.url(&format!("/api/rpc/oneway/{id}")),
-        user.clone(),
+    let command = s.rpc_call(
+        &user,
+        "oneway",
+        &id,
+        json!({"method": "reboot", "timeout": 10000}),
     );
-    let command = tokio::spawn(async move {
-        http.post(url)
-            .header("X-Authorization", format!("Bearer {token}"))
-            .json(&json!({"method": "reboot", "timeout": 10000}))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Back, without subscribing again: the session is there and so is what waited.
@@ -156,7 +157,7 @@ async fn mqtt_3_clean_session_0_keeps_subscriptions_and_queues_while_away() {
         "{got:?}"
     );
     assert_eq!(got[2].1, json!({"method": "reboot", "params": null}));
-    assert_eq!(command.await.unwrap(), StatusCode::OK);
+    assert_eq!(command.await.unwrap().0, StatusCode::OK);
     // The subscription is live again.
     set_shared(&s, &user, &id, json!({"level": 4})).await;
     assert_eq!(c.message().await.1, json!({"level": 4}));
@@ -234,12 +235,7 @@ async fn mqtt_5_clean_start_0_with_expiry_resumes_and_takeover_says_0x8e() {
         .unwrap();
     // Received but never acknowledged (manual acks): sent again, DUP, on resumption.
     set_shared(&s, &user, &id, json!({"mode": "away"})).await;
-    let first = c
-        .until(|p| match p {
-            v5::Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await;
+    let first = next_publish(&mut c).await;
     assert!(!first.dup);
     // A second connection takes over: the first hears why.
     let (mut second, present) = connect_v5(&s, "keeper5", "SESSION5", false, Some(60)).await;
@@ -265,12 +261,7 @@ async fn mqtt_5_clean_start_0_with_expiry_resumes_and_takeover_says_0x8e() {
         rumqttc::v5::mqttbytes::v5::DisconnectReasonCode::SessionTakenOver
     );
     assert!(why.unwrap().contains("took the session over"));
-    let again = second
-        .until(|p| match p {
-            v5::Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await;
+    let again = next_publish(&mut second).await;
     assert!(again.dup, "a retransmission is marked DUP");
     assert_eq!(
         serde_json::from_slice::<Value>(&again.payload).unwrap(),
@@ -284,12 +275,7 @@ async fn mqtt_5_clean_start_0_with_expiry_resumes_and_takeover_says_0x8e() {
     set_shared(&s, &user, &id, json!({"mode": "home"})).await;
     let (mut third, present) = connect_v5(&s, "keeper5", "SESSION5", false, Some(60)).await;
     assert!(present);
-    let queued = third
-        .until(|p| match p {
-            v5::Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await;
+    let queued = next_publish(&mut third).await;
     assert_eq!(
         serde_json::from_slice::<Value>(&queued.payload).unwrap(),
         json!({"mode": "home"})

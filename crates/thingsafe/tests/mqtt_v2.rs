@@ -9,33 +9,7 @@ use std::time::Duration;
 use common::Server;
 use common::mqtt::{v3, v5};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-/// Sends a command over REST and returns the waiting call.
-fn command(
-    s: &Server,
-    user: &str,
-    kind: &str,
-    id: &str,
-    body: Value,
-) -> tokio::task::JoinHandle<(StatusCode, Value)> {
-    let (http, url, token) = (
-        s.http.clone(),
-        s.url(&format!("/api/rpc/{kind}/{id}")),
-        user.to_string(),
-    );
-    tokio::spawn(async move {
-        let resp = http
-            .post(url)
-            .header("X-Authorization", format!("Bearer {token}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
-    })
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn short_topics_over_mqtt_3() {
@@ -108,8 +82,7 @@ async fn short_topics_over_mqtt_3() {
 
     // Server-side RPC on v2/r/req/+, answered on v2/r/res/$id.
     c.subscribe("v2/r/req/+", v3::QoS::AtLeastOnce).await;
-    let call = command(
-        &s,
+    let call = s.rpc_call(
         &user,
         "twoway",
         &id,
@@ -152,8 +125,7 @@ async fn short_topics_over_mqtt_5_and_protobuf_refused() {
         "1013"
     );
     // JSON commands on the /j form; one sent while away waits for the subscription.
-    let oneway = command(
-        &s,
+    let oneway = s.rpc_call(
         &user,
         "oneway",
         &id,

@@ -426,15 +426,6 @@ async fn devices_provision_themselves_over_mqtt_and_http() {
     assert_absent(&s.data_dir, &[SECRET_A, SECRET_P, KEY_A, KEY_P]);
 }
 
-async fn claim(s: &Server, user: &str, name: &str, key: &str) -> (StatusCode, Value) {
-    s.post(
-        &format!("/api/customer/device/{name}/claim"),
-        user,
-        json!({"secretKey": key}),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn customers_claim_devices_within_the_window_with_the_right_key() {
     let s = Server::start();
@@ -457,7 +448,7 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
 
     // No window yet: failure (ThingsBoard answers 400 "FAILURE").
     assert_eq!(
-        claim(&s, &kim, "Lamp", "k1").await,
+        s.claim_device(&kim, "Lamp", "k1").await,
         (StatusCode::BAD_REQUEST, json!("FAILURE"))
     );
     // MQTT 5: the device opens its window; a wrong key fails and closes it.
@@ -470,9 +461,12 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
         .await,
         v5::PubAckReason::Success
     );
-    assert_eq!(claim(&s, &kim, "Lamp", "wrong").await.1, json!("FAILURE"));
     assert_eq!(
-        claim(&s, &kim, "Lamp", "k1").await.1,
+        s.claim_device(&kim, "Lamp", "wrong").await.1,
+        json!("FAILURE")
+    );
+    assert_eq!(
+        s.claim_device(&kim, "Lamp", "k1").await.1,
         json!("FAILURE"),
         "the window closed"
     );
@@ -483,14 +477,14 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
     .await;
     // Another tenant's customer does not find it; a tenant admin does not claim.
     assert_eq!(
-        claim(&s, &outsider, "Lamp", "k1").await.0,
+        s.claim_device(&outsider, "Lamp", "k1").await.0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        claim(&s, &admin, "Lamp", "k1").await.0,
+        s.claim_device(&admin, "Lamp", "k1").await.0,
         StatusCode::FORBIDDEN
     );
-    let (status, ok) = claim(&s, &kim, "Lamp", "k1").await;
+    let (status, ok) = s.claim_device(&kim, "Lamp", "k1").await;
     assert_eq!(status, StatusCode::OK, "{ok}");
     assert_eq!(ok["response"], "SUCCESS");
     assert_eq!(ok["device"]["name"], "Lamp");
@@ -499,7 +493,7 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
     assert_eq!(status, StatusCode::OK, "Kim's customer owns it now");
     // Claimed already.
     assert_eq!(
-        claim(&s, &lee, "Lamp", "k1").await,
+        s.claim_device(&lee, "Lamp", "k1").await,
         (
             StatusCode::BAD_REQUEST,
             json!({"device": null, "response": "CLAIMED"})
@@ -518,7 +512,10 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
         .call(Method::POST, "/api/v1/CLAIMKETTLE/claim", None, None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(claim(&s, &lee, "Kettle", "").await.1["response"], "SUCCESS");
+    assert_eq!(
+        s.claim_device(&lee, "Kettle", "").await.1["response"],
+        "SUCCESS"
+    );
     let (status, _) = s.delete("/api/customer/device/Kettle/claim", &admin).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -533,7 +530,10 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
         .await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(claim(&s, &lee, "Kettle", "s").await.1, json!("FAILURE"));
+    assert_eq!(
+        s.claim_device(&lee, "Kettle", "s").await.1,
+        json!("FAILURE")
+    );
     // MQTT 3.1.1 too, and a malformed claim is refused.
     let mut kettle = v3::connect(&s, "kettle", "CLAIMKETTLE").await;
     kettle
@@ -541,7 +541,7 @@ async fn customers_claim_devices_within_the_window_with_the_right_key() {
         .await
         .unwrap();
     assert_eq!(
-        claim(&s, &lee, "Kettle", "s3").await.1["response"],
+        s.claim_device(&lee, "Kettle", "s3").await.1["response"],
         "SUCCESS"
     );
     let (status, _) = s

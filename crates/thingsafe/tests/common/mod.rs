@@ -221,6 +221,39 @@ impl Server {
         (status, value)
     }
 
+    /// A command to a device (`POST /api/rpc/{kind}/{device}`, `kind` one of `oneway`,
+    /// `twoway`) sent in the background: it answers once the device did (or the call timed
+    /// out), while the test plays the device.
+    pub fn rpc_call(
+        &self,
+        user: &str,
+        kind: &str,
+        device: &str,
+        body: Value,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let request = self
+            .http
+            .post(self.url(&format!("/api/rpc/{kind}/{device}")))
+            .header("X-Authorization", format!("Bearer {user}"))
+            .json(&body)
+            .send();
+        tokio::spawn(async move {
+            let resp = request.await.expect("request");
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// A customer user claims the device named `name` with `key`.
+    pub async fn claim_device(&self, user: &str, name: &str, key: &str) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/customer/device/{name}/claim"),
+            user,
+            json!({"secretKey": key}),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::GET, path, Some(token), None)
             .await
