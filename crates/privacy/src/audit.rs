@@ -39,6 +39,11 @@ pub mod action {
     pub const BREACH_SUBJECTS_NOTIFIED: &str = "breach.subjects_notified";
     pub const DISCLOSURE: &str = "disclosure.record";
     pub const BACKUP: &str = "backup.run";
+    pub const SUSPENSION: &str = "suspension.add";
+    pub const SUSPENSION_LIFT: &str = "suspension.lift";
+    /// A data-subject request's status changed by an administrator (`.assign`, `.extend`,
+    /// `.complete`, `.reject` follow the prefix).
+    pub const REQUEST_PREFIX: &str = "request.";
 }
 
 /// An audit event being put together; [`Audit::record`] appends it.

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use thingsafe_core::{Authority, User, UserId, now_ms, validate};
+use thingsafe_privacy::audit;
 use thingsafe_privacy::recipients::{self, Event};
 use thingsafe_privacy::requests::{self, Action};
 use thingsafe_store::{
@@ -452,6 +453,13 @@ async fn act(
     action: Action,
 ) -> ApiResult<PrivacyRequest> {
     require_admin(principal)?;
+    let name = match &action {
+        Action::Assign(_) => "assign",
+        Action::Extend { .. } => "extend",
+        Action::Complete { .. } => "complete",
+        Action::Reject { .. } => "reject",
+    };
+    let audited = format!("{}{name}", audit::action::REQUEST_PREFIX);
     let id = parse_id("request id", id)?;
     let scope = principal.scope();
     let current = state.store.privacy_request(&scope, id).await?;
@@ -461,6 +469,13 @@ async fn act(
         .store
         .update_privacy_request(&scope, id, update)
         .await?;
+    audit::Audit::new(&audited)
+        .by(&principal.user)
+        .tenant(updated.tenant)
+        .target("request", updated.id)
+        .details(json!({"type": updated.kind, "status": updated.status}))
+        .record(state.store.as_ref())
+        .await;
     if updated.status.is_closed() {
         tell_closed(state, &updated).await;
     }

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use thingsafe_core::{Authority, DeviceId, TenantId};
+use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_store::{Suspension, SuspensionTarget};
 
 use crate::AppState;
@@ -86,6 +87,14 @@ async fn suspend(
         .suspend(&principal.scope(), target, tenant, reason)
         .await?;
     tracing::warn!(by = %principal.user.id, suspension = %view(&s), "suspended");
+    audit(
+        state,
+        principal,
+        action::SUSPENSION,
+        &s.target,
+        Some(s.tenant),
+    )
+    .await;
     Ok(axum::Json(view(&s)))
 }
 
@@ -98,9 +107,29 @@ async fn lift(
     principal.require(ADMINS)?;
     state
         .store
-        .lift_suspension(&principal.scope(), target, tenant)
+        .lift_suspension(&principal.scope(), target.clone(), tenant)
         .await?;
+    let tenant = tenant.or(principal.user.tenant_id);
+    audit(state, principal, action::SUSPENSION_LIFT, &target, tenant).await;
     Ok(axum::Json(json!({"lifted": true})))
+}
+
+/// Suspending and lifting are audited, naming what (`device:<id>`, `deviceType:<type>`,
+/// `tenant:<id>`); the reason stays in the suspension.
+async fn audit(
+    state: &AppState,
+    principal: &Principal,
+    what: &'static str,
+    target: &SuspensionTarget,
+    tenant: Option<TenantId>,
+) {
+    let audit = Audit::new(what).by(&principal.user).tenant(tenant);
+    let audit = match target {
+        SuspensionTarget::Device(id) => audit.target("device", id),
+        SuspensionTarget::DeviceType(t) => audit.target("deviceType", t),
+        SuspensionTarget::Tenant(t) => audit.target("tenant", t),
+    };
+    audit.record(state.store.as_ref()).await;
 }
 
 pub(super) async fn suspend_device(
