@@ -148,6 +148,8 @@ function setUp() {
   setUpCookieBanner();
   setUpPolicyReview();
   setUpPrivacyCenter();
+  setUpPublicRequest();
+  setUpPrivacyAdmin();
 }
 
 // --- review of the privacy policy after a material change --------------------------------
@@ -361,6 +363,257 @@ async function setUpPrivacyCenter() {
     }
     document.getElementById("erase-dialog").close();
     showReceipt(receipt);
+  });
+  setUpMyRequests();
+}
+
+/** Points an API message that names one of `fields` (e.g. "the password is not right",
+ * "\"details\" is longer...") at that field, so it is shown next to it. */
+function aboutField(problem, fields) {
+  if (!problem.field) {
+    problem.field = fields.find((f) => new RegExp(`\\b${f}\\b`, "i").test(problem.message)) || "";
+  }
+  return problem;
+}
+
+/** Kinds of request for which the API asks for the password again. */
+const PASSWORD_KINDS = ["ACCESS", "PORTABILITY", "ERASURE"];
+
+function setUpMyRequests() {
+  const form = document.getElementById("new-request-form");
+  if (!form) return;
+  const passwordField = document.getElementById("request-password-field");
+  const showPassword = () => {
+    const kind = form.querySelector('input[name="type"]:checked')?.value;
+    passwordField.hidden = !PASSWORD_KINDS.includes(kind);
+  };
+  form.addEventListener("change", showPassword);
+  showPassword();
+  onSubmit(form, async (data) => {
+    const body = { type: data.get("type"), details: data.get("details") || null };
+    if (PASSWORD_KINDS.includes(body.type)) {
+      body.password = data.get("password");
+      if (!body.password) throw new ApiProblem(400, "password: enter your password to confirm it is you");
+    }
+    try {
+      await api("POST", "/api/privacy/requests", body);
+    } catch (problem) {
+      throw aboutField(problem, ["password", "details", "type"]);
+    }
+    location.reload();
+  });
+
+  onSubmit(document.getElementById("rectify-form"), async (data) => {
+    const body = {
+      firstName: data.get("firstName"), lastName: data.get("lastName"), email: data.get("email"),
+    };
+    if (data.get("password")) body.password = data.get("password");
+    let changed;
+    try {
+      changed = await api("PATCH", "/api/privacy/me", body);
+    } catch (problem) {
+      throw aboutField(problem, ["password", "email"]);
+    }
+    document.getElementById("rectify-password").value = "";
+    const done = document.getElementById("rectify-done");
+    done.textContent = changed.changed.includes("user.contact.email")
+      ? "Saved. Sign in with your new email address from now on."
+      : "Saved.";
+    done.hidden = false;
+  });
+
+  onSubmit(document.getElementById("restrict-form"), async (data) => {
+    try {
+      await api("POST", "/api/privacy/me/restriction", { details: data.get("details") || null });
+    } catch (problem) {
+      throw aboutField(problem, ["details"]);
+    }
+    location.reload();
+  });
+
+  onSubmit(document.getElementById("object-form"), async () => {
+    if (!confirm("Object to marketing? We stop sending you news and offers at once, for good.")) return;
+    await api("POST", "/api/privacy/requests", { type: "OBJECTION", purpose: "marketing" });
+    location.reload();
+  });
+}
+
+// --- a request from someone without an account (/privacy/request) --------------------
+
+function setUpPublicRequest() {
+  const form = document.getElementById("public-request-form");
+  if (!form) return;
+  let requestId = null;
+  onSubmit(form, async (data) => {
+    const email = data.get("email").trim();
+    if (!email) throw new ApiProblem(400, "email: enter your email address, so that we can send you the code");
+    let answer;
+    try {
+      answer = await api("POST", "/api/privacy/requests/public", {
+        email, type: data.get("type"), details: data.get("details") || null,
+      });
+    } catch (problem) {
+      throw aboutField(problem, ["email", "details", "type"]);
+    }
+    requestId = answer.id;
+    document.getElementById("code-sent-to").textContent = email;
+    document.getElementById("request-step-ask").hidden = true;
+    document.getElementById("request-step-code").hidden = false;
+    document.getElementById("public-code").focus();
+  });
+  onSubmit(document.getElementById("public-code-form"), async (data) => {
+    const code = data.get("code").trim();
+    if (!/^[0-9]{6}$/.test(code)) throw new ApiProblem(400, "code: enter the 6 digits from the email");
+    let answer;
+    try {
+      answer = await api("POST", `/api/privacy/requests/${encodeURIComponent(requestId)}/verify`, { code });
+    } catch (problem) {
+      throw aboutField(problem, ["code"]);
+    }
+    document.getElementById("request-reference").textContent = answer.id;
+    document.getElementById("request-due").textContent = localDate(answer.dueTime);
+    document.getElementById("request-step-code").hidden = true;
+    const done = document.getElementById("request-step-done");
+    done.hidden = false;
+    done.focus();
+  });
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "long", day: "numeric" });
+function localDate(ms) { return dateFormat.format(new Date(Number(ms))); }
+
+// --- Privacy & security (administrators) ------------------------------------------------
+
+/** `datetime-local` input's value (the viewer's time) as RFC 3339, or "" when empty. */
+function localInputTime(value) {
+  if (!value) return "";
+  const at = new Date(value);
+  return Number.isNaN(at.getTime()) ? "" : at.toISOString();
+}
+
+function setUpPrivacyAdmin() {
+  document.querySelectorAll("[data-assign]").forEach((b) => b.addEventListener("click", async () => {
+    try {
+      await api("POST", `/api/privacy/requests/${b.dataset.assign}/assign`);
+      location.reload();
+    } catch (problem) {
+      alert(problem.message);
+    }
+  }));
+  document.querySelectorAll("[data-lift-restriction]").forEach((b) => b.addEventListener("click", async () => {
+    try {
+      await api("POST", `/api/privacy/requests/${b.dataset.liftRestriction}/lift`);
+      location.reload();
+    } catch (problem) {
+      alert(problem.message);
+    }
+  }));
+  document.querySelectorAll("form.request-action").forEach((form) => onSubmit(form, async (data) => {
+    const id = form.dataset.requestId;
+    const action = form.dataset.action;
+    let body;
+    if (action === "complete") {
+      body = { note: data.get("note").trim() || null };
+    } else if (action === "reject") {
+      const reason = data.get("reason").trim();
+      if (!reason) throw new ApiProblem(400, "reason: say why you refuse; the person is told");
+      body = { reason };
+    } else {
+      const days = Number(data.get("days"));
+      if (!Number.isInteger(days) || days < 1) throw new ApiProblem(400, "days: enter a whole number of days, at least 1");
+      const reason = data.get("reason").trim();
+      if (!reason) throw new ApiProblem(400, "reason: say why you need more time; the person is told");
+      body = { days, reason };
+    }
+    try {
+      await api("POST", `/api/privacy/requests/${id}/${action}`, body);
+    } catch (problem) {
+      throw aboutField(problem, ["reason", "days", "note"]);
+    }
+    location.reload();
+  }));
+
+  onSubmit(document.getElementById("breach-form"), async (data) => {
+    const detectedAt = localInputTime(data.get("detectedAt"));
+    if (!detectedAt) throw new ApiProblem(400, "detectedAt: enter the date and time you noticed the breach");
+    const categories = data.getAll("categories");
+    if (!categories.length) throw new ApiProblem(400, "categories: tick the kinds of data the breach reached");
+    const approx = data.get("approxSubjects");
+    if (approx === "" || !(Number(approx) >= 0)) throw new ApiProblem(400, "approxSubjects: enter about how many people, 0 if unknown yet");
+    try {
+      await api("POST", "/api/privacy/breaches", {
+        nature: data.get("nature"), categories, approxSubjects: Number(approx),
+        consequences: data.get("consequences"), measures: data.get("measures"), detectedAt,
+      });
+    } catch (problem) {
+      throw aboutField(problem, ["nature", "consequences", "measures", "categories", "detectedAt", "approxSubjects"]);
+    }
+    location.reload();
+  });
+  document.querySelectorAll("form.notified-form").forEach((form) => onSubmit(form, async (data) => {
+    const notifiedAt = localInputTime(data.get("notifiedAt"));
+    if (!notifiedAt) throw new ApiProblem(400, "notifiedAt: enter when you told the authority");
+    try {
+      await api("POST", `/api/privacy/breaches/${form.dataset.breachId}/notified`, {
+        notifiedAt, reference: data.get("reference") || null,
+      });
+    } catch (problem) {
+      throw aboutField(problem, ["notifiedAt"]);
+    }
+    location.reload();
+  }));
+  document.querySelectorAll("details.affected").forEach((box) => box.addEventListener("toggle", async () => {
+    if (!box.open || box.dataset.loaded) return;
+    box.dataset.loaded = "1";
+    const status = box.querySelector("[data-affected-status]");
+    try {
+      const answer = await api("GET", `/api/privacy/breaches/${box.dataset.breachId}/subjects`);
+      const told = new Set(answer.notified.map((n) => n.userId));
+      status.textContent = answer.subjects.length
+        ? `${answer.subjects.length} ${answer.subjects.length === 1 ? "person has" : "people have"} data of these kinds:`
+        : "Nobody on this server has data of these kinds.";
+      box.querySelector("[data-affected-list]").replaceChildren(...answer.subjects.map((p) => {
+        const li = document.createElement("li");
+        li.textContent = `${p.email}: ${p.categories.join(", ")}${told.has(p.userId) ? " (told)" : ""}`;
+        return li;
+      }));
+    } catch (problem) {
+      status.textContent = capitalised(problem.message);
+      status.className = "error";
+    }
+  }));
+
+  document.querySelectorAll("[data-lift]").forEach((b) => b.addEventListener("click", async () => {
+    if (!confirm(b.dataset.confirm)) return;
+    try {
+      await api("DELETE", b.dataset.lift);
+      location.reload();
+    } catch (problem) {
+      const error = document.getElementById("suspensions-error");
+      error.textContent = capitalised(problem.message);
+      error.hidden = false;
+    }
+  }));
+  const device = document.getElementById("device")?.dataset.deviceId;
+  onSubmit(document.getElementById("suspend-form"), async (data) => {
+    const reason = data.get("reason").trim();
+    if (!reason) throw new ApiProblem(400, "reason: say why the device is suspended");
+    try {
+      await api("POST", `/api/device/${device}/suspension`, { reason });
+    } catch (problem) {
+      throw aboutField(problem, ["reason"]);
+    }
+    location.reload();
+  });
+  document.getElementById("lift-suspension")?.addEventListener("click", async () => {
+    try {
+      await api("DELETE", `/api/device/${device}/suspension`);
+      location.reload();
+    } catch (problem) {
+      const error = document.getElementById("lift-error");
+      error.textContent = capitalised(problem.message);
+      error.hidden = false;
+    }
   });
 }
 

@@ -225,6 +225,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("GET", "/customers/{id}", None),
     e("GET", "/users", None),
     e("GET", "/profile", None),
+    e("GET", "/privacy/request", None),
+    e("GET", "/admin", None),
+    e("GET", "/admin/requests", None),
+    e("GET", "/admin/breaches", None),
+    e("GET", "/admin/suspensions", None),
+    e("GET", "/admin/audit", None),
     e("GET", "/assets/{name}", None),
 ];
 

@@ -1,4 +1,5 @@
-//! Tenant administration pages (customers, users, device assignment) and the profile.
+//! Tenant administration pages (customers, users, device assignment) and the profile
+//! (its privacy center's records are read in privacy_center.rs).
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use thingsafe_core::{Authority, CustomerId, PageRequest, User};
 
+use super::privacy_center::PrivacyCenter;
 use super::{Layout, Viewer, display_name, render, utc_time};
 use crate::AppState;
 use crate::error::ApiError;
@@ -216,6 +218,9 @@ struct ProfilePage {
     policy_outdated: bool,
     /// Applications holding OAuth2 grants to the person's data.
     applications: Vec<ApplicationRow>,
+    center: PrivacyCenter,
+    first_name: String,
+    last_name: String,
 }
 
 pub(super) struct ApplicationRow {
@@ -243,7 +248,14 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
             .collect(),
         Err(e) => return error_page(e),
     };
+    let center = match PrivacyCenter::of(&state, me).await {
+        Ok(c) => c,
+        Err(e) => return error_page(e),
+    };
     render(&ProfilePage {
+        center,
+        first_name: me.first_name.clone().unwrap_or_default(),
+        last_name: me.last_name.clone().unwrap_or_default(),
         layout: Layout::signed_in("Profile and privacy", "profile", &viewer),
         applications,
         user: UserRow::of(me, me),

@@ -206,6 +206,17 @@ struct DevicePage {
     can_edit: bool,
     /// The server attribute `units` (`{"key": "unit"}`) as JSON, for the charts' axes.
     units: String,
+    suspension: Option<SuspensionNote>,
+}
+
+/// Why a device is refused at connect, shown on its page.
+pub(super) struct SuspensionNote {
+    /// "This device", "Every device of type x", "The whole tenant".
+    what: &'static str,
+    reason: String,
+    since: String,
+    /// Only a device's own suspension is lifted from its page.
+    own: bool,
 }
 
 fn is_number(v: &Value) -> bool {
@@ -270,6 +281,21 @@ pub(super) async fn page(
         .and_then(|a| serde_json::from_str::<serde_json::Value>(&a.value).ok())
         .filter(serde_json::Value::is_object)
         .map_or_else(|| "{}".to_string(), |u| u.to_string());
+    let suspension = state.store.suspension_of(&device).map(|s| {
+        let (what, own) = match s.target {
+            thingsafe_store::SuspensionTarget::Device(_) => ("This device", true),
+            thingsafe_store::SuspensionTarget::DeviceType(_) => {
+                ("Every device of this type", false)
+            }
+            thingsafe_store::SuspensionTarget::Tenant(_) => ("Every device of the tenant", false),
+        };
+        SuspensionNote {
+            what,
+            reason: s.reason,
+            since: super::utc_time(s.since_ms),
+            own,
+        }
+    });
     let Device {
         name,
         device_type,
@@ -277,6 +303,7 @@ pub(super) async fn page(
         ..
     } = device;
     render(&DevicePage {
+        suspension,
         layout: Layout::signed_in(name.clone(), "devices", &viewer),
         id: id.to_string(),
         name,

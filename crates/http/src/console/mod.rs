@@ -8,7 +8,10 @@
 
 mod admin;
 mod devices;
+mod privacy_admin;
+mod privacy_center;
 mod public;
+mod public_privacy;
 mod session;
 
 use std::sync::LazyLock;
@@ -25,6 +28,7 @@ use thingsafe_core::{TimestampMs, User};
 
 use crate::AppState;
 use crate::error::ApiError;
+pub(crate) use public_privacy::unsubscribe_page;
 pub(crate) use session::{Viewer, renew_expired_session, same_origin};
 
 /// Pages load scripts, styles, images and connections from this server only; nothing
@@ -43,6 +47,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/password-reset/new", post(public::password_reset_complete))
         .route("/signup", get(public::sign_up_page).post(public::sign_up))
         .route("/signout", post(public::sign_out))
+        .route("/privacy/request", get(public_privacy::request_page))
         .route("/dashboard", get(devices::dashboard))
         .route("/devices", get(devices::list))
         .route("/devices/{id}", get(devices::page))
@@ -50,6 +55,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/customers/{id}", get(admin::customer))
         .route("/users", get(admin::users))
         .route("/profile", get(admin::profile))
+        .route("/admin", get(privacy_admin::home))
+        .route("/admin/requests", get(privacy_admin::requests))
+        .route("/admin/breaches", get(privacy_admin::breaches))
+        .route("/admin/suspensions", get(privacy_admin::suspensions))
+        .route("/admin/audit", get(privacy_admin::audit))
         .layer(middleware::from_fn(page_headers));
     Router::new()
         .merge(pages)
@@ -142,6 +152,8 @@ pub(crate) struct Layout {
     /// The signed-in person's name, or None on public pages.
     pub user: Option<String>,
     pub tenant_admin: bool,
+    /// A tenant or system administrator: sees the "Privacy & security" area.
+    pub privacy_admin: bool,
     pub asset_version: &'static str,
 }
 
@@ -153,6 +165,7 @@ impl Layout {
             csrf: String::new(),
             user: None,
             tenant_admin: false,
+            privacy_admin: false,
             asset_version: ASSET_VERSION.as_str(),
         }
     }
@@ -164,6 +177,7 @@ impl Layout {
             csrf: viewer.csrf.clone(),
             user: Some(display_name(&viewer.principal.user)),
             tenant_admin: viewer.is_tenant_admin(),
+            privacy_admin: viewer.is_admin(),
             asset_version: ASSET_VERSION.as_str(),
         }
     }

@@ -128,6 +128,14 @@ impl Viewer {
     pub fn is_tenant_admin(&self) -> bool {
         self.principal.user.authority == Authority::TenantAdmin
     }
+
+    /// A tenant administrator or the system administrator.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self.principal.user.authority,
+            Authority::TenantAdmin | Authority::SysAdmin
+        )
+    }
 }
 
 impl FromRequestParts<AppState> for Viewer {

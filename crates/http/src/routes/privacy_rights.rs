@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE,
-};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -169,9 +167,9 @@ pub(super) async fn unsubscribe(
     Query(query): Query<UnsubscribeQuery>,
 ) -> ApiResult<Response> {
     let Some(user) = unsubscribe::verify(&state.vault, &query.token) else {
-        return Err(ApiError::bad_request(
-            "This unsubscribe link is not valid: it may have been cut short. Copy the whole link from the message, or sign in and change your consents.",
-        ));
+        return Ok(crate::console::unsubscribe_page(Some(
+            "This unsubscribe link is not valid: it may have been cut short. Copy the whole link from the message, or sign in and change your consents.".into(),
+        )));
     };
     let record = ConsentRecord {
         purpose: "marketing".into(),
@@ -200,18 +198,7 @@ pub(super) async fn unsubscribe(
         Err(thingsafe_store::StoreError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let html = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribed</title></head><body style=\"font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5\"><h1>You are unsubscribed</h1><p>You will get no more news by email from this service. Messages about your account (such as a password reset you ask for) still reach you.</p><p>You can give your consent again at any time in your account's privacy settings.</p></body></html>";
-    Ok((
-        [
-            (CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-        ],
-        html,
-    )
-        .into_response())
+    Ok(crate::console::unsubscribe_page(None))
 }
 
 // --- cookie choices of visitors ---------------------------------------------------------

@@ -1,0 +1,602 @@
+//! The "Privacy & security" area for administrators (tenant administrators see their
+//! tenant; the system administrator the installation): the data-request queue, the breach
+//! register with its 72-hour clock, suspensions, the audit log and its chain check. Pages
+//! read through the store with the viewer's scope; the actions are console.js calls to
+//! the JSON API (`/api/privacy/requests/*`, `/api/privacy/breaches*`, `*/suspension`).
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use thingsafe_core::{DeviceId, TimestampMs, now_ms};
+use thingsafe_privacy::breaches::NOTIFY_WITHIN_MS;
+use thingsafe_privacy::requests::DUE_SOON_MS;
+use thingsafe_store::records::AuditFilter;
+use thingsafe_store::{PrivacyRequest, RequestFilter, RequestStatus, SuspensionTarget};
+
+use super::privacy_center::{kind_words, status_words};
+use super::{Layout, Viewer, render, utc_time};
+use crate::AppState;
+use crate::error::ApiError;
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+fn error_page(e: impl Into<ApiError>) -> Response {
+    e.into().into_response()
+}
+
+fn admins_only() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "Only an administrator can see the privacy and security records.",
+    )
+        .into_response()
+}
+
+/// "3 days", "1 day", "5 hours": a span for people, rounded down, at least "1 hour".
+fn span(ms: i64) -> String {
+    let ms = ms.abs();
+    let (n, unit) = if ms >= 2 * DAY_MS {
+        (ms / DAY_MS, "day")
+    } else {
+        ((ms / HOUR_MS).max(1), "hour")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// "5 hours", "1 hour": the 72-hour clock counts in hours, rounded down.
+fn hours(ms: i64) -> String {
+    let n = ms.abs() / HOUR_MS;
+    format!("{n} hour{}", if n == 1 { "" } else { "s" })
+}
+
+/// Where each page of the area sits in its own navigation.
+pub(super) struct Section {
+    pub path: &'static str,
+    pub name: &'static str,
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        path: "/admin/requests",
+        name: "Data requests",
+    },
+    Section {
+        path: "/admin/breaches",
+        name: "Breaches",
+    },
+    Section {
+        path: "/admin/suspensions",
+        name: "Suspensions",
+    },
+    Section {
+        path: "/admin/audit",
+        name: "Audit log",
+    },
+];
+
+// --- overview -----------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "console/admin_home.html")]
+struct HomePage {
+    layout: Layout,
+    sections: &'static [Section],
+    current: &'static str,
+    open_requests: usize,
+    overdue_requests: usize,
+    running_clocks: usize,
+    late_breaches: usize,
+    suspensions: usize,
+}
+
+pub(super) async fn home(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if !viewer.is_admin() {
+        return admins_only();
+    }
+    let scope = viewer.principal.scope();
+    let now = now_ms();
+    let everything = RequestFilter::default();
+    let (queue, breaches, suspensions) = match tokio::try_join!(
+        state.store.privacy_requests(&scope, &everything),
+        state.store.breaches(&scope),
+        state.store.suspensions(&scope),
+    ) {
+        Ok(x) => x,
+        Err(e) => return error_page(e),
+    };
+    let open: Vec<_> = queue.iter().filter(|r| !r.status.is_closed()).collect();
+    let running: Vec<_> = breaches
+        .iter()
+        .filter(|b| b.authority_notified_ms.is_none())
+        .collect();
+    render(&HomePage {
+        layout: Layout::signed_in("Privacy & security", "admin", &viewer),
+        sections: SECTIONS,
+        current: "",
+        open_requests: open.len(),
+        overdue_requests: open.iter().filter(|r| r.due_ms < now).count(),
+        running_clocks: running.len(),
+        late_breaches: running
+            .iter()
+            .filter(|b| b.detected_ms + NOTIFY_WITHIN_MS < now)
+            .count(),
+        suspensions: suspensions.len(),
+    })
+}
+
+// --- the data-request queue ---------------------------------------------------------------
+
+pub(super) struct QueueRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub kind_code: &'static str,
+    pub status: &'static str,
+    pub open: bool,
+    pub requester: String,
+    pub account: bool,
+    pub details: String,
+    pub made: String,
+    pub due: String,
+    /// "overdue by 3 days", "due in 5 days"; empty once closed.
+    pub due_in_words: String,
+    pub overdue: bool,
+    pub extended: bool,
+    pub assigned_to_me: bool,
+    pub assigned: bool,
+    /// Trail entries, oldest first: "when — what (note)".
+    pub trail: Vec<String>,
+}
+
+impl QueueRow {
+    fn of(r: &PrivacyRequest, viewer: &Viewer, now: TimestampMs) -> QueueRow {
+        let open = !r.status.is_closed();
+        let overdue = open && r.due_ms < now;
+        let due_in_words = match (open, overdue) {
+            (false, _) => String::new(),
+            (true, true) => format!("Overdue by {}", span(now - r.due_ms)),
+            (true, false) => format!("Due in {}", span(r.due_ms - now)),
+        };
+        QueueRow {
+            id: r.id.to_string(),
+            kind: kind_words(r.kind).0,
+            kind_code: r.kind.as_str(),
+            status: status_words(r.status),
+            open,
+            requester: r.email.clone().unwrap_or_else(|| "(erased)".to_string()),
+            account: r.user.is_some(),
+            details: r.details.clone().unwrap_or_default(),
+            made: utc_time(r.created_ms),
+            due: utc_time(r.due_ms),
+            due_in_words,
+            overdue,
+            extended: r.extended,
+            assigned_to_me: r.assignee == Some(viewer.principal.user.id),
+            assigned: r.assignee.is_some(),
+            trail: r
+                .events
+                .iter()
+                .map(|e| {
+                    let note = e
+                        .note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    format!("{} — {}{note}", utc_time(e.at_ms), e.action.to_lowercase())
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct QueueQuery {
+    status: Option<String>,
+    due: Option<String>,
+}
+
+pub(super) struct Choice {
+    pub value: &'static str,
+    pub name: &'static str,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_requests.html")]
+struct RequestsPage {
+    layout: Layout,
+    sections: &'static [Section],
+    current: &'static str,
+    statuses: Vec<Choice>,
+    dues: Vec<Choice>,
+    filtered: bool,
+    rows: Vec<QueueRow>,
+    /// A filter value that is not one of the choices.
+    problem: Option<String>,
+}
+
+pub(super) async fn requests(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<QueueQuery>,
+) -> Response {
+    if !viewer.is_admin() {
+        return admins_only();
+    }
+    let now = now_ms();
+    let wanted_status = q.status.as_deref().filter(|s| !s.is_empty());
+    let wanted_due = q.due.as_deref().filter(|s| !s.is_empty());
+    let mut problem = None;
+    let status = wanted_status.and_then(|s| {
+        let parsed = RequestStatus::parse(s);
+        if parsed.is_none() {
+            problem = Some(format!("{s:?} is not a status; showing every status."));
+        }
+        parsed
+    });
+    let open_due_before_ms = match wanted_due {
+        Some("overdue") => Some(now),
+        Some("soon") => Some(now + DUE_SOON_MS),
+        None => None,
+        Some(other) => {
+            problem = Some(format!("{other:?} is not a due date filter; showing all."));
+            None
+        }
+    };
+    let filter = RequestFilter {
+        status,
+        open_due_before_ms,
+    };
+    let queue = match state
+        .store
+        .privacy_requests(&viewer.principal.scope(), &filter)
+        .await
+    {
+        Ok(q) => q,
+        Err(e) => return error_page(e),
+    };
+    let statuses = RequestStatus::ALL
+        .iter()
+        .map(|s| Choice {
+            value: s.as_str(),
+            name: status_words(*s),
+            selected: status == Some(*s),
+        })
+        .collect();
+    let dues = [
+        ("overdue", "Overdue"),
+        ("soon", "Due within 7 days (overdue included)"),
+    ]
+    .into_iter()
+    .map(|(value, name)| Choice {
+        value,
+        name,
+        selected: wanted_due == Some(value),
+    })
+    .collect();
+    render(&RequestsPage {
+        layout: Layout::signed_in("Data requests", "admin", &viewer),
+        sections: SECTIONS,
+        current: "/admin/requests",
+        statuses,
+        dues,
+        filtered: status.is_some() || open_due_before_ms.is_some(),
+        rows: queue
+            .iter()
+            .map(|r| QueueRow::of(r, &viewer, now))
+            .collect(),
+        problem,
+    })
+}
+
+// --- the breach register ------------------------------------------------------------------
+
+pub(super) struct BreachRow {
+    pub id: String,
+    pub nature: String,
+    pub categories: String,
+    pub approx_subjects: u64,
+    pub consequences: String,
+    pub measures: String,
+    pub detected: String,
+    pub notify_by: String,
+    /// The 72-hour clock in words: time left, overdue, or when the authority was told.
+    pub clock: String,
+    pub overdue: bool,
+    pub notified: bool,
+    pub reference: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_breaches.html")]
+struct BreachesPage {
+    layout: Layout,
+    sections: &'static [Section],
+    current: &'static str,
+    rows: Vec<BreachRow>,
+    /// The policy's data categories, to choose from.
+    categories: Vec<String>,
+}
+
+pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if !viewer.is_admin() {
+        return admins_only();
+    }
+    let now = now_ms();
+    let list = match state.store.breaches(&viewer.principal.scope()).await {
+        Ok(l) => l,
+        Err(e) => return error_page(e),
+    };
+    let rows = list
+        .iter()
+        .map(|b| {
+            let notify_by = b.detected_ms + NOTIFY_WITHIN_MS;
+            let (clock, overdue) = match b.authority_notified_ms {
+                Some(at) if at > notify_by => (
+                    format!(
+                        "Authority told {}, {} late",
+                        utc_time(at),
+                        hours(at - notify_by)
+                    ),
+                    false,
+                ),
+                Some(at) => (format!("Authority told {} (in time)", utc_time(at)), false),
+                None if now > notify_by => (
+                    format!(
+                        "Overdue by {}: tell the supervisory authority now, with the reasons for the delay",
+                        hours(now - notify_by)
+                    ),
+                    true,
+                ),
+                None => (
+                    format!(
+                        "{} left to tell the supervisory authority",
+                        hours(notify_by - now)
+                    ),
+                    false,
+                ),
+            };
+            BreachRow {
+                id: b.id.to_string(),
+                nature: b.nature.clone(),
+                categories: b.categories.join(", "),
+                approx_subjects: b.approx_subjects,
+                consequences: b.consequences.clone(),
+                measures: b.measures.clone(),
+                detected: utc_time(b.detected_ms),
+                notify_by: utc_time(notify_by),
+                clock,
+                overdue,
+                notified: b.authority_notified_ms.is_some(),
+                reference: b.authority_reference.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    render(&BreachesPage {
+        layout: Layout::signed_in("Breaches", "admin", &viewer),
+        sections: SECTIONS,
+        current: "/admin/breaches",
+        rows,
+        categories: state.policy.policy.categories.keys().cloned().collect(),
+    })
+}
+
+// --- suspensions --------------------------------------------------------------------------
+
+pub(super) struct SuspensionRow {
+    pub what: String,
+    /// The suspended device's page, when it is a device.
+    pub link: Option<String>,
+    pub reason: String,
+    pub since: String,
+    /// The API path whose DELETE lifts it.
+    pub lift: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_suspensions.html")]
+struct SuspensionsPage {
+    layout: Layout,
+    sections: &'static [Section],
+    current: &'static str,
+    rows: Vec<SuspensionRow>,
+}
+
+pub(super) async fn suspensions(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if !viewer.is_admin() {
+        return admins_only();
+    }
+    let scope = viewer.principal.scope();
+    let list = match state.store.suspensions(&scope).await {
+        Ok(l) => l,
+        Err(e) => return error_page(e),
+    };
+    let mut rows = Vec::new();
+    for s in list {
+        let (what, link, lift) = match &s.target {
+            SuspensionTarget::Device(id) => {
+                let name = device_name(&state, &scope, *id).await;
+                (
+                    format!("Device “{name}”"),
+                    Some(format!("/devices/{id}")),
+                    format!("/api/device/{id}/suspension"),
+                )
+            }
+            SuspensionTarget::DeviceType(t) => (
+                format!("Every device of type “{t}”"),
+                None,
+                format!(
+                    "/api/deviceType/{}/suspension?tenantId={}",
+                    super::url_encode(t),
+                    s.tenant
+                ),
+            ),
+            SuspensionTarget::Tenant(t) => (
+                format!("The whole tenant {t}"),
+                None,
+                format!("/api/tenant/{t}/suspension"),
+            ),
+        };
+        rows.push(SuspensionRow {
+            what,
+            link,
+            reason: s.reason,
+            since: utc_time(s.since_ms),
+            lift,
+        });
+    }
+    render(&SuspensionsPage {
+        layout: Layout::signed_in("Suspensions", "admin", &viewer),
+        sections: SECTIONS,
+        current: "/admin/suspensions",
+        rows,
+    })
+}
+
+async fn device_name(state: &AppState, scope: &thingsafe_store::Scope, id: DeviceId) -> String {
+    match state.store.device(scope, id).await {
+        Ok(d) => d.name,
+        Err(_) => id.to_string(),
+    }
+}
+
+// --- the audit log ------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub(super) struct AuditQuery {
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+pub(super) struct AuditRow {
+    pub seq: i64,
+    pub when: String,
+    pub action: String,
+    pub actor: String,
+    pub target: String,
+    pub details: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_audit.html")]
+struct AuditPage {
+    layout: Layout,
+    sections: &'static [Section],
+    current: &'static str,
+    action: String,
+    from: String,
+    to: String,
+    problem: Option<String>,
+    rows: Vec<AuditRow>,
+    limit: usize,
+    chain_ok: bool,
+    chain_events: u64,
+    chain_problem: String,
+}
+
+const AUDIT_PAGE_LIMIT: usize = 500;
+
+/// A date from the filter form (`2026-11-23`): the start of that day, or of the next one
+/// for an end bound, in UTC.
+fn day_bound(raw: &str, end: bool) -> Result<TimestampMs, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(raw.trim(), format)
+        .map_err(|_| format!("{raw:?} is not a date: use the form 2026-11-23"))?;
+    let date = if end {
+        date.next_day().unwrap_or(date)
+    } else {
+        date
+    };
+    Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
+pub(super) async fn audit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    if !viewer.is_admin() {
+        return admins_only();
+    }
+    let action = q.action.unwrap_or_default().trim().to_string();
+    let from = q.from.unwrap_or_default();
+    let to = q.to.unwrap_or_default();
+    let mut problem = None;
+    let mut bound = |raw: &str, end: bool| {
+        if raw.trim().is_empty() {
+            return None;
+        }
+        day_bound(raw, end)
+            .map_err(|e| problem = Some(e))
+            .ok()
+            .map(|ms| if end { ms - 1 } else { ms })
+    };
+    let filter = AuditFilter {
+        from_ms: bound(&from, false),
+        to_ms: bound(&to, true),
+        action: (!action.is_empty()).then(|| action.clone()),
+        actor: None,
+        limit: AUDIT_PAGE_LIMIT,
+    };
+    let scope = viewer.principal.scope();
+    let (events, chain) = match tokio::try_join!(
+        state.store.audit_events(&scope, &filter),
+        thingsafe_privacy::audit::verify(state.store.as_ref()),
+    ) {
+        Ok(x) => x,
+        Err(e) => return error_page(e),
+    };
+    // Actors by email where the viewer may see them; others (erased, of another tenant)
+    // by id.
+    let everyone = thingsafe_core::PageRequest {
+        page_size: thingsafe_core::PageRequest::MAX_PAGE_SIZE,
+        page: 0,
+        text_search: None,
+    };
+    let emails: std::collections::HashMap<_, _> = state
+        .store
+        .users(&scope, None, &everyone)
+        .await
+        .map(|page| page.data.into_iter().map(|u| (u.id, u.email)).collect())
+        .unwrap_or_default();
+    let rows = events
+        .iter()
+        .rev()
+        .map(|e| AuditRow {
+            seq: e.seq,
+            when: utc_time(e.at_ms),
+            action: e.action.clone(),
+            actor: match e.actor_id {
+                None => "the system".to_string(),
+                Some(id) if id == viewer.principal.user.id => "you".to_string(),
+                Some(id) => emails.get(&id).cloned().unwrap_or_else(|| id.to_string()),
+            },
+            target: e.target.clone().unwrap_or_default(),
+            details: if e.details.is_null() {
+                String::new()
+            } else {
+                e.details.to_string()
+            },
+        })
+        .collect();
+    render(&AuditPage {
+        layout: Layout::signed_in("Audit log", "admin", &viewer),
+        sections: SECTIONS,
+        current: "/admin/audit",
+        action,
+        from,
+        to,
+        problem,
+        rows,
+        limit: AUDIT_PAGE_LIMIT,
+        chain_ok: chain.ok,
+        chain_events: chain.events,
+        chain_problem: chain
+            .broken
+            .map(|b| format!("event {} ({}): {}", b.seq, b.action, b.reason))
+            .unwrap_or_default(),
+    })
+}

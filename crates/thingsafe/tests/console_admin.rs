@@ -1,0 +1,377 @@
+//! The console's privacy pages in a real browser (headless Chromium through chromedriver)
+//! against the real binary: the privacy center's requests, rectification, restriction and
+//! objection; the request form for people without an account (the code read from the
+//! outbox); and the administrators' "Privacy & security" area: the request queue, the
+//! breach register's 72-hour clock, suspending a device from its page and lifting it, the
+//! audit log with its chain check.
+//!
+//! `THINGSAFE_SCREENSHOTS=1` also saves the README's screenshots into docs/screenshots/.
+
+mod common;
+
+use common::browser::{
+    Browser, DESKTOP, PHONE, click, document, element, fill, path_until, text_until,
+};
+use common::{PASSWORD, Server};
+use fantoccini::{Client, Locator};
+use serde_json::json;
+
+const ROOT: &str = "root@example.test";
+
+/// Signs in with the form at `path` (a page that sends signed-out visitors to sign in).
+async fn sign_in(c: &Client, s: &Server, email: &str, path: &str) {
+    c.goto(&s.url(path)).await.unwrap();
+    path_until(c, "/signin").await;
+    if let Ok(reject) = c
+        .find(Locator::Css("#cookie-banner:not([hidden]) #cookie-reject"))
+        .await
+    {
+        reject.click().await.unwrap();
+    }
+    fill(c, "#email", email).await;
+    fill(c, "#password", PASSWORD).await;
+    click(c, "main button[type=submit]").await;
+    path_until(c, path).await;
+}
+
+/// The text next to the field whose error slot is `css`, once there is one.
+async fn error_next_to(c: &Client, css: &str) -> String {
+    text_until(c, &format!("{css}:not([hidden])"), |t| !t.is_empty()).await
+}
+
+/// Sets a `datetime-local` input to `hours_ago` hours before now, in the browser's zone.
+async fn set_hours_ago(c: &Client, css: &str, hours_ago: f64) {
+    c.execute(
+        "const [css, hours] = arguments; const at = new Date(Date.now() - hours * 3600e3);\
+         document.querySelector(css).value = new Date(at - at.getTimezoneOffset() * 60000).toISOString().slice(0, 16);",
+        vec![json!(css), json!(hours_ago)],
+    )
+    .await
+    .unwrap();
+}
+
+/// Clicks `css` and accepts the confirmation it asks for.
+async fn click_and_confirm(c: &Client, css: &str) {
+    click(c, css).await;
+    let deadline = std::time::Instant::now() + common::browser::WAIT;
+    while c.accept_alert().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} asked for no confirmation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_center_makes_requests_corrects_details_restricts_and_objects() {
+    let Some(browser) = Browser::start("console-privacy-center").await else {
+        return;
+    };
+    let server = Server::start();
+    let s = &server;
+    let admin = s.sign_up("ada@example.com").await;
+    let me = s.get("/api/auth/user", &admin).await.1;
+    let my_id = me["id"]["id"].as_str().unwrap().to_string();
+    // A disclosure of Ada's email, as a tenant administrator records one.
+    let (status, body) = s
+        .post(
+            "/api/privacy/disclosures",
+            &admin,
+            json!({"subjectId": my_id, "categories": ["user.contact.email"],
+                   "recipient": "Example Mail Ltd", "purpose": "deliver the newsletter"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    browser
+        .run(|c| async move {
+            let c = &c;
+            sign_in(c, s, "ada@example.com", "/profile").await;
+            // The version accepted at sign-up, and to whom the data went.
+            text_until(c, "#accepted-versions", |t| {
+                t.contains("Version 1") && t.contains("when you signed up")
+            })
+            .await;
+            text_until(c, "#disclosure-list", |t| {
+                t.contains("Example Mail Ltd") && t.contains("deliver the newsletter")
+            })
+            .await;
+            element(c, "#no-requests").await;
+
+            // A request to see my data asks for the password, said next to the field.
+            click(c, "#new-request-box summary").await;
+            click(c, "#kind-ACCESS").await;
+            click(c, "#new-request-form button[type=submit]").await;
+            let error = error_next_to(c, "#request-password-error").await;
+            assert!(error.contains("password"), "{error}");
+            fill(c, "#request-password", "not my password").await;
+            click(c, "#new-request-form button[type=submit]").await;
+            text_until(c, "#request-password-error", |t| t.contains("not right")).await;
+            fill(c, "#request-password", PASSWORD).await;
+            fill(c, "#request-details", "everything about my thermostat").await;
+            click(c, "#new-request-form button[type=submit]").await;
+            let row = text_until(c, "#request-list tbody", |t| t.contains("See my data")).await;
+            assert!(row.contains("Received, not started yet"), "{row}");
+            assert!(row.contains("UTC"), "a due date: {row}");
+            // A correction needs no password: the field is not even shown for it.
+            click(c, "#new-request-box summary").await;
+            click(c, "#kind-RECTIFICATION").await;
+            assert!(
+                element(c, "#request-password-field")
+                    .await
+                    .attr("hidden")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+
+            // Rectification: a bad email next to its field; a new name is saved.
+            fill(c, "#rectify-email", "not-an-email").await;
+            click(c, "#rectify-form button[type=submit]").await;
+            let error = error_next_to(c, "#rectify-email-error").await;
+            assert!(error.contains("not an email address"), "{error}");
+            fill(c, "#rectify-email", "ada@example.com").await;
+            fill(c, "#rectify-first", "Augusta").await;
+            click(c, "#rectify-form button[type=submit]").await;
+            text_until(c, "#rectify-done", |t| t.starts_with("Saved")).await;
+            c.refresh().await.unwrap();
+            text_until(c, "dl.facts", |t| t.contains("Augusta")).await;
+
+            // Pause the use of my data: restricted now, said on the page.
+            fill(c, "#restrict-details", "my birth date is wrong").await;
+            click(c, "#restrict-form button[type=submit]").await;
+            text_until(c, "#restriction-state", |t| t.contains("paused since")).await;
+            // Object to marketing: done at once, and marketing consent is withdrawn.
+            click_and_confirm(c, "#object-form button[type=submit]").await;
+            text_until(c, "#request-list tbody", |t| {
+                t.contains("Object to a use of my data") && t.contains("Done")
+            })
+            .await;
+            text_until(c, "#consents tr[data-purpose=marketing]", |t| {
+                t.contains("Not given")
+            })
+            .await;
+            document(c, "privacy-center", DESKTOP).await;
+            document(c, "privacy-center-phone", PHONE).await;
+        })
+        .await;
+    let mine = s.get("/api/privacy/me/requests", &admin).await.1;
+    let kinds: Vec<&str> = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 3, "{mine}");
+    for kind in ["ACCESS", "RESTRICTION", "OBJECTION"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_handle_requests_breaches_suspensions_and_read_the_audit_log() {
+    let Some(browser) = Browser::start("console-admin").await else {
+        return;
+    };
+    let server = Server::start_with(&[
+        ("THINGSAFE_ADMIN_EMAIL", ROOT),
+        ("THINGSAFE_ADMIN_PASSWORD", PASSWORD),
+    ]);
+    let s = &server;
+    let grace = s.sign_up("grace@example.com").await;
+    let device = s.create_device(&grace, "Boiler").await;
+    let credentials = s
+        .get(&format!("/api/device/{device}/credentials"), &grace)
+        .await
+        .1;
+    let device_token = credentials["credentialsId"].as_str().unwrap().to_string();
+    let send = |token: String| {
+        let url = s.url(&format!("/api/v1/{token}/telemetry"));
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&json!({"temperature": 20}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(send(device_token.clone()).await, 200);
+    browser
+        .run(|c| async move {
+            let c = &c;
+            // Someone without an account asks to be erased: a code by email, then a
+            // reference and a due date.
+            c.goto(&s.url("/privacy/request")).await.unwrap();
+            fill(c, "#public-email", "no-at-sign").await;
+            click(c, "#public-request-form button[type=submit]").await;
+            let error = error_next_to(c, "#public-email-error").await;
+            assert!(error.contains("not an email address"), "{error}");
+            document(c, "public-request-error", DESKTOP).await;
+            fill(c, "#public-email", "walter@example.org").await;
+            click(c, "#public-kind-ERASURE").await;
+            fill(c, "#public-details", "the newsletter list").await;
+            click(c, "#public-request-form button[type=submit]").await;
+            text_until(c, "#request-step-code:not([hidden])", |t| {
+                t.contains("walter@example.org")
+            })
+            .await;
+            let mails = s.mails_to("walter@example.org");
+            assert_eq!(mails.len(), 1);
+            let at = mails[0].find("your code is: ").expect("a code") + 14;
+            let code = mails[0][at..at + 6].to_string();
+            let wrong = if code == "000000" { "111111" } else { "000000" };
+            fill(c, "#public-code", wrong).await;
+            click(c, "#public-code-form button[type=submit]").await;
+            let error = error_next_to(c, "#public-code-error").await;
+            assert!(error.contains("not right"), "{error}");
+            fill(c, "#public-code", &code).await;
+            click(c, "#public-code-form button[type=submit]").await;
+            let reference = text_until(c, "#request-reference", |t| t.len() == 36).await;
+            text_until(c, "#request-due", |t| !t.is_empty()).await;
+            document(c, "public-request-done", DESKTOP).await;
+
+            // The system administrator handles it from the queue.
+            sign_in(c, s, ROOT, "/admin/requests").await;
+            let row = format!("#request-queue tr[data-request='{reference}']");
+            let text = text_until(c, &row, |t| t.contains("Erase my data")).await;
+            assert!(text.contains("walter@example.org"), "{text}");
+            assert!(text.contains("Due in"), "{text}");
+            document(c, "admin-requests", DESKTOP).await;
+            click(c, &format!("{row} details.actions summary")).await;
+            // Refusing without a reason is said next to the field.
+            click(c, &format!("{row} form[data-action=reject] button")).await;
+            let error = error_next_to(c, &format!("#reason-{reference}-error")).await;
+            assert!(error.contains("why you refuse"), "{error}");
+            fill(c, &format!("#note-{reference}"), "Erased from the list").await;
+            click(c, &format!("{row} form[data-action=complete] button")).await;
+            text_until(c, &format!("{row} .status"), |t| t.contains("Done")).await;
+            assert!(
+                s.mails_to("walter@example.org")
+                    .last()
+                    .unwrap()
+                    .contains("Erased from the list")
+            );
+            // Filters: nothing overdue.
+            element(c, "#filter-due")
+                .await
+                .select_by_value("overdue")
+                .await
+                .unwrap();
+            click(c, "form.search button").await;
+            text_until(c, "#no-requests", |t| t.contains("No request matches")).await;
+            c.goto(&s.url("/admin/audit?action=request.complete"))
+                .await
+                .unwrap();
+            text_until(c, "#audit-list tbody", |t| t.contains(&reference)).await;
+            click(c, "form.signout button").await;
+            path_until(c, "/signin").await;
+
+            // A tenant administrator records a breach noticed 80 hours ago: overdue, in
+            // words; one noticed 2 hours ago: about 70 hours left.
+            sign_in(c, s, "grace@example.com", "/admin/breaches").await;
+            element(c, "#no-breaches").await;
+            click(c, "button[data-open=record-breach]").await;
+            fill(
+                c,
+                "#breach-nature",
+                "A laptop with a customer list was stolen",
+            )
+            .await;
+            click(c, "#breach-form button[type=submit]").await;
+            let error = error_next_to(c, "#breach-detected-error").await;
+            assert!(error.contains("noticed"), "{error}");
+            set_hours_ago(c, "#breach-detected", 80.0).await;
+            fill(c, "#breach-subjects", "120").await;
+            click(c, "#breach-form input[value='user.contact.email']").await;
+            fill(c, "#breach-consequences", "Phishing mails to customers").await;
+            fill(
+                c,
+                "#breach-measures",
+                "Passwords reset; laptop wiped remotely",
+            )
+            .await;
+            click(c, "#breach-form button[type=submit]").await;
+            let clock = text_until(c, "#breach-list .clock", |t| t.contains("Overdue")).await;
+            assert!(clock.contains("Overdue by 8 hours"), "{clock}");
+            click(c, "button[data-open=record-breach]").await;
+            fill(c, "#breach-nature", "A backup tape went missing").await;
+            set_hours_ago(c, "#breach-detected", 2.0).await;
+            fill(c, "#breach-subjects", "5").await;
+            click(c, "#breach-form input[value='user.contact.email']").await;
+            fill(c, "#breach-consequences", "Unlikely: the tape is encrypted").await;
+            fill(c, "#breach-measures", "Searching the office").await;
+            click(c, "#breach-form button[type=submit]").await;
+            text_until(c, "#breach-list", |t| {
+                t.contains("A backup tape went missing")
+                    && (t.contains("69 hours left") || t.contains("70 hours left"))
+            })
+            .await;
+            // Who is affected: Grace holds an email address.
+            click(c, "#breach-list li:first-child details.affected summary").await;
+            text_until(c, "#breach-list li:first-child [data-affected-list]", |t| {
+                t.contains("grace@example.com")
+            })
+            .await;
+            document(c, "admin-breaches", DESKTOP).await;
+            // The authority is told: the clock stops.
+            set_hours_ago(c, "#breach-list li:first-child input[name=notifiedAt]", 0.5).await;
+            click(c, "#breach-list li:first-child form.notified-form button").await;
+            text_until(c, "#breach-list li:first-child .clock", |t| {
+                t.contains("Authority told") && t.contains("in time")
+            })
+            .await;
+
+            // Suspend the device from its page: a reason is needed; then it is refused.
+            c.goto(&s.url(&format!("/devices/{device}"))).await.unwrap();
+            click(c, "#suspend-form button[type=submit]").await;
+            let error = error_next_to(c, "#suspend-reason-error").await;
+            assert!(error.contains("why"), "{error}");
+            fill(c, "#suspend-reason", "Sends readings every millisecond").await;
+            click(c, "#suspend-form button[type=submit]").await;
+            text_until(c, "#suspended-note", |t| {
+                t.contains("Sends readings every millisecond")
+            })
+            .await;
+            assert_ne!(send(device_token.clone()).await, 200, "a suspended device");
+            // And lifted from the list of suspensions.
+            click(c, "nav a[href='/admin']").await;
+            click(c, ".subnav a[href='/admin/suspensions']").await;
+            text_until(c, "#suspension-list", |t| {
+                t.contains("Boiler") && t.contains("every millisecond")
+            })
+            .await;
+            document(c, "admin-suspensions", DESKTOP).await;
+            click_and_confirm(c, "#suspension-list button[data-lift]").await;
+            element(c, "#no-suspensions").await;
+            assert_eq!(send(device_token.clone()).await, 200, "lifted");
+
+            // The audit log shows all of it, and its chain holds.
+            click(c, ".subnav a[href='/admin/audit']").await;
+            text_until(c, "#chain-state", |t| t.contains("intact")).await;
+            let log = text_until(c, "#audit-list tbody", |t| t.contains("suspension.lift")).await;
+            for action in [
+                "breach.record",
+                "breach.authority_notified",
+                "suspension.add",
+                "suspension.lift",
+            ] {
+                assert!(log.contains(action), "{action} in {log}");
+            }
+            document(c, "admin-audit", DESKTOP).await;
+            fill(c, "#audit-action", "suspension.add").await;
+            click(c, "form.search button").await;
+            text_until(c, "#audit-list caption", |t| t.starts_with("1 event")).await;
+            c.goto(&s.url("/admin/audit?from=yesterday")).await.unwrap();
+            text_until(c, "main .error", |t| t.contains("is not a date")).await;
+            click(c, "nav a[href='/admin']").await;
+            text_until(c, "main .cards", |t| {
+                t.contains("past the 72 hours") || t.contains("not yet reported")
+            })
+            .await;
+            document(c, "admin-overview", DESKTOP).await;
+            document(c, "admin-overview-phone", PHONE).await;
+        })
+        .await;
+}
