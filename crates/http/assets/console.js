@@ -256,7 +256,8 @@ function cell(row, text, header) {
 const HOW = {
   signup: "at sign-up", form: "in a form", api: "in the privacy center or the API",
   "signal:GPC": "by your browser's GPC signal", "signal:DNT": "by your browser's Do Not Track signal",
-  unsubscribe_link: "with an unsubscribe link",
+  unsubscribe_link: "with an unsubscribe link", objection: "by your objection to marketing",
+  review: "after reading the changed policy",
 };
 
 function showConsents(view) {

@@ -32,6 +32,14 @@ async fn sign_in(c: &Client, s: &Server, email: &str, path: &str) {
     fill(c, "#password", PASSWORD).await;
     click(c, "main button[type=submit]").await;
     path_until(c, path).await;
+    // The system administrator accepted no policy at sign-up: the review banner asks.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    if let Ok(accept) = c
+        .find(Locator::Css("#policy-review:not([hidden]) #policy-accept"))
+        .await
+    {
+        accept.click().await.unwrap();
+    }
 }
 
 /// The text next to the field whose error slot is `css`, once there is one.
@@ -141,6 +149,7 @@ async fn the_privacy_center_makes_requests_corrects_details_restricts_and_object
             fill(c, "#restrict-details", "my birth date is wrong").await;
             click(c, "#restrict-form button[type=submit]").await;
             text_until(c, "#restriction-state", |t| t.contains("paused since")).await;
+            element(c, "#accepted-versions").await;
             // Object to marketing: done at once, and marketing consent is withdrawn.
             click_and_confirm(c, "#object-form button[type=submit]").await;
             text_until(c, "#request-list tbody", |t| {
@@ -148,9 +157,10 @@ async fn the_privacy_center_makes_requests_corrects_details_restricts_and_object
             })
             .await;
             text_until(c, "#consents tr[data-purpose=marketing]", |t| {
-                t.contains("Not given")
+                t.contains("Not given") && t.contains("by your objection")
             })
             .await;
+            text_until(c, "#objection-state", |t| t.contains("You objected")).await;
             document(c, "privacy-center", DESKTOP).await;
             document(c, "privacy-center-phone", PHONE).await;
         })
@@ -350,7 +360,7 @@ async fn administrators_handle_requests_breaches_suspensions_and_read_the_audit_
             // The audit log shows all of it, and its chain holds.
             click(c, ".subnav a[href='/admin/audit']").await;
             text_until(c, "#chain-state", |t| t.contains("intact")).await;
-            let log = text_until(c, "#audit-list tbody", |t| t.contains("suspension.lift")).await;
+            let log = text_until(c, "#audit-list tbody", |t| t.contains("Suspension lifted")).await;
             for action in [
                 "breach.record",
                 "breach.authority_notified",
@@ -360,7 +370,11 @@ async fn administrators_handle_requests_breaches_suspensions_and_read_the_audit_
                 assert!(log.contains(action), "{action} in {log}");
             }
             document(c, "admin-audit", DESKTOP).await;
-            fill(c, "#audit-action", "suspension.add").await;
+            element(c, "#audit-action")
+                .await
+                .select_by_value("suspension.add")
+                .await
+                .unwrap();
             click(c, "form.search button").await;
             text_until(c, "#audit-list caption", |t| t.starts_with("1 event")).await;
             c.goto(&s.url("/admin/audit?from=yesterday")).await.unwrap();

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use thingsafe_core::{DeviceId, TimestampMs, now_ms};
+use thingsafe_privacy::audit::action;
 use thingsafe_privacy::breaches::NOTIFY_WITHIN_MS;
 use thingsafe_privacy::requests::DUE_SOON_MS;
 use thingsafe_store::records::AuditFilter;
@@ -35,13 +36,14 @@ fn admins_only() -> Response {
         .into_response()
 }
 
-/// "3 days", "1 day", "5 hours": a span for people, rounded down, at least "1 hour".
+/// "30 days", "1 day", "5 hours": a due date's distance for people, to the nearest unit,
+/// at least "1 hour".
 fn span(ms: i64) -> String {
     let ms = ms.abs();
     let (n, unit) = if ms >= 2 * DAY_MS {
-        (ms / DAY_MS, "day")
+        ((ms + DAY_MS / 2) / DAY_MS, "day")
     } else {
-        ((ms / HOUR_MS).max(1), "hour")
+        (((ms + HOUR_MS / 2) / HOUR_MS).max(1), "hour")
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
@@ -293,6 +295,31 @@ pub(super) async fn requests(
 
 // --- the breach register ------------------------------------------------------------------
 
+/// A data category for people: the first clause of its description in the policy
+/// ("Your email address: ..." → "Email address"), or its fideslang name.
+fn category_label(policy: &thingsafe_core::policy::Policy, key: &str) -> String {
+    let Some(category) = policy.categories.get(key) else {
+        return key.to_string();
+    };
+    let clause = category
+        .description
+        .split([':', ',', '.', '('])
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let clause = clause.strip_prefix("Your ").unwrap_or(clause);
+    let mut chars = clause.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => key.to_string(),
+    }
+}
+
+pub(super) struct CategoryOption {
+    pub key: String,
+    pub label: String,
+}
+
 pub(super) struct BreachRow {
     pub id: String,
     pub nature: String,
@@ -317,7 +344,7 @@ struct BreachesPage {
     current: &'static str,
     rows: Vec<BreachRow>,
     /// The policy's data categories, to choose from.
-    categories: Vec<String>,
+    categories: Vec<CategoryOption>,
 }
 
 pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> Response {
@@ -352,7 +379,7 @@ pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> R
                 ),
                 None => (
                     format!(
-                        "{} left to tell the supervisory authority",
+                        "Clock running: {} left to tell the supervisory authority",
                         hours(notify_by - now)
                     ),
                     false,
@@ -361,7 +388,12 @@ pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> R
             BreachRow {
                 id: b.id.to_string(),
                 nature: b.nature.clone(),
-                categories: b.categories.join(", "),
+                categories: b
+                    .categories
+                    .iter()
+                    .map(|c| category_label(&state.policy.policy, c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 approx_subjects: b.approx_subjects,
                 consequences: b.consequences.clone(),
                 measures: b.measures.clone(),
@@ -379,7 +411,16 @@ pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> R
         sections: SECTIONS,
         current: "/admin/breaches",
         rows,
-        categories: state.policy.policy.categories.keys().cloned().collect(),
+        categories: state
+            .policy
+            .policy
+            .categories
+            .keys()
+            .map(|key| CategoryOption {
+                label: category_label(&state.policy.policy, key),
+                key: key.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -471,10 +512,57 @@ pub(super) struct AuditQuery {
     to: Option<String>,
 }
 
+/// The audit log's actions in words.
+const ACTION_WORDS: &[(&str, &str)] = &[
+    (action::LOGIN, "Signed in"),
+    (action::LOGIN_FAILED, "Sign-in refused"),
+    (action::SIGN_UP, "Signed up"),
+    (action::CONSENT_CHANGE, "Consent changed"),
+    (action::EXPORT, "Personal data downloaded"),
+    (action::ERASURE, "Account erased"),
+    (action::POLICY_PUBLISHED, "Privacy policy published"),
+    (action::CLASSIFICATION_CHANGE, "Data classification changed"),
+    (action::USER_CREATE, "User added"),
+    (action::USER_DELETE, "User deleted"),
+    (action::DEVICE_CREATE, "Device added"),
+    (action::DEVICE_DELETE, "Device deleted"),
+    (action::CUSTOMER_CREATE, "Customer added"),
+    (action::CUSTOMER_DELETE, "Customer deleted"),
+    (action::BREACH_RECORD, "Breach recorded"),
+    (
+        action::BREACH_AUTHORITY_NOTIFIED,
+        "Breach reported to the authority",
+    ),
+    (action::BREACH_SUBJECTS_NOTIFIED, "People told of a breach"),
+    (action::DISCLOSURE, "Personal data disclosed"),
+    (action::BACKUP, "Backup"),
+    (action::SUSPENSION, "Suspended"),
+    (action::SUSPENSION_LIFT, "Suspension lifted"),
+    ("request.assign", "Data request taken on"),
+    ("request.extend", "Data request's due date extended"),
+    ("request.complete", "Data request completed"),
+    ("request.reject", "Data request refused"),
+];
+
+fn action_words(code: &str) -> &str {
+    ACTION_WORDS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or(code, |(_, words)| words)
+}
+
+pub(super) struct ActionOption {
+    pub value: &'static str,
+    pub name: &'static str,
+    pub selected: bool,
+}
+
 pub(super) struct AuditRow {
     pub seq: i64,
     pub when: String,
+    /// In words; `code` is the action's name in the API.
     pub action: String,
+    pub code: String,
     pub actor: String,
     pub target: String,
     pub details: String,
@@ -486,9 +574,10 @@ struct AuditPage {
     layout: Layout,
     sections: &'static [Section],
     current: &'static str,
-    action: String,
+    actions: Vec<ActionOption>,
     from: String,
     to: String,
+    filtered: bool,
     problem: Option<String>,
     rows: Vec<AuditRow>,
     limit: usize,
@@ -568,14 +657,15 @@ pub(super) async fn audit(
         .map(|e| AuditRow {
             seq: e.seq,
             when: utc_time(e.at_ms),
-            action: e.action.clone(),
+            action: action_words(&e.action).to_string(),
+            code: e.action.clone(),
             actor: match e.actor_id {
                 None => "the system".to_string(),
                 Some(id) if id == viewer.principal.user.id => "you".to_string(),
                 Some(id) => emails.get(&id).cloned().unwrap_or_else(|| id.to_string()),
             },
             target: e.target.clone().unwrap_or_default(),
-            details: if e.details.is_null() {
+            details: if e.details.is_null() || e.details == serde_json::json!({}) {
                 String::new()
             } else {
                 e.details.to_string()
@@ -586,7 +676,15 @@ pub(super) async fn audit(
         layout: Layout::signed_in("Audit log", "admin", &viewer),
         sections: SECTIONS,
         current: "/admin/audit",
-        action,
+        actions: ACTION_WORDS
+            .iter()
+            .map(|(value, name)| ActionOption {
+                value,
+                name,
+                selected: *value == action,
+            })
+            .collect(),
+        filtered: !action.is_empty() || !from.is_empty() || !to.is_empty(),
         from,
         to,
         problem,

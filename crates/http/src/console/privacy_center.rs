@@ -128,6 +128,8 @@ pub(crate) struct PrivacyCenter {
     pub requests: Vec<MyRequestRow>,
     pub kinds: Vec<KindOption>,
     pub restricted_since: Option<String>,
+    /// When the person objected to marketing, if that is their last word on it.
+    pub objected_since: Option<String>,
     pub accepted: Vec<AcceptedVersion>,
     pub recipients: Vec<RecipientRow>,
     pub disclosures: Vec<DisclosureRow>,
@@ -190,7 +192,13 @@ impl PrivacyCenter {
                 categories: p.categories.join(", "),
             })
             .collect();
+        let objected_since = history
+            .iter()
+            .rfind(|h| h.purpose == "marketing")
+            .filter(|h| h.method == thingsafe_privacy::consent::OBJECTION)
+            .map(|h| utc_time(h.at_ms));
         Ok(PrivacyCenter {
+            objected_since,
             requests: requests.iter().map(MyRequestRow::of).collect(),
             kinds: kind_options(),
             restricted_since: restricted.map(utc_time),
