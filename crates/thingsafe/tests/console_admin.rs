@@ -91,6 +91,7 @@ async fn the_privacy_center_makes_requests_corrects_details_restricts_and_object
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let admin_token = admin.as_str();
     browser
         .run(|c| async move {
             let c = &c;
@@ -163,6 +164,18 @@ async fn the_privacy_center_makes_requests_corrects_details_restricts_and_object
             text_until(c, "#objection-state", |t| t.contains("You objected")).await;
             document(c, "privacy-center", DESKTOP).await;
             document(c, "privacy-center-phone", PHONE).await;
+
+            // The unsubscribe link of a message opens a page in the console's look; a cut
+            // link says what to do instead.
+            let consents = s.get("/api/privacy/me/consents", admin_token).await.1;
+            let link = consents["unsubscribeUrl"].as_str().unwrap().to_string();
+            let path = format!("/api/{}", link.split_once("/api/").unwrap().1);
+            c.goto(&s.url(&path)).await.unwrap();
+            text_until(c, "main h1", |t| t == "You are unsubscribed").await;
+            element(c, "link[rel=stylesheet][href^='/assets/console.css']").await;
+            c.goto(&s.url(&path[..path.len() - 3])).await.unwrap();
+            text_until(c, "main h1", |t| t == "This link did not work").await;
+            text_until(c, "main .error", |t| t.contains("cut short")).await;
         })
         .await;
     let mine = s.get("/api/privacy/me/requests", &admin).await.1;
