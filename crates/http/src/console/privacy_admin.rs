@@ -516,6 +516,10 @@ pub(super) struct AuditQuery {
 const ACTION_WORDS: &[(&str, &str)] = &[
     (action::LOGIN, "Signed in"),
     (action::LOGIN_FAILED, "Sign-in refused"),
+    (action::TWO_FACTOR_ON, "Two-factor sign-in turned on"),
+    (action::TWO_FACTOR_OFF, "Two-factor sign-in turned off"),
+    (action::TWO_FACTOR_FAILED, "Wrong two-factor code"),
+    (action::PASSWORD_RESET, "Password reset"),
     (action::SIGN_UP, "Signed up"),
     (action::CONSENT_CHANGE, "Consent changed"),
     (action::EXPORT, "Personal data downloaded"),
