@@ -15,7 +15,8 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::parse_id;
 
-fn everything() -> PageRequest {
+/// A page as large as the store gives: the console's lists show everything in scope.
+pub(super) fn everything() -> PageRequest {
     PageRequest {
         page_size: PageRequest::MAX_PAGE_SIZE,
         page: 0,
@@ -23,7 +24,7 @@ fn everything() -> PageRequest {
     }
 }
 
-fn error_page(e: impl Into<ApiError>) -> Response {
+pub(super) fn error_page(e: impl Into<ApiError>) -> Response {
     e.into().into_response()
 }
 

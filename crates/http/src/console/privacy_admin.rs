@@ -16,17 +16,13 @@ use thingsafe_privacy::requests::DUE_SOON_MS;
 use thingsafe_store::records::AuditFilter;
 use thingsafe_store::{PrivacyRequest, RequestFilter, RequestStatus, SuspensionTarget};
 
+use super::admin::{error_page, everything};
 use super::privacy_center::{kind_words, status_words};
 use super::{Layout, Viewer, render, utc_time};
 use crate::AppState;
-use crate::error::ApiError;
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-fn error_page(e: impl Into<ApiError>) -> Response {
-    e.into().into_response()
-}
 
 fn admins_only() -> Response {
     (
@@ -644,14 +640,9 @@ pub(super) async fn audit(
     };
     // Actors by email where the viewer may see them; others (erased, of another tenant)
     // by id.
-    let everyone = thingsafe_core::PageRequest {
-        page_size: thingsafe_core::PageRequest::MAX_PAGE_SIZE,
-        page: 0,
-        text_search: None,
-    };
     let emails: std::collections::HashMap<_, _> = state
         .store
-        .users(&scope, None, &everyone)
+        .users(&scope, None, &everything())
         .await
         .map(|page| page.data.into_iter().map(|u| (u.id, u.email)).collect())
         .unwrap_or_default();
