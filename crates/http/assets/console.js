@@ -595,6 +595,42 @@ function setUpPrivacyAdmin() {
       error.hidden = false;
     }
   }));
+  onSubmit(document.getElementById("retention-form"), async (data) => {
+    const raw = data.get("telemetryDays").trim();
+    const days = raw === "" ? null : Number(raw);
+    if (days !== null && (!Number.isInteger(days) || days < 1)) {
+      throw new ApiProblem(400, "telemetryDays: enter a whole number of days, at least 1, or leave it empty");
+    }
+    try {
+      await api("PUT", "/api/privacy/retention", { telemetryDays: days });
+    } catch (problem) {
+      throw aboutField(problem, ["telemetryDays"]);
+    }
+    location.reload();
+  });
+  document.getElementById("sweep-now")?.addEventListener("click", async (event) => {
+    event.target.disabled = true;
+    try {
+      await api("POST", "/api/privacy/retention/sweep");
+      location.reload();
+    } catch (problem) {
+      const error = document.getElementById("sweep-error");
+      error.textContent = capitalised(problem.message);
+      error.hidden = false;
+      event.target.disabled = false;
+    }
+  });
+  onSubmit(document.getElementById("export-schedule-form"), async (data) => {
+    const keep = Number(data.get("keep"));
+    if (!Number.isInteger(keep) || keep < 1 || keep > 30) throw new ApiProblem(400, "keep: keep between 1 and 30 exports");
+    try {
+      await api("PUT", "/api/privacy/tenant/exports/schedule", { schedule: data.get("schedule"), keep });
+    } catch (problem) {
+      throw aboutField(problem, ["keep", "schedule"]);
+    }
+    document.getElementById("export-schedule-saved").hidden = false;
+  });
+
   const device = document.getElementById("device")?.dataset.deviceId;
   onSubmit(document.getElementById("suspend-form"), async (data) => {
     const reason = data.get("reason").trim();

@@ -231,6 +231,10 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("GET", "/admin/breaches", None),
     e("GET", "/admin/suspensions", None),
     e("GET", "/admin/audit", None),
+    e("GET", "/admin/retention", None),
+    e("GET", "/admin/recipients", None),
+    e("GET", "/admin/exports", None),
+    e("GET", "/admin/backups", None),
     e("GET", "/assets/{name}", None),
 ];
 

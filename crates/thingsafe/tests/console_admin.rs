@@ -402,3 +402,154 @@ async fn administrators_handle_requests_breaches_suspensions_and_read_the_audit_
         })
         .await;
 }
+
+/// The built-in policy with two processors, one outside the EEA, and device data kept a
+/// year.
+fn policy_with_processors() -> String {
+    let builtin = include_str!("../../core/privacy.toml");
+    let at = builtin
+        .find("[categories.\"user.device.telemetry\"]")
+        .expect("the telemetry category");
+    let (head, tail) = builtin.split_at(at);
+    let default = format!(
+        "{head}{}",
+        tail.replacen("retention = \"account_lifetime\"", "retention = \"1y\"", 1)
+    );
+    format!(
+        "{default}\n[[processors]]\nname = \"Example Mail Ltd\"\nservice = \"Delivers our emails.\"\ncountry = \"IE\"\ncategories = [\"user.contact.email\", \"user.name\"]\n\n[[processors]]\nname = \"Example Cloud Inc.\"\nservice = \"Hosts our servers.\"\ncountry = \"US\"\ncategories = [\"user.contact.email\", \"user.device.telemetry\"]\nsafeguards = \"Standard contractual clauses.\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_set_retention_read_recipients_export_the_tenant_and_see_backups() {
+    let Some(browser) = Browser::start("console-records").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("privacy.toml");
+    std::fs::write(&policy, policy_with_processors()).unwrap();
+    let backups = dir.path().join("backups");
+    let server = Server::start_with(&[
+        ("THINGSAFE_ADMIN_EMAIL", ROOT),
+        ("THINGSAFE_ADMIN_PASSWORD", PASSWORD),
+        ("THINGSAFE_PRIVACY_POLICY_FILE", policy.to_str().unwrap()),
+        ("THINGSAFE_BACKUP_DIR", backups.to_str().unwrap()),
+        ("THINGSAFE_BACKUP_INTERVAL_SECONDS", "2"),
+    ]);
+    let s = &server;
+    let grace = s.sign_up("grace@example.com").await;
+    let me = s.get("/api/auth/user", &grace).await.1;
+    let (status, body) = s
+        .post(
+            "/api/privacy/disclosures",
+            &grace,
+            json!({"subjectId": me["id"]["id"], "categories": ["user.contact.email"],
+                   "recipient": "Acme Analytics", "purpose": "usage statistics"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let downloads = browser.downloads.clone();
+    browser
+        .run(|c| async move {
+            let c = &c;
+            // Retention: longer than the policy allows is refused next to the field.
+            sign_in(c, s, "grace@example.com", "/admin/retention").await;
+            text_until(c, "main", |t| t.contains("at most")).await;
+            fill(c, "#retention-days", "100000").await;
+            click(c, "#retention-form button[type=submit]").await;
+            let error = error_next_to(c, "#retention-days-error").await;
+            assert!(
+                error.contains("longer than the privacy policy allows"),
+                "{error}"
+            );
+            fill(c, "#retention-days", "30").await;
+            click(c, "#retention-form button[type=submit]").await;
+            text_until(c, "#tenant-retention", |t| t.contains("30 days")).await;
+            click(c, "#sweep-now").await;
+            text_until(c, "#sweep-list tbody", |t| t.contains("Done")).await;
+            document(c, "admin-retention", DESKTOP).await;
+
+            // Processors from the policy; the yearly list with the recorded disclosure.
+            click(c, ".subnav a[href='/admin/recipients']").await;
+            text_until(c, "#processor-list", |t| {
+                t.contains("Example Mail Ltd") && t.contains("Standard contractual clauses")
+            })
+            .await;
+            text_until(c, "#recipient-report", |t| {
+                t.contains("Acme Analytics")
+                    && t.contains("usage statistics")
+                    && t.contains("Email address")
+            })
+            .await;
+            document(c, "admin-recipients", DESKTOP).await;
+
+            // Tenant exports: a schedule (a bad number said next to it) and a download.
+            click(c, ".subnav a[href='/admin/exports']").await;
+            element(c, "#export-schedule")
+                .await
+                .select_by_value("weekly")
+                .await
+                .unwrap();
+            fill(c, "#export-keep", "0").await;
+            click(c, "#export-schedule-form button[type=submit]").await;
+            let error = error_next_to(c, "#export-keep-error").await;
+            assert!(error.contains("between 1 and 30"), "{error}");
+            fill(c, "#export-keep", "5").await;
+            click(c, "#export-schedule-form button[type=submit]").await;
+            element(c, "#export-schedule-saved:not([hidden])").await;
+            let schedule = s.get("/api/privacy/tenant/exports", &grace).await.1;
+            assert_eq!(schedule["schedule"], "weekly", "{schedule}");
+            assert_eq!(schedule["keep"], 5, "{schedule}");
+            click(c, "#export-now").await;
+            let mut zip = None;
+            for _ in 0..150 {
+                zip = std::fs::read_dir(&downloads)
+                    .unwrap()
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.to_string_lossy().ends_with(".zip"));
+                if zip.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let zip = zip.expect("the tenant export was downloaded");
+            let files = common::unzip(&std::fs::read(zip).unwrap());
+            assert!(!files.is_empty(), "a zip with files");
+            document(c, "admin-exports", DESKTOP).await;
+            // Backups are the system administrator's: not in a tenant's navigation.
+            assert!(
+                c.find(Locator::Css(".subnav a[href='/admin/backups']"))
+                    .await
+                    .is_err()
+            );
+            click(c, "form.signout button").await;
+            path_until(c, "/signin").await;
+
+            // The system administrator sees the backup runs.
+            sign_in(c, s, ROOT, "/admin/backups").await;
+            let deadline = std::time::Instant::now() + common::browser::WAIT;
+            loop {
+                let state = element(c, "#backup-state").await.text().await.unwrap();
+                if state.contains("last good data backup") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no good backup: {state}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                c.refresh().await.unwrap();
+            }
+            text_until(c, "#backup-list tbody", |t| {
+                t.contains("Key store") && t.contains("Done")
+            })
+            .await;
+            assert!(
+                c.find(Locator::Css(".subnav a[href='/admin/exports']"))
+                    .await
+                    .is_err()
+            );
+            document(c, "admin-backups", DESKTOP).await;
+        })
+        .await;
+}

@@ -10,6 +10,7 @@ mod admin;
 mod devices;
 mod privacy_admin;
 mod privacy_center;
+mod privacy_operations;
 mod public;
 mod public_privacy;
 mod session;
@@ -60,6 +61,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/admin/breaches", get(privacy_admin::breaches))
         .route("/admin/suspensions", get(privacy_admin::suspensions))
         .route("/admin/audit", get(privacy_admin::audit))
+        .route("/admin/retention", get(privacy_operations::retention))
+        .route("/admin/recipients", get(privacy_operations::recipients))
+        .route("/admin/exports", get(privacy_operations::exports))
+        .route("/admin/backups", get(privacy_operations::backups))
         .layer(middleware::from_fn(page_headers));
     Router::new()
         .merge(pages)

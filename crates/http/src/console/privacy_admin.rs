@@ -24,7 +24,7 @@ use crate::AppState;
 const HOUR_MS: i64 = 60 * 60 * 1000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-fn admins_only() -> Response {
+pub(super) fn admins_only() -> Response {
     (
         StatusCode::FORBIDDEN,
         "Only an administrator can see the privacy and security records.",
@@ -50,30 +50,75 @@ fn hours(ms: i64) -> String {
     format!("{n} hour{}", if n == 1 { "" } else { "s" })
 }
 
+/// Who sees a page of the area.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Audience {
+    Admins,
+    TenantAdmins,
+    SystemAdmin,
+}
+
 /// Where each page of the area sits in its own navigation.
 pub(super) struct Section {
     pub path: &'static str,
     pub name: &'static str,
+    audience: Audience,
 }
 
 const SECTIONS: &[Section] = &[
     Section {
         path: "/admin/requests",
         name: "Data requests",
+        audience: Audience::Admins,
     },
     Section {
         path: "/admin/breaches",
         name: "Breaches",
+        audience: Audience::Admins,
+    },
+    Section {
+        path: "/admin/retention",
+        name: "Retention",
+        audience: Audience::Admins,
+    },
+    Section {
+        path: "/admin/recipients",
+        name: "Processors & disclosures",
+        audience: Audience::Admins,
     },
     Section {
         path: "/admin/suspensions",
         name: "Suspensions",
+        audience: Audience::Admins,
+    },
+    Section {
+        path: "/admin/exports",
+        name: "Tenant exports",
+        audience: Audience::TenantAdmins,
+    },
+    Section {
+        path: "/admin/backups",
+        name: "Backups",
+        audience: Audience::SystemAdmin,
     },
     Section {
         path: "/admin/audit",
         name: "Audit log",
+        audience: Audience::Admins,
     },
 ];
+
+/// The area's pages `viewer` may open.
+pub(super) fn sections_for(viewer: &Viewer) -> Vec<&'static Section> {
+    SECTIONS
+        .iter()
+        .filter(|s| match s.audience {
+            Audience::Admins => viewer.is_admin(),
+            Audience::TenantAdmins => viewer.is_tenant_admin(),
+            Audience::SystemAdmin => viewer.is_admin() && !viewer.is_tenant_admin(),
+        })
+        .collect()
+}
 
 // --- overview -----------------------------------------------------------------------------
 
@@ -81,7 +126,7 @@ const SECTIONS: &[Section] = &[
 #[template(path = "console/admin_home.html")]
 struct HomePage {
     layout: Layout,
-    sections: &'static [Section],
+    sections: Vec<&'static Section>,
     current: &'static str,
     open_requests: usize,
     overdue_requests: usize,
@@ -112,7 +157,7 @@ pub(super) async fn home(State(state): State<AppState>, viewer: Viewer) -> Respo
         .collect();
     render(&HomePage {
         layout: Layout::signed_in("Privacy & security", "admin", &viewer),
-        sections: SECTIONS,
+        sections: sections_for(&viewer),
         current: "",
         open_requests: open.len(),
         overdue_requests: open.iter().filter(|r| r.due_ms < now).count(),
@@ -205,7 +250,7 @@ pub(super) struct Choice {
 #[template(path = "console/admin_requests.html")]
 struct RequestsPage {
     layout: Layout,
-    sections: &'static [Section],
+    sections: Vec<&'static Section>,
     current: &'static str,
     statuses: Vec<Choice>,
     dues: Vec<Choice>,
@@ -276,7 +321,7 @@ pub(super) async fn requests(
     .collect();
     render(&RequestsPage {
         layout: Layout::signed_in("Data requests", "admin", &viewer),
-        sections: SECTIONS,
+        sections: sections_for(&viewer),
         current: "/admin/requests",
         statuses,
         dues,
@@ -293,7 +338,7 @@ pub(super) async fn requests(
 
 /// A data category for people: the first clause of its description in the policy
 /// ("Your email address: ..." → "Email address"), or its fideslang name.
-fn category_label(policy: &thingsafe_core::policy::Policy, key: &str) -> String {
+pub(super) fn category_label(policy: &thingsafe_core::policy::Policy, key: &str) -> String {
     let Some(category) = policy.categories.get(key) else {
         return key.to_string();
     };
@@ -336,7 +381,7 @@ pub(super) struct BreachRow {
 #[template(path = "console/admin_breaches.html")]
 struct BreachesPage {
     layout: Layout,
-    sections: &'static [Section],
+    sections: Vec<&'static Section>,
     current: &'static str,
     rows: Vec<BreachRow>,
     /// The policy's data categories, to choose from.
@@ -404,7 +449,7 @@ pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> R
         .collect();
     render(&BreachesPage {
         layout: Layout::signed_in("Breaches", "admin", &viewer),
-        sections: SECTIONS,
+        sections: sections_for(&viewer),
         current: "/admin/breaches",
         rows,
         categories: state
@@ -436,7 +481,7 @@ pub(super) struct SuspensionRow {
 #[template(path = "console/admin_suspensions.html")]
 struct SuspensionsPage {
     layout: Layout,
-    sections: &'static [Section],
+    sections: Vec<&'static Section>,
     current: &'static str,
     rows: Vec<SuspensionRow>,
 }
@@ -486,7 +531,7 @@ pub(super) async fn suspensions(State(state): State<AppState>, viewer: Viewer) -
     }
     render(&SuspensionsPage {
         layout: Layout::signed_in("Suspensions", "admin", &viewer),
-        sections: SECTIONS,
+        sections: sections_for(&viewer),
         current: "/admin/suspensions",
         rows,
     })
@@ -572,7 +617,7 @@ pub(super) struct AuditRow {
 #[template(path = "console/admin_audit.html")]
 struct AuditPage {
     layout: Layout,
-    sections: &'static [Section],
+    sections: Vec<&'static Section>,
     current: &'static str,
     actions: Vec<ActionOption>,
     from: String,
@@ -669,7 +714,7 @@ pub(super) async fn audit(
         .collect();
     render(&AuditPage {
         layout: Layout::signed_in("Audit log", "admin", &viewer),
-        sections: SECTIONS,
+        sections: sections_for(&viewer),
         current: "/admin/audit",
         actions: ACTION_WORDS
             .iter()
