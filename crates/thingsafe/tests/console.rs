@@ -7,8 +7,8 @@
 mod common;
 
 use common::browser::{
-    Browser, DESKTOP, PHONE, click, document, element, fill, path_until, text_attr_until,
-    text_until,
+    Browser, DESKTOP, PHONE, click, document, downloaded, element, fill, path_until,
+    text_attr_until, text_until,
 };
 use common::mqtt::v3;
 use common::{PASSWORD, Server};
@@ -383,21 +383,6 @@ async fn fetch_json(c: &fantoccini::Client, path: &str) -> serde_json::Value {
     )
     .await
     .unwrap()
-}
-
-/// The file ending in `suffix` the browser finished downloading into `dir`.
-async fn downloaded(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
-    for _ in 0..150 {
-        let done = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(suffix));
-        if let Some(p) = done {
-            return p;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("no {suffix} file was downloaded into {}", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@
 mod common;
 
 use common::browser::{
-    Browser, DESKTOP, PHONE, click, document, element, fill, path_until, text_until,
+    Browser, DESKTOP, PHONE, click, document, downloaded, element, fill, path_until, text_until,
 };
 use common::{PASSWORD, Server};
 use fantoccini::{Client, Locator};
@@ -501,18 +501,7 @@ async fn administrators_set_retention_read_recipients_export_the_tenant_and_see_
             assert_eq!(schedule["schedule"], "weekly", "{schedule}");
             assert_eq!(schedule["keep"], 5, "{schedule}");
             click(c, "#export-now").await;
-            let mut zip = None;
-            for _ in 0..150 {
-                zip = std::fs::read_dir(&downloads)
-                    .unwrap()
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.to_string_lossy().ends_with(".zip"));
-                if zip.is_some() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            let zip = zip.expect("the tenant export was downloaded");
+            let zip = downloaded(&downloads, ".zip").await;
             let files = common::unzip(&std::fs::read(zip).unwrap());
             assert!(!files.is_empty(), "a zip with files");
             document(c, "admin-exports", DESKTOP).await;

@@ -293,3 +293,18 @@ pub async fn text_attr_until(
     }
     panic!("{css}[{name}] never showed what was expected; last: {last:?}");
 }
+
+/// The file ending in `suffix` the browser finished downloading into `dir`.
+pub async fn downloaded(dir: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    for _ in 0..150 {
+        let done = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(suffix));
+        if let Some(p) = done {
+            return p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {suffix} file was downloaded into {}", dir.display());
+}
