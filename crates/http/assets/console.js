@@ -147,9 +147,45 @@ function setUp() {
   setUpAdministration();
   setUpCookieBanner();
   setUpPolicyReview();
+  setUpTwoFactor();
   setUpPrivacyCenter();
   setUpPublicRequest();
   setUpPrivacyAdmin();
+}
+
+// --- two-step sign-in (TOTP) on the profile page ----------------------------------------
+
+function setUpTwoFactor() {
+  const error = document.getElementById("two-factor-error");
+  const fail = (problem) => { error.textContent = problem.message; error.hidden = false; };
+  document.getElementById("two-factor-off")?.addEventListener("click", async () => {
+    try {
+      await api("DELETE", "/api/2fa/account/config?providerType=TOTP");
+      location.reload();
+    } catch (problem) { fail(problem); }
+  });
+  const start = document.getElementById("two-factor-start");
+  const form = document.getElementById("two-factor-confirm");
+  if (!start || !form) return;
+  start.addEventListener("click", async () => {
+    try {
+      const setup = await api("POST", "/api/2fa/account/config/generate?providerType=TOTP", {});
+      document.getElementById("two-factor-secret").textContent = setup.secret;
+      document.getElementById("two-factor-link").href = setup.authUrl;
+      form.hidden = false;
+      start.hidden = true;
+      document.getElementById("two-factor-code").focus();
+    } catch (problem) { fail(problem); }
+  });
+  onSubmit(form, async () => {
+    const code = document.getElementById("two-factor-code").value.trim();
+    try {
+      await api("POST", `/api/2fa/account/config?providerType=TOTP&verificationCode=${encodeURIComponent(code)}`, { providerType: "TOTP", useByDefault: true });
+    } catch (problem) {
+      throw new ApiProblem(problem.status, `code: ${problem.message}`);
+    }
+    location.reload();
+  });
 }
 
 // --- review of the privacy policy after a material change --------------------------------

@@ -542,3 +542,55 @@ async fn administrators_set_retention_read_recipients_export_the_tenant_and_see_
         })
         .await;
 }
+
+/// Two-step sign-in turned on from the profile page with a code from an authenticator
+/// (totp-rs reading the page's `otpauth://` link), then asked for at the next sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_sign_in_is_turned_on_from_the_profile_and_asked_for_at_sign_in() {
+    let Some(browser) = Browser::start("console-two-step").await else {
+        return;
+    };
+    let server = Server::start();
+    let s = &server;
+    s.sign_up("grace@example.com").await;
+    browser
+        .run(|c| async move {
+            let c = &c;
+            sign_in(c, s, "grace@example.com", "/profile").await;
+            text_until(c, "#two-factor-state", |t| t.starts_with("Off.")).await;
+            click(c, "#two-factor-start").await;
+            text_until(c, "#two-factor-secret", |t| t.len() >= 32).await;
+            let url = element(c, "#two-factor-link")
+                .await
+                .attr("href")
+                .await
+                .unwrap()
+                .unwrap();
+            let app = totp_rs::TOTP::from_url(&url).expect("an otpauth link");
+            fill(c, "#two-factor-code", "000000").await;
+            click(c, "#two-factor-confirm button[type=submit]").await;
+            let error = error_next_to(c, "#two-factor-confirm [data-error-for=code]").await;
+            assert!(error.contains("6 digits"), "{error}");
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            fill(c, "#two-factor-code", &app.generate(now)).await;
+            click(c, "#two-factor-confirm button[type=submit]").await;
+            text_until(c, "#two-factor-state", |t| t.starts_with("On:")).await;
+            document(c, "profile-two-step", DESKTOP).await;
+
+            // Signing in again: the password, then the code.
+            click(c, "form.signout button").await;
+            path_until(c, "/signin").await;
+            fill(c, "#email", "grace@example.com").await;
+            fill(c, "#password", PASSWORD).await;
+            click(c, "main button[type=submit]").await;
+            text_until(c, "main h1", |t| t == "Enter your sign-in code").await;
+            document(c, "signin-code", DESKTOP).await;
+            fill(c, "#code", &app.generate(now + 30)).await;
+            click(c, "main button[type=submit]").await;
+            path_until(c, "/devices").await;
+        })
+        .await;
+}

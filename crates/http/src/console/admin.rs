@@ -222,6 +222,8 @@ struct ProfilePage {
     center: PrivacyCenter,
     first_name: String,
     last_name: String,
+    /// Two-factor sign-in (TOTP) is on.
+    two_factor: bool,
 }
 
 pub(super) struct ApplicationRow {
@@ -253,7 +255,12 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
         Ok(c) => c,
         Err(e) => return error_page(e),
     };
+    let two_factor = match state.store.totp(me.id).await {
+        Ok(t) => t.is_some_and(|t| t.enabled),
+        Err(e) => return error_page(e),
+    };
     render(&ProfilePage {
+        two_factor,
         center,
         first_name: me.first_name.clone().unwrap_or_default(),
         last_name: me.last_name.clone().unwrap_or_default(),
