@@ -1481,7 +1481,7 @@ mod tests {
             (b"", "the payload is empty"),
             (br#"{"A":"#, "not valid JSON"),
         ] {
-            let refusal = parse_claim(body).err().expect("refused");
+            let refusal = parse_claim(body).expect_err("refused");
             assert!(
                 refusal.message.contains(why),
                 "{}: {}",
