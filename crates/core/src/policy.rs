@@ -68,6 +68,10 @@ pub struct Policy {
     /// fideslang data category → how it is collected, used and kept.
     pub categories: BTreeMap<String, Category>,
     pub processors: Vec<Processor>,
+    /// Records the server keeps about what happened (sessions, requests, the audit log, ...)
+    /// → how long. A record not listed is kept until its account or tenant is erased.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub records: BTreeMap<String, Record>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -92,7 +96,67 @@ pub struct Category {
     /// Purpose (a key of [`Policy::purposes`]) → the legal basis for it.
     pub purposes: BTreeMap<String, LegalBasis>,
     pub retention: Retention,
+    /// What is kept once the retention ends: `None`, nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
 }
+
+/// Anonymised aggregates kept after a category's retention ends: per telemetry key and
+/// hour, the count, minimum, maximum and mean of numeric values, without device, owner
+/// or tenant.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    Hourly,
+}
+
+/// A record the server keeps about what happened, and how long.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub description: String,
+    pub retention: Retention,
+}
+
+/// The records a policy may give a retention to under `[records.<name>]`, what each is,
+/// and the shortest retention accepted (in hours) with why.
+pub const RECORDS: &[(&str, &str, u64, &str)] = &[
+    (
+        LOGIN_HISTORY,
+        "ended sessions (the login history): when each session began, ended and was revoked",
+        0,
+        "",
+    ),
+    (
+        VISITOR_CONSENTS,
+        "the cookie choices of visitors without an account, by the random id in their consent cookie",
+        180 * 24,
+        "the consent cookie lives 180 days, and the choice it carries must be provable while it does (GDPR Art. 7(1))",
+    ),
+    (
+        CLOSED_REQUESTS,
+        "data-subject requests once completed or refused, with their audit trail",
+        90 * 24,
+        "a no-account requester's details stay readable 90 days after the request is closed",
+    ),
+    (
+        AUDIT_EVENTS,
+        "the audit log's events (the oldest go first; the chain stays verifiable from an anchor)",
+        0,
+        "",
+    ),
+    (
+        DISCLOSURES,
+        "the log of disclosures of people's data to processors and third parties",
+        2 * 365 * 24,
+        "the yearly list of California Civil Code 1798.83 covers the preceding calendar year and may be asked for until the end of this one",
+    ),
+];
+pub const LOGIN_HISTORY: &str = "login_history";
+pub const VISITOR_CONSENTS: &str = "visitor_consents";
+pub const CLOSED_REQUESTS: &str = "closed_requests";
+pub const AUDIT_EVENTS: &str = "audit_events";
+pub const DISCLOSURES: &str = "disclosures";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -457,6 +521,10 @@ struct MaterialView<'a> {
     categories: BTreeMap<&'a str, (&'a BTreeMap<String, LegalBasis>, Retention)>,
     purposes: BTreeSet<&'a str>,
     processors: Vec<(&'a str, &'a str, &'a [String])>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    records: BTreeMap<&'a str, Retention>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    aggregates: BTreeMap<&'a str, Aggregate>,
     minimum_age: u8,
     cookies: &'a [CookieCategory],
     automated_decision_making: &'a Option<String>,
@@ -477,6 +545,16 @@ impl Policy {
                 .processors
                 .iter()
                 .map(|p| (p.name.as_str(), p.country.as_str(), p.categories.as_slice()))
+                .collect(),
+            records: self
+                .records
+                .iter()
+                .map(|(k, r)| (k.as_str(), r.retention))
+                .collect(),
+            aggregates: self
+                .categories
+                .iter()
+                .filter_map(|(k, c)| Some((k.as_str(), c.aggregate?)))
                 .collect(),
             minimum_age: self.minimum_age,
             cookies: &self.cookies,
@@ -559,6 +637,15 @@ struct RawPolicy {
     categories: Spanned<BTreeMap<Spanned<String>, Spanned<RawCategory>>>,
     #[serde(default)]
     processors: Vec<Spanned<RawProcessor>>,
+    #[serde(default)]
+    records: BTreeMap<Spanned<String>, Spanned<RawRecord>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    description: Spanned<String>,
+    retention: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -582,6 +669,7 @@ struct RawCategory {
     source: Spanned<String>,
     purposes: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
     retention: Spanned<String>,
+    aggregate: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -864,6 +952,27 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
             .get_ref()
             .parse()
             .map_err(|e| check.at(&c.retention, format!("retention of {k:?}: {e}")))?;
+        let aggregate = match &c.aggregate {
+            None => None,
+            Some(a) if a.get_ref() == "hourly" => {
+                if retention == Retention::AccountLifetime {
+                    return Err(check.at(
+                        a,
+                        format!("category {k:?} keeps aggregates after its retention, but it is kept for the account's lifetime: give it a retention period such as \"90d\", or remove `aggregate`"),
+                    ));
+                }
+                Some(Aggregate::Hourly)
+            }
+            Some(a) => {
+                return Err(check.at(
+                    a,
+                    format!(
+                        "aggregate of {k:?}: {:?} is not known: the only aggregate is \"hourly\" (per key and hour: count, minimum, maximum, mean)",
+                        a.get_ref()
+                    ),
+                ));
+            }
+        };
         categories.insert(
             k.clone(),
             Category {
@@ -871,6 +980,7 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
                 source: check.text(&c.source, &format!("source of {k:?}"))?,
                 purposes: uses,
                 retention,
+                aggregate,
             },
         );
     }
@@ -960,7 +1070,50 @@ pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     }
     processors.sort_by(|a, b| a.name.cmp(&b.name));
 
+    let mut records = BTreeMap::new();
+    for (key, record) in &raw.records {
+        let k = key.get_ref();
+        let Some((_, _, min_hours, why)) = RECORDS.iter().find(|(name, ..)| name == k) else {
+            return Err(check.at(
+                key,
+                format!(
+                    "unknown record {k:?}: the records kept are {}",
+                    RECORDS
+                        .iter()
+                        .map(|(n, ..)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let r = record.get_ref();
+        let retention: Retention = r
+            .retention
+            .get_ref()
+            .parse()
+            .map_err(|e| check.at(&r.retention, format!("retention of record {k:?}: {e}")))?;
+        if let Retention::For(period) = retention
+            && period.hours() < *min_hours
+        {
+            return Err(check.at(
+                &r.retention,
+                format!(
+                    "retention of record {k:?}: {period} is too short: keep it at least {} days, because {why}",
+                    min_hours / 24
+                ),
+            ));
+        }
+        records.insert(
+            k.clone(),
+            Record {
+                description: check.text(&r.description, &format!("description of record {k:?}"))?,
+                retention,
+            },
+        );
+    }
+
     Ok(Policy {
+        records,
         controller,
         dpo,
         minimum_age,
@@ -2054,5 +2207,97 @@ mod tests {
                 .all(|(old, new)| !keys.contains(old) && keys.contains(new))
         );
         assert_eq!(COUNTRIES.lines().count(), 249);
+    }
+
+    #[test]
+    fn records_say_how_long_each_is_kept_and_a_malformed_one_names_its_line() {
+        let p = Policy::builtin();
+        let names: Vec<&str> = p.records.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                AUDIT_EVENTS,
+                CLOSED_REQUESTS,
+                DISCLOSURES,
+                LOGIN_HISTORY,
+                VISITOR_CONSENTS
+            ]
+        );
+        assert_eq!(p.records[LOGIN_HISTORY].retention.to_string(), "90d");
+        for (from, to, message) in [
+            (
+                "[records.login_history]",
+                "[records.login_histories]",
+                "unknown record \"login_histories\": the records kept are login_history, visitor_consents, closed_requests, audit_events, disclosures",
+            ),
+            (
+                "retention = \"2y\"\n",
+                "retention = \"2 years\"\n",
+                "retention of record \"audit_events\": \"2 years\" is not a duration: write a whole number and a unit (h, d, w, mo or y), such as \"30d\", \"6mo\" or \"1y\", or \"account_lifetime\"",
+            ),
+            (
+                "retention = \"1y\"\n",
+                "retention = \"91d\"\n",
+                "retention of record \"visitor_consents\": 91d is too short: keep it at least 180 days, because the consent cookie lives 180 days, and the choice it carries must be provable while it does (GDPR Art. 7(1))",
+            ),
+        ] {
+            let text = DEFAULT_POLICY.replacen(from, to, 1);
+            assert_ne!(text, DEFAULT_POLICY, "{from}");
+            let needle = to.trim_end();
+            assert_eq!(refused(&text, needle), message);
+        }
+        let text = edited(
+            "for the list.\"\nretention = \"2y\"",
+            "for the list.\"\nretention = \"1y\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.message.contains("record \"disclosures\": 1y is too short: keep it at least 730 days, because the yearly list"),
+            "{e}"
+        );
+        let text = edited(
+            "[records.closed_requests]\ndescription = \"Requests",
+            "[records.closed_requests]\ncolour = 1\ndescription = \"Requests",
+        );
+        assert!(refused(&text, "colour = 1").contains("unknown field `colour`"));
+        // A policy without records parses (they are then kept until erasure), and giving a
+        // record another retention is a material change.
+        let cut = DEFAULT_POLICY.find("\n# Records the server keeps").unwrap();
+        let bare = parse(&DEFAULT_POLICY[..cut]).unwrap();
+        assert!(bare.records.is_empty());
+        let longer =
+            parse(&DEFAULT_POLICY.replace("retention = \"3y\"", "retention = \"4y\"")).unwrap();
+        assert_ne!(
+            longer.canonical().material_sha256,
+            p.canonical().material_sha256
+        );
+    }
+
+    #[test]
+    fn aggregates_are_hourly_and_only_after_a_retention_period() {
+        let telemetry = "[categories.\"user.device.telemetry\"]\ndescription";
+        let with = |lines: &str| {
+            DEFAULT_POLICY.replace("#   aggregate = ", "#   aggregate: ").replace(
+                "source = \"Your devices.\"\npurposes = { essential = \"contract\" }\nretention = \"account_lifetime\"\n\n[categories.\"user.location.precise\"]",
+                &format!("source = \"Your devices.\"\npurposes = {{ essential = \"contract\" }}\n{lines}\n\n[categories.\"user.location.precise\"]"),
+            )
+        };
+        assert!(DEFAULT_POLICY.contains(telemetry));
+        let p = parse(&with("retention = \"90d\"\naggregate = \"hourly\"")).unwrap();
+        assert_eq!(
+            p.categories["user.device.telemetry"].aggregate,
+            Some(Aggregate::Hourly)
+        );
+        let text = with("retention = \"90d\"\naggregate = \"daily\"");
+        assert_eq!(
+            refused(&text, "aggregate = \"daily\""),
+            "aggregate of \"user.device.telemetry\": \"daily\" is not known: the only aggregate is \"hourly\" (per key and hour: count, minimum, maximum, mean)"
+        );
+        let text = with("retention = \"account_lifetime\"\naggregate = \"hourly\"");
+        assert!(
+            refused(&text, "aggregate = \"hourly\"").contains("kept for the account's lifetime")
+        );
+        let text = with("retention = \"90d\"\naggregate = 1");
+        assert!(parse(&text).is_err());
     }
 }

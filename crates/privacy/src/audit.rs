@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use thingsafe_core::{Owner, TenantId, User, UserId, now_ms};
 use thingsafe_store::Store;
-use thingsafe_store::records::{GENESIS, NewAuditEvent, SealedAuditEvent};
+use thingsafe_store::records::{AuditAnchor, GENESIS, NewAuditEvent, SealedAuditEvent};
 
 /// The actions recorded, by name.
 pub mod action {
@@ -127,6 +127,40 @@ pub struct Verification {
     /// The last good event's hash (hex): keep it elsewhere to notice a cut-off tail.
     pub head_hash: String,
     pub broken: Option<BrokenLink>,
+    /// Where the walk started when retention deleted the oldest events; `None`: at the
+    /// first event ever recorded.
+    pub anchor: Option<AnchorView>,
+}
+
+/// Where the chain starts after retention: the last deleted event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnchorView {
+    /// Events up to this one were deleted by retention; the walk starts after it.
+    pub seq: i64,
+    /// Its hash (hex): the next event's link.
+    pub hash: String,
+    /// When it was recorded, and when the sweep deleted it (ms).
+    #[serde(rename = "eventTime")]
+    pub at_ms: i64,
+    #[serde(rename = "sweptTime")]
+    pub swept_ms: i64,
+    pub note: String,
+}
+
+impl From<&AuditAnchor> for AnchorView {
+    fn from(a: &AuditAnchor) -> AnchorView {
+        AnchorView {
+            seq: a.seq,
+            hash: hex(&a.hash),
+            at_ms: a.at_ms,
+            swept_ms: a.swept_ms,
+            note: format!(
+                "events 1 to {} were deleted by the retention sweeper (the policy's audit_events retention); the chain is verified from the anchor, the hash of event {}",
+                a.seq, a.seq
+            ),
+        }
+    }
 }
 
 /// Checks events one by one, in order.
@@ -134,6 +168,7 @@ pub struct Walk {
     expected_seq: i64,
     prev: Vec<u8>,
     events: u64,
+    anchor: Option<AnchorView>,
 }
 
 impl Default for Walk {
@@ -142,11 +177,25 @@ impl Default for Walk {
             expected_seq: 1,
             prev: GENESIS.to_vec(),
             events: 0,
+            anchor: None,
         }
     }
 }
 
 impl Walk {
+    /// A walk that starts after the anchor retention left (or at the first event).
+    pub fn from_anchor(anchor: Option<&AuditAnchor>) -> Walk {
+        match anchor {
+            None => Walk::default(),
+            Some(a) => Walk {
+                expected_seq: a.seq + 1,
+                prev: a.hash.clone(),
+                events: 0,
+                anchor: Some(a.into()),
+            },
+        }
+    }
+
     /// Takes the next stored event; `Err` names why the chain breaks there.
     pub fn next(&mut self, event: &SealedAuditEvent) -> Result<(), BrokenLink> {
         let broken = |reason: String| BrokenLink {
@@ -186,6 +235,7 @@ impl Walk {
             events: self.events,
             head_hash: hex(&self.prev),
             broken,
+            anchor: self.anchor,
         }
     }
 }
@@ -197,10 +247,12 @@ fn hex(bytes: &[u8]) -> String {
 /// Events read per page while verifying.
 const PAGE: usize = 1000;
 
-/// Walks the whole chain from the first event and reports the first broken link.
+/// Walks the whole chain from the first event (or the anchor retention left) and reports
+/// the first broken link.
 pub async fn verify(store: &dyn Store) -> thingsafe_store::Result<Verification> {
-    let mut walk = Walk::default();
-    let mut after = 0;
+    let anchor = store.audit_anchor().await?;
+    let mut walk = Walk::from_anchor(anchor.as_ref());
+    let mut after = anchor.as_ref().map_or(0, |a| a.seq);
     loop {
         let page = store.audit_chain(after, PAGE).await?;
         for event in &page {
@@ -306,6 +358,55 @@ mod tests {
         let broken = walk(&events).broken.unwrap();
         assert_eq!(broken.seq, 5);
         assert!(broken.reason.contains("event 4 is missing"), "{broken:?}");
+    }
+
+    #[test]
+    fn a_chain_cut_by_retention_verifies_from_its_anchor_and_only_from_it() {
+        let events = chain(5);
+        let anchor = AuditAnchor {
+            seq: 2,
+            hash: events[1].hash.clone(),
+            at_ms: events[1].at_ms,
+            swept_ms: 9_000,
+        };
+        let rest = &events[2..];
+        let walk_from = |anchor: Option<&AuditAnchor>| {
+            let mut w = Walk::from_anchor(anchor);
+            for e in rest {
+                if let Err(b) = w.next(e) {
+                    return w.finish(Some(b));
+                }
+            }
+            w.finish(None)
+        };
+        let v = walk_from(Some(&anchor));
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.events, 3);
+        assert_eq!(v.anchor.as_ref().unwrap().seq, 2);
+        assert!(
+            v.anchor
+                .unwrap()
+                .note
+                .contains("events 1 to 2 were deleted")
+        );
+
+        // Without the anchor the gap shows; with a forged anchor the first link does not fit.
+        let broken = walk_from(None).broken.unwrap();
+        assert!(broken.reason.contains("event 1 is missing"), "{broken:?}");
+        let forged = AuditAnchor {
+            hash: events[0].hash.clone(),
+            ..anchor.clone()
+        };
+        let broken = walk_from(Some(&forged)).broken.unwrap();
+        assert_eq!(broken.seq, 3);
+        assert!(
+            broken.reason.contains("does not follow event 2"),
+            "{broken:?}"
+        );
+        // An anchor that claims fewer events were deleted than were: a gap.
+        let short = AuditAnchor { seq: 1, ..anchor };
+        let broken = walk_from(Some(&short)).broken.unwrap();
+        assert!(broken.reason.contains("event 2 is missing"), "{broken:?}");
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! Retention of telemetry: the policy's retention for `user.device.telemetry`, or a
 //! tenant's own shorter one, whichever ends first; a key the tenant classified under a
 //! category kept for less time goes by that category's. The sweeper deletes what is older
-//! and records each run.
+//! and records each run. A sweep of every tenant also applies the retention of the
+//! records the policy lists under `[records]` (sessions, visitors' consents, closed
+//! requests, audit events, disclosures).
 
-use thingsafe_core::policy::{Policy, Retention};
+use std::collections::BTreeMap;
+
+use thingsafe_core::policy::{self, Policy, Retention};
 use thingsafe_core::{TenantId, TimestampMs, now_ms};
-use thingsafe_store::{Store, Sweep};
+use thingsafe_store::{RecordCuts, Store, Sweep};
 
 /// The policy category whose retention applies to telemetry.
 pub const TELEMETRY_CATEGORY: &str = "user.device.telemetry";
@@ -57,10 +61,27 @@ pub fn telemetry_cutoff(
     Some(now - keep)
 }
 
-/// Deletes expired telemetry of every tenant (or of `only`) and records the run.
+/// The time before which each record the policy gives a retention goes, at `now`.
+pub fn record_cuts(policy: &Policy, now: TimestampMs) -> RecordCuts {
+    let cut = |name: &str| match policy.records.get(name).map(|r| r.retention) {
+        Some(Retention::For(period)) => Some(now - period.hours() as i64 * HOUR_MS),
+        _ => None,
+    };
+    RecordCuts {
+        login_history: cut(policy::LOGIN_HISTORY),
+        visitor_consents: cut(policy::VISITOR_CONSENTS),
+        closed_requests: cut(policy::CLOSED_REQUESTS),
+        audit_events: cut(policy::AUDIT_EVENTS),
+        disclosures: cut(policy::DISCLOSURES),
+    }
+}
+
+/// Deletes expired telemetry of every tenant (or of `only`) and records the run; a sweep
+/// of every tenant also deletes expired records.
 pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -> Sweep {
     let started_ms = now_ms();
     let mut points = 0u64;
+    let mut records = BTreeMap::new();
     let mut error = None;
     match store.retention_settings().await {
         Ok(settings) => {
@@ -83,11 +104,20 @@ pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -
         }
         Err(e) => error = Some(e.to_string()),
     }
+    // Records are the installation's (the audit chain is one for all tenants): only a
+    // sweep of every tenant touches them.
+    if only.is_none() {
+        match store.expire_records(&record_cuts(policy, started_ms)).await {
+            Ok(counts) => records = counts,
+            Err(e) => error = Some(format!("records: {e}")),
+        }
+    }
     let sweep = Sweep {
         started_ms,
         finished_ms: now_ms(),
         tenant: only,
         telemetry_points: points,
+        records,
         error,
     };
     if let Err(e) = store.record_sweep(&sweep).await {

@@ -524,6 +524,12 @@ pub trait Store: Send + Sync + 'static {
     async fn record_sweep(&self, sweep: &Sweep) -> Result<()>;
     /// The latest sweeps, newest first: those asked for `tenant`, or all of them.
     async fn sweeps(&self, tenant: Option<TenantId>, limit: usize) -> Result<Vec<Sweep>>;
+    /// Deletes the records older than their cut (see [`RecordCuts`]); returns how many
+    /// rows went per record.
+    async fn expire_records(
+        &self,
+        cuts: &RecordCuts,
+    ) -> Result<std::collections::BTreeMap<String, u64>>;
     /// Physically deletes up to `max_rows` rows of erased people and tenants (destroying
     /// any key an interrupted erasure left); returns how many went. Zero: nothing is left.
     async fn purge_erased(&self, max_rows: usize) -> Result<usize>;
@@ -772,6 +778,9 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<records::SealedAuditEvent>>;
+    /// Where the chain starts once retention deleted its oldest events; `None`: it starts
+    /// at the first event.
+    async fn audit_anchor(&self) -> Result<Option<records::AuditAnchor>>;
     async fn record_disclosure(&self, disclosure: records::Disclosure) -> Result<()>;
     /// Disclosures oldest first, within the scope (a customer user: only of one person).
     async fn disclosures(
@@ -891,7 +900,22 @@ pub struct Sweep {
     pub finished_ms: TimestampMs,
     pub tenant: Option<TenantId>,
     pub telemetry_points: u64,
+    /// Rows deleted per record (`login_history`, `audit_events`, ...).
+    #[serde(default)]
+    pub records: std::collections::BTreeMap<String, u64>,
     pub error: Option<String>,
+}
+
+/// For one sweep, the time before which each record goes (`None`: kept). Sessions by
+/// when they ended, requests by when they were closed, the rest by when they were made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordCuts {
+    pub login_history: Option<TimestampMs>,
+    pub visitor_consents: Option<TimestampMs>,
+    pub closed_requests: Option<TimestampMs>,
+    /// The oldest events before it go; the newest event is always kept.
+    pub audit_events: Option<TimestampMs>,
+    pub disclosures: Option<TimestampMs>,
 }
 
 /// A session a person signed in with.

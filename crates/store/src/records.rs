@@ -74,6 +74,16 @@ impl SealedAuditEvent {
     }
 }
 
+/// Where the audit chain starts after retention deleted its oldest events: the last
+/// deleted event's seq and hash (the next event's `prev_hash`) and time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditAnchor {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub at_ms: TimestampMs,
+    pub swept_ms: TimestampMs,
+}
+
 /// Whether an event's personal part can be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

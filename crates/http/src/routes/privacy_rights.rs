@@ -489,6 +489,11 @@ async fn retention_view(state: &AppState, principal: &Principal) -> ApiResult<Va
             .map(|c| c.retention.to_string()),
         "policyHours": retention::policy_hours(policy),
         "telemetryDays": days,
+        "records": policy
+            .records
+            .iter()
+            .map(|(name, r)| (name.clone(), r.retention.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
         "lastSweeps": sweeps,
     }))
 }

@@ -14,6 +14,7 @@ mod password_reset;
 mod pool;
 mod privacy;
 mod provisioning;
+mod record_retention;
 mod requests;
 mod retention;
 mod rows;
@@ -60,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_oauth2.sql"),
     include_str!("../../migrations/sqlite/0013_accountability.sql"),
     include_str!("../../migrations/sqlite/0017_totp.sql"),
+    include_str!("../../migrations/sqlite/0015_retention_records.sql"),
 ];
 
 pub struct SqliteStore {
@@ -1734,6 +1736,13 @@ impl Store for SqliteStore {
         retention::sweeps(self, tenant, limit).await
     }
 
+    async fn expire_records(
+        &self,
+        cuts: &crate::RecordCuts,
+    ) -> Result<std::collections::BTreeMap<String, u64>> {
+        record_retention::expire(self, cuts).await
+    }
+
     async fn purge_erased(&self, max_rows: usize) -> Result<usize> {
         erasure::purge(self, max_rows).await
     }
@@ -2078,6 +2087,10 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<crate::records::SealedAuditEvent>> {
         audit::chain(self, after_seq, limit).await
+    }
+
+    async fn audit_anchor(&self) -> Result<Option<crate::records::AuditAnchor>> {
+        record_retention::audit_anchor(self).await
     }
 
     async fn record_disclosure(&self, disclosure: crate::records::Disclosure) -> Result<()> {

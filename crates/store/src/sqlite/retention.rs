@@ -189,13 +189,14 @@ pub(super) async fn record(store: &SqliteStore, sweep: &Sweep) -> Result<()> {
         .write(move |c| {
             c.execute(
                 "INSERT INTO retention_sweep
-                     (started_ms, finished_ms, tenant_id, telemetry_points, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                     (started_ms, finished_ms, tenant_id, telemetry_points, records, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     sweep.started_ms,
                     sweep.finished_ms,
                     sweep.tenant.map(|t| t.to_string()),
                     sweep.telemetry_points as i64,
+                    serde_json::to_string(&sweep.records).expect("counts serialise"),
                     sweep.error
                 ],
             )?;
@@ -204,8 +205,8 @@ pub(super) async fn record(store: &SqliteStore, sweep: &Sweep) -> Result<()> {
         .await
 }
 
-/// started, finished, tenant, points, error
-type SweepRow = (i64, i64, Option<String>, i64, Option<String>);
+/// started, finished, tenant, points, records (JSON), error
+type SweepRow = (i64, i64, Option<String>, i64, String, Option<String>);
 
 pub(super) async fn sweeps(
     store: &SqliteStore,
@@ -217,27 +218,39 @@ pub(super) async fn sweeps(
         .readers
         .read(move |c| {
             let mut stmt = c.prepare(
-                "SELECT started_ms, finished_ms, tenant_id, telemetry_points, error
+                "SELECT started_ms, finished_ms, tenant_id, telemetry_points, records, error
                  FROM retention_sweep WHERE ?1 IS NULL OR tenant_id = ?1
                  ORDER BY id DESC LIMIT ?2",
             )?;
             let rows = stmt
                 .query_map(params![tenant, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await?;
     rows.into_iter()
-        .map(|(started_ms, finished_ms, tenant, points, error)| {
-            Ok(Sweep {
-                started_ms,
-                finished_ms,
-                tenant: tenant.as_deref().map(parse_id).transpose()?,
-                telemetry_points: points as u64,
-                error,
-            })
-        })
+        .map(
+            |(started_ms, finished_ms, tenant, points, records, error)| {
+                Ok(Sweep {
+                    started_ms,
+                    finished_ms,
+                    tenant: tenant.as_deref().map(parse_id).transpose()?,
+                    telemetry_points: points as u64,
+                    records: serde_json::from_str(&records).map_err(|e| {
+                        StoreError::Backend(format!("a sweep's record counts do not parse: {e}"))
+                    })?,
+                    error,
+                })
+            },
+        )
         .collect()
 }

@@ -1,0 +1,47 @@
+-- Retention of the records the server keeps (sessions, visitors' consents, closed
+-- requests, audit events, disclosures) and what each sweep deleted.
+
+-- What a sweep deleted per record: JSON {"login_history": 3, ...}.
+ALTER TABLE retention_sweep ADD COLUMN records TEXT NOT NULL DEFAULT '{}';
+
+-- Where the audit chain starts once its oldest events were deleted by retention: the seq
+-- and hash of the last deleted event (the next event's prev_hash), and its time. One row;
+-- it only moves forward.
+CREATE TABLE audit_anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    at_ms INTEGER NOT NULL,              -- the last deleted event's time
+    swept_ms INTEGER NOT NULL            -- when the sweep deleted up to it
+);
+CREATE TRIGGER audit_anchor_forward BEFORE UPDATE ON audit_anchor
+WHEN NEW.seq <= OLD.seq
+BEGIN
+    SELECT RAISE(ABORT, 'the audit anchor only moves forward');
+END;
+CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
+BEGIN
+    SELECT RAISE(ABORT, 'the audit anchor is kept');
+END;
+
+-- Audit events may be deleted only up to the anchor (retention); never after it.
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_event
+WHEN OLD.seq > COALESCE((SELECT seq FROM audit_anchor WHERE id = 1), 0)
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
+
+-- The cut of the last retention sweep per record: a disclosure older than it may go.
+CREATE TABLE retention_cut (
+    record TEXT PRIMARY KEY,
+    before_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+DROP TRIGGER disclosure_no_delete;
+CREATE TRIGGER disclosure_no_delete BEFORE DELETE ON disclosure
+WHEN EXISTS (SELECT 1 FROM app_user WHERE app_user.id = OLD.subject_id)
+ AND OLD.at_ms >= COALESCE((SELECT before_ms FROM retention_cut WHERE record = 'disclosures'), 0)
+BEGIN
+    SELECT RAISE(ABORT, 'the disclosure log is append-only');
+END;
