@@ -66,6 +66,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("GET", "/api/auth/user", ME),
     e("GET", "/api/tenants", None),
     e("GET", "/api/admin/backups", None),
+    e("GET", "/api/admin/statistics", None),
     e("POST", "/api/user", None),
     e("GET", "/api/users", None),
     e("GET", "/api/user/{id}", None),

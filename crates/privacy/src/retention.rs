@@ -28,6 +28,15 @@ pub fn policy_hours(policy: &Policy) -> Option<u64> {
     }
 }
 
+/// Whether the category's expired telemetry is folded into anonymised hourly aggregates
+/// before it is deleted (`aggregate = "hourly"`).
+pub fn keeps_aggregates(policy: &Policy, category: &str) -> bool {
+    policy
+        .categories
+        .get(category)
+        .is_some_and(|c| c.aggregate.is_some())
+}
+
 /// A tenant may keep telemetry for less time than the policy says, never more.
 pub fn check_tenant_days(policy: &Policy, days: u32) -> Result<(), String> {
     if days == 0 {
@@ -85,6 +94,12 @@ pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -
     let mut error = None;
     match store.retention_settings().await {
         Ok(settings) => {
+            // Keys kept for less time go first, by their own category's rule: folded into
+            // aggregates only if that category keeps them.
+            match sweep_classified(store, policy, &settings, only, started_ms).await {
+                Ok(n) => points += n,
+                Err(e) => error = Some(e),
+            }
             for &(tenant, days) in &settings {
                 if only.is_some_and(|t| t != tenant) {
                     continue;
@@ -92,14 +107,13 @@ pub async fn sweep(store: &dyn Store, policy: &Policy, only: Option<TenantId>) -
                 let Some(cutoff) = telemetry_cutoff(policy, days, started_ms) else {
                     continue;
                 };
-                match store.expire_telemetry(tenant, cutoff).await {
+                match store
+                    .expire_telemetry(tenant, cutoff, keeps_aggregates(policy, TELEMETRY_CATEGORY))
+                    .await
+                {
                     Ok(n) => points += n,
                     Err(e) => error = Some(format!("tenant {tenant}: {e}")),
                 }
-            }
-            match sweep_classified(store, policy, &settings, only, started_ms).await {
-                Ok(n) => points += n,
-                Err(e) => error = Some(e),
             }
         }
         Err(e) => error = Some(e.to_string()),
@@ -156,8 +170,9 @@ async fn sweep_classified(
         for (key, before) in
             crate::classification::key_cutoffs(policy, &classification, cutoff, now)
         {
+            let aggregate = keeps_aggregates(policy, &classification[&key]);
             points += store
-                .expire_telemetry_key(tenant, &key, before)
+                .expire_telemetry_key(tenant, &key, before, aggregate)
                 .await
                 .map_err(|e| format!("tenant {tenant}, classified keys: {e}"))?;
         }

@@ -514,8 +514,22 @@ pub trait Store: Send + Sync + 'static {
     async fn save_erasure_receipt(&self, erasure: &str, receipt: &str) -> Result<()>;
     async fn erasure_receipt(&self, erasure: &str) -> Result<Option<String>>;
     /// Deletes the telemetry of the tenant's devices older than `before_ms` (latest values
-    /// included); returns how many points went.
-    async fn expire_telemetry(&self, tenant: TenantId, before_ms: TimestampMs) -> Result<u64>;
+    /// included), first folding it into the hourly aggregates when `aggregate`; returns how
+    /// many points went.
+    async fn expire_telemetry(
+        &self,
+        tenant: TenantId,
+        before_ms: TimestampMs,
+        aggregate: bool,
+    ) -> Result<u64>;
+    /// The anonymised hourly aggregates of `key` whose hour starts between the bounds
+    /// (inclusive), oldest first, at most 10,000.
+    async fn telemetry_aggregates(
+        &self,
+        key: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<HourlyAggregate>>;
     /// The tenant's own telemetry retention in days (shorter than the policy's), if set.
     async fn tenant_retention(&self, scope: &Scope) -> Result<Option<u32>>;
     async fn set_tenant_retention(&self, scope: &Scope, telemetry_days: Option<u32>) -> Result<()>;
@@ -833,12 +847,14 @@ pub trait Store: Send + Sync + 'static {
     async fn telemetry_classifications(
         &self,
     ) -> Result<Vec<(TenantId, std::collections::BTreeMap<String, String>)>>;
-    /// Deletes the tenant's points of `key` older than `before_ms`; returns how many.
+    /// Deletes the tenant's points of `key` older than `before_ms`, first folding them into
+    /// the hourly aggregates when `aggregate`; returns how many.
     async fn expire_telemetry_key(
         &self,
         tenant: TenantId,
         key: &str,
         before_ms: TimestampMs,
+        aggregate: bool,
     ) -> Result<u64>;
 }
 
@@ -904,6 +920,20 @@ pub struct Sweep {
     #[serde(default)]
     pub records: std::collections::BTreeMap<String, u64>,
     pub error: Option<String>,
+}
+
+/// Expired telemetry of one key and hour, kept without device, owner or tenant.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyAggregate {
+    pub key: String,
+    /// The hour's start (ms since the epoch).
+    #[serde(rename = "hourTs")]
+    pub hour_ms: TimestampMs,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
 }
 
 /// For one sweep, the time before which each record goes (`None`: kept). Sessions by

@@ -318,3 +318,145 @@ async fn the_sweeper_deletes_every_record_past_its_retention_and_the_audit_chain
     );
     s.stop();
 }
+
+/// The built-in policy with telemetry kept 30 days, then as hourly aggregates.
+fn policy_with_aggregates(dir: &Path) -> std::path::PathBuf {
+    let default = include_str!("../../core/privacy.toml");
+    let from = "source = \"Your devices.\"\npurposes = { essential = \"contract\" }\nretention = \"account_lifetime\"\n\n[categories.\"user.location.precise\"]";
+    assert!(default.contains(from));
+    let text = default.replace(
+        from,
+        "source = \"Your devices.\"\npurposes = { essential = \"contract\" }\nretention = \"30d\"\naggregate = \"hourly\"\n\n[categories.\"user.location.precise\"]",
+    );
+    let path = dir.join("privacy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_or_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = policy_with_aggregates(dir.path());
+    let mut env = admin_env();
+    env.push(("THINGSAFE_PRIVACY_POLICY_FILE", policy.to_str().unwrap()));
+    let s = Server::start_in(&data, &env);
+    let ada = s.sign_up("ada@aggregates.test").await;
+    let bob = s.sign_up("bob@aggregates.test").await;
+    let ada_device = s.device_with_token(&ada, "Boiler", "ada-boiler-token").await;
+    let bob_device = s.device_with_token(&bob, "Boiler", "bob-boiler-token").await;
+    let now = now_ms();
+    // An hour 40 days ago (past 30 days), its start, and a time within it.
+    let hour = (now - 40 * DAY) / 3_600_000 * 3_600_000;
+    let http = reqwest::Client::new();
+    for (token, points) in [
+        (
+            "ada-boiler-token",
+            json!([
+                {"ts": hour + 1_000, "values": {"temperature": 10, "state": "on"}},
+                {"ts": hour + 2_000, "values": {"temperature": 20.5}},
+                {"ts": hour + 3_600_000, "values": {"temperature": 99}},
+                {"ts": now - 1_000, "values": {"temperature": 21}},
+            ]),
+        ),
+        (
+            "bob-boiler-token",
+            json!([{"ts": hour + 5_000, "values": {"temperature": 30}}]),
+        ),
+    ] {
+        let resp = http
+            .post(s.url(&format!("/api/v1/{token}/telemetry")))
+            .json(&points)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    let root = token(&s, ROOT).await;
+    let (status, sweep) = s
+        .post("/api/privacy/retention/sweep", &root, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sweep}");
+    assert_eq!(sweep["telemetryPoints"], 5, "{sweep}");
+
+    // The points past retention are gone from the devices...
+    let all = format!("keys=temperature,state&startTs=0&endTs={}&limit=100", now + DAY);
+    let series = s.timeseries(&ada, &ada_device, &all).await;
+    assert_eq!(series["temperature"].as_array().unwrap().len(), 1, "{series}");
+    assert_eq!(series["state"], Value::Null, "{series}");
+    let series = s.timeseries(&bob, &bob_device, &all).await;
+    assert_eq!(series["temperature"], Value::Null, "{series}");
+
+    // ...and the hourly aggregates hold them, across both tenants, numbers only.
+    let path = format!(
+        "/api/admin/statistics?key=temperature&from={}&to={}",
+        hour - DAY,
+        now
+    );
+    let (status, stats) = s.get(&path, &root).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(
+        stats["hours"],
+        json!([
+            {"key": "temperature", "hourTs": hour, "count": 3, "min": 10.0, "max": 30.0, "mean": 20.166666666666668},
+            {"key": "temperature", "hourTs": hour + 3_600_000, "count": 1, "min": 99.0, "max": 99.0, "mean": 99.0},
+        ]),
+        "{stats}"
+    );
+    let (_, text) = s.get("/api/admin/statistics?key=state", &root).await;
+    assert_eq!(text["hours"], json!([]), "text values are not aggregated: {text}");
+
+    // Nothing in the aggregates names a device, a tenant or a person.
+    let (_, ada_me) = s.get("/api/auth/user", &ada).await;
+    let (_, bob_me) = s.get("/api/auth/user", &bob).await;
+    let stats_text = stats.to_string();
+    for name in [
+        ada_device.as_str(),
+        bob_device.as_str(),
+        ada_me["id"]["id"].as_str().unwrap(),
+        ada_me["tenantId"]["id"].as_str().unwrap(),
+        bob_me["tenantId"]["id"].as_str().unwrap(),
+        "ada@aggregates.test",
+        "Boiler",
+    ] {
+        assert!(!stats_text.contains(name), "{name} in {stats_text}");
+    }
+    s.stop();
+    let db = rusqlite::Connection::open(data.join("thingsafe.db")).unwrap();
+    let columns: Vec<String> = db
+        .prepare("SELECT name FROM pragma_table_info('telemetry_aggregate')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(columns, ["key", "hour_ms", "count", "min", "max", "sum"]);
+    drop(db);
+
+    // Only the system administrator reads them, and bad queries say what is wrong.
+    let s = Server::start_in(&data, &env);
+    let root = token(&s, ROOT).await;
+    let ada = token(&s, "ada@aggregates.test").await;
+    let (status, _) = s.get("/api/admin/statistics?key=temperature", &ada).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (query, message) in [
+        ("", "key is required: the telemetry key to read"),
+        (
+            "?key=temperature&from=yesterday",
+            "from \"yesterday\" is not a time: give milliseconds since 1970 or RFC 3339 (2026-11-23T10:00:00Z)",
+        ),
+        ("?key=temperature&from=10&to=5", "from (10) is after to (5)"),
+    ] {
+        let (status, body) = s
+            .get(&format!("/api/admin/statistics{query}"), &root)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["message"], message, "{query}");
+    }
+    let (status, body) = s
+        .get("/api/admin/statistics?key=temperature&colour=red", &root)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    s.stop();
+}

@@ -207,6 +207,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/auth/user", get(accounts::current_user))
         .route("/api/tenants", get(accounts::tenants))
         .route("/api/admin/backups", get(system::backups))
+        .route("/api/admin/statistics", get(privacy_records::statistics))
         .route("/api/user", post(accounts::create_user))
         .route("/api/users", get(accounts::users))
         .route(

@@ -97,6 +97,40 @@ pub(super) async fn verify_audit(
     Ok(axum::Json(json!(verification)))
 }
 
+// --- anonymised statistics ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatisticsQuery {
+    key: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The hourly aggregates kept of expired telemetry (`aggregate = "hourly"` in the policy):
+/// they name no device, owner or tenant, so only the system administrator reads them, for
+/// the whole installation.
+pub(super) async fn statistics(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<StatisticsQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    principal.require(&[Authority::SysAdmin])?;
+    let key = q
+        .key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::bad_request("key is required: the telemetry key to read"))?;
+    let from = parse_opt_time("from", q.from.as_deref())?.unwrap_or(0);
+    let to = parse_opt_time("to", q.to.as_deref())?.unwrap_or_else(now_ms);
+    if from > to {
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) is after to ({to})"
+        )));
+    }
+    let hours = state.store.telemetry_aggregates(&key, from, to).await?;
+    Ok(axum::Json(json!({ "key": key, "hours": hours })))
+}
+
 // --- disclosures ---------------------------------------------------------------------------
 
 #[derive(Deserialize)]

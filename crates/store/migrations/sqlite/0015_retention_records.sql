@@ -45,3 +45,16 @@ WHEN EXISTS (SELECT 1 FROM app_user WHERE app_user.id = OLD.subject_id)
 BEGIN
     SELECT RAISE(ABORT, 'the disclosure log is append-only');
 END;
+
+-- Anonymised aggregates of telemetry past its retention, for categories whose policy
+-- keeps them (`aggregate = "hourly"`): per key and hour (its start, ms), across every
+-- device of every tenant, numeric values only. Nothing names a device, owner or tenant.
+CREATE TABLE telemetry_aggregate (
+    key TEXT NOT NULL,
+    hour_ms INTEGER NOT NULL,
+    count INTEGER NOT NULL CHECK (count > 0),
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    sum REAL NOT NULL,
+    PRIMARY KEY (key, hour_ms)
+) WITHOUT ROWID;

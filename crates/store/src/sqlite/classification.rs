@@ -7,6 +7,7 @@ use rusqlite::params;
 use thingsafe_core::{Owner, TenantId, TimestampMs};
 
 use super::SqliteStore;
+use super::aggregates::Fold;
 use super::retention::{SealedChunk, trim_chunks};
 use super::rows::{aad, open_text, parse_id};
 use super::telemetry::telemetry_key_index;
@@ -123,6 +124,7 @@ pub(super) async fn expire_key(
     tenant: TenantId,
     key: String,
     before: TimestampMs,
+    aggregate: bool,
 ) -> Result<u64> {
     store.flusher.flush_all().await?;
     let vault = store.vault.clone();
@@ -138,8 +140,17 @@ pub(super) async fn expire_key(
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let (deleted, devices) =
-                trim_chunks(c, &vault, chunks, |p| p.key != key || p.ts >= before)?;
+            let mut fold = aggregate.then(Fold::default);
+            let (deleted, devices) = trim_chunks(
+                c,
+                &vault,
+                chunks,
+                |p| p.key != key || p.ts >= before,
+                fold.as_mut(),
+            )?;
+            if let Some(fold) = fold {
+                fold.write(c)?;
+            }
             for device in devices {
                 let device_id: thingsafe_core::DeviceId = parse_id(&device)?;
                 c.execute(

@@ -1,5 +1,6 @@
 //! The embedded backend: SQLite in the data directory (`thingsafe.db`, WAL mode).
 
+mod aggregates;
 mod audit;
 pub mod backup;
 mod backup_runs;
@@ -1712,8 +1713,22 @@ impl Store for SqliteStore {
         erasure::receipt(self, erasure).await
     }
 
-    async fn expire_telemetry(&self, tenant: TenantId, before_ms: TimestampMs) -> Result<u64> {
-        retention::expire_telemetry(self, tenant, before_ms).await
+    async fn expire_telemetry(
+        &self,
+        tenant: TenantId,
+        before_ms: TimestampMs,
+        aggregate: bool,
+    ) -> Result<u64> {
+        retention::expire_telemetry(self, tenant, before_ms, aggregate).await
+    }
+
+    async fn telemetry_aggregates(
+        &self,
+        key: &str,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    ) -> Result<Vec<crate::HourlyAggregate>> {
+        aggregates::read(self, key.to_string(), from_ms, to_ms).await
     }
 
     async fn tenant_retention(&self, scope: &Scope) -> Result<Option<u32>> {
@@ -2175,8 +2190,9 @@ impl Store for SqliteStore {
         tenant: TenantId,
         key: &str,
         before_ms: TimestampMs,
+        aggregate: bool,
     ) -> Result<u64> {
-        classification::expire_key(self, tenant, key.to_string(), before_ms).await
+        classification::expire_key(self, tenant, key.to_string(), before_ms, aggregate).await
     }
 }
 

@@ -9,6 +9,7 @@ use thingsafe_core::{Owner, TenantId, TimestampMs};
 use thingsafe_vault::Vault;
 
 use super::SqliteStore;
+use super::aggregates::Fold;
 use super::rows::{aad, parse_id};
 use crate::codec::{decode_points, encode_points};
 use crate::{Result, Scope, StoreError, Sweep};
@@ -17,6 +18,7 @@ pub(super) async fn expire_telemetry(
     store: &SqliteStore,
     tenant: TenantId,
     before: TimestampMs,
+    aggregate: bool,
 ) -> Result<u64> {
     // Points still in the log are moved into chunks first, so one rule covers all.
     store.flusher.flush_all().await?;
@@ -35,9 +37,11 @@ pub(super) async fn expire_telemetry(
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let (mut deleted, _) = trim_chunks(c, &vault, straddling, |p| p.ts >= before)?;
+            let mut fold = aggregate.then(Fold::default);
+            let (mut deleted, _) =
+                trim_chunks(c, &vault, straddling, |p| p.ts >= before, fold.as_mut())?;
             // Whole chunks go by SQL; they are opened only to count their points for the
-            // sweep's record.
+            // sweep's record (and to fold them into aggregates).
             let old_chunks: Vec<(String, String, Vec<u8>)> = c
                 .prepare(&format!(
                     "SELECT device_id, owner, points FROM telemetry
@@ -51,8 +55,15 @@ pub(super) async fn expire_telemetry(
                 let owner: Owner = owner.parse().map_err(StoreError::Backend)?;
                 if let Ok(bytes) = vault.unseal(owner, aad("telemetry", device).as_bytes(), sealed)
                 {
-                    deleted += decode_points(&bytes)?.len() as u64;
+                    let points = decode_points(&bytes)?;
+                    deleted += points.len() as u64;
+                    if let Some(fold) = fold.as_mut() {
+                        points.iter().for_each(|p| fold.add(p));
+                    }
                 }
+            }
+            if let Some(fold) = fold {
+                fold.write(c)?;
             }
             c.execute(
                 &format!("DELETE FROM telemetry WHERE device_id IN ({devices}) AND ts_max < ?2"),
@@ -72,13 +83,14 @@ pub(super) async fn expire_telemetry(
 pub(super) type SealedChunk = (i64, String, String, Vec<u8>);
 
 /// Opens each chunk, keeps the points `keep` accepts and re-seals the rest (a chunk left
-/// empty is deleted); chunks of an erased owner are passed over. Returns how many points
-/// went and the devices whose chunks changed.
+/// empty is deleted), folding the others into `fold` if given; chunks of an erased owner
+/// are passed over. Returns how many points went and the devices whose chunks changed.
 pub(super) fn trim_chunks(
     c: &Connection,
     vault: &Vault,
     chunks: Vec<SealedChunk>,
     keep: impl Fn(&Point) -> bool,
+    mut fold: Option<&mut Fold>,
 ) -> Result<(u64, BTreeSet<String>)> {
     let mut deleted = 0u64;
     let mut devices = BTreeSet::new();
@@ -92,9 +104,12 @@ pub(super) fn trim_chunks(
         };
         let points = decode_points(&bytes)?;
         let total = points.len();
-        let kept: Vec<Point> = points.into_iter().filter(|p| keep(p)).collect();
+        let (kept, gone): (Vec<Point>, Vec<Point>) = points.into_iter().partition(|p| keep(p));
         if kept.len() == total {
             continue;
+        }
+        if let Some(fold) = fold.as_deref_mut() {
+            gone.iter().for_each(|p| fold.add(p));
         }
         deleted += (total - kept.len()) as u64;
         match (
