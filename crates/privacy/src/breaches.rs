@@ -164,13 +164,16 @@ pub async fn affected_subjects(
     Ok(affected)
 }
 
-/// Records that every affected person is told of the breach (GDPR Art. 34); returns them.
-/// The mailer sends each the [`notice`].
-pub async fn notify_affected(
+/// The subject of the mail that carries a [`notice`].
+pub const NOTICE_SUBJECT: &str = "A personal data breach concerning you";
+
+/// The affected people (GDPR Art. 34) not yet recorded as told of the breach: whom the
+/// mailer sends the [`notice`]; each one it reaches is then recorded. Refused when nobody's
+/// data falls in the breach's categories.
+pub async fn not_yet_notified(
     store: &dyn Store,
     scope: &Scope,
     breach: &Breach,
-    at_ms: TimestampMs,
 ) -> thingsafe_store::Result<Vec<AffectedSubject>> {
     let affected = affected_subjects(store, breach).await?;
     if affected.is_empty() {
@@ -178,15 +181,11 @@ pub async fn notify_affected(
             "nobody's data falls in this breach's categories: there is no one to notify".into(),
         ));
     }
-    store
-        .record_breach_notifications(
-            scope,
-            breach.id,
-            affected.iter().map(|a| a.user_id).collect(),
-            at_ms,
-        )
-        .await?;
-    Ok(affected)
+    let told = store.breach_notifications(scope, breach.id).await?;
+    Ok(affected
+        .into_iter()
+        .filter(|a| !told.iter().any(|t| t.user_id == a.user_id))
+        .collect())
 }
 
 /// What an affected person is told (GDPR Art. 34(2) with Art. 33(3)(b)-(d)): the nature of

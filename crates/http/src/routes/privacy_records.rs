@@ -362,8 +362,8 @@ pub(super) async fn breach_subjects(
     ))
 }
 
-/// Records that every affected person is told; answers each one's notice (the mailer sends
-/// them).
+/// Mails every affected person not yet told their notice (GDPR Art. 34) and records the
+/// notification of each one it reached; answers each notice and whether it was sent.
 pub(super) async fn notify_breach_subjects(
     State(state): State<AppState>,
     principal: Principal,
@@ -371,27 +371,42 @@ pub(super) async fn notify_breach_subjects(
 ) -> ApiResult<axum::Json<Value>> {
     let breach = find_breach(&state, &principal, &id).await?;
     let scope = principal.scope();
-    let affected =
-        breaches::notify_affected(state.store.as_ref(), &scope, &breach, now_ms()).await?;
-    let details = json!({"subjects": affected.len()});
-    breach_audit(
-        action::BREACH_SUBJECTS_NOTIFIED,
-        &principal,
-        &breach,
-        details,
-    )
-    .record(state.store.as_ref())
-    .await;
-    let notices: Vec<Value> = affected
-        .iter()
-        .map(|a| {
-            json!({
-                "userId": a.user_id,
-                "categories": a.categories,
-                "notice": breaches::notice(&breach, &state.policy.policy, a),
-            })
-        })
-        .collect();
+    let to_tell = breaches::not_yet_notified(state.store.as_ref(), &scope, &breach).await?;
+    let mut reached = Vec::new();
+    let mut notices = Vec::new();
+    for subject in &to_tell {
+        let notice = breaches::notice(&breach, &state.policy.policy, subject);
+        let sent = state
+            .mailer
+            .send(&subject.email, breaches::NOTICE_SUBJECT, &notice)
+            .await;
+        if let Err(e) = &sent {
+            tracing::error!(error = %e, "a breach notice was not sent; the person is not recorded as told");
+        } else {
+            reached.push(subject.user_id);
+        }
+        notices.push(json!({
+            "userId": subject.user_id,
+            "categories": subject.categories,
+            "notice": notice,
+            "mailed": sent.is_ok(),
+            "error": sent.err().map(|e| e.to_string()),
+        }));
+    }
+    if !reached.is_empty() {
+        state
+            .store
+            .record_breach_notifications(&scope, breach.id, reached.clone(), now_ms())
+            .await?;
+        breach_audit(
+            action::BREACH_SUBJECTS_NOTIFIED,
+            &principal,
+            &breach,
+            json!({"subjects": reached.len(), "by": "mail"}),
+        )
+        .record(state.store.as_ref())
+        .await;
+    }
     let notified = state.store.breach_notifications(&scope, breach.id).await?;
     Ok(axum::Json(
         json!({ "notices": notices, "notified": notified }),
