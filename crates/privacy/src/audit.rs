@@ -1,12 +1,14 @@
 //! The audit log: what is recorded ([`Audit`]) and the check that the chain is whole
 //! ([`verify`]).
 //!
-//! Each stored event carries `hash = SHA-256(prev_hash || canonical bytes of the stored
-//! event)` (`SealedAuditEvent::link_hash`). The personal part is sealed before hashing, so
-//! erasing a person (destroying their key) leaves every hash as it was: the chain still
-//! verifies, their part no longer opens. Rows are append-only by triggers; someone with the
-//! database file can still drop those, and then the walk names the first event that no
-//! longer fits.
+//! Each stored event carries `hash = HMAC-SHA256(audit-chain key, prev_hash || canonical
+//! bytes of the stored event)` (`SealedAuditEvent::link_mac`; events recorded before the
+//! chain was keyed carry a plain SHA-256, `link_hash`). The key lives in the key store, not
+//! in the database: someone with only the database file cannot re-compute the links after
+//! changing an event. The personal part is sealed before hashing, so erasing a person
+//! (destroying their key) leaves every hash as it was: the chain still verifies, their
+//! part no longer opens. Rows are append-only by triggers; someone with the database file
+//! can still drop those, and then the walk names the first event that no longer fits.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -169,6 +171,8 @@ pub struct Walk {
     prev: Vec<u8>,
     events: u64,
     anchor: Option<AnchorView>,
+    /// A keyed event was seen: every later one must be keyed too.
+    keyed: bool,
 }
 
 impl Default for Walk {
@@ -178,6 +182,7 @@ impl Default for Walk {
             prev: GENESIS.to_vec(),
             events: 0,
             anchor: None,
+            keyed: false,
         }
     }
 }
@@ -190,14 +195,15 @@ impl Walk {
             Some(a) => Walk {
                 expected_seq: a.seq + 1,
                 prev: a.hash.clone(),
-                events: 0,
                 anchor: Some(a.into()),
+                ..Walk::default()
             },
         }
     }
 
-    /// Takes the next stored event; `Err` names why the chain breaks there.
-    pub fn next(&mut self, event: &SealedAuditEvent) -> Result<(), BrokenLink> {
+    /// Takes the next stored event and the link it must carry (`Store::audit_link`); `Err`
+    /// names why the chain breaks there.
+    pub fn next(&mut self, event: &SealedAuditEvent, link: &[u8]) -> Result<(), BrokenLink> {
         let broken = |reason: String| BrokenLink {
             seq: event.seq,
             action: event.action.clone(),
@@ -217,12 +223,19 @@ impl Walk {
                 event.seq - 1
             )));
         }
-        if event.link_hash(&event.prev_hash).as_slice() != event.hash.as_slice() {
+        if self.keyed && !event.keyed {
+            return Err(broken(format!(
+                "its link is a plain SHA-256 after keyed ones: the chain from event {} on was re-computed without the key store's audit-chain key",
+                event.seq
+            )));
+        }
+        if link != event.hash.as_slice() {
             return Err(broken(
                 "its content does not match its hash: the event was changed after it was recorded"
                     .into(),
             ));
         }
+        self.keyed |= event.keyed;
         self.prev = event.hash.clone();
         self.expected_seq += 1;
         self.events += 1;
@@ -256,7 +269,7 @@ pub async fn verify(store: &dyn Store) -> thingsafe_store::Result<Verification> 
     loop {
         let page = store.audit_chain(after, PAGE).await?;
         for event in &page {
-            if let Err(broken) = walk.next(event) {
+            if let Err(broken) = walk.next(event, &store.audit_link(event, &event.prev_hash)) {
                 return Ok(walk.finish(Some(broken)));
             }
         }
@@ -271,6 +284,9 @@ pub async fn verify(store: &dyn Store) -> thingsafe_store::Result<Verification> 
 mod tests {
     use super::*;
 
+    const KEY: &[u8] = b"the key store's audit-chain key";
+
+    /// `n` events linked as the store links them (keyed).
     fn chain(n: i64) -> Vec<SealedAuditEvent> {
         let mut prev = GENESIS.to_vec();
         (1..=n)
@@ -287,22 +303,108 @@ mod tests {
                     personal: Some(vec![seq as u8; 8]),
                     prev_hash: prev.clone(),
                     hash: Vec::new(),
+                    keyed: true,
                 };
-                e.hash = e.link_hash(&e.prev_hash).to_vec();
+                e.hash = e.link_mac(KEY, &e.prev_hash).to_vec();
                 prev = e.hash.clone();
                 e
             })
             .collect()
     }
 
+    /// Walks as the store checks: links keyed from `keyed_from` on (the key store's record),
+    /// or where the row says so.
+    fn walk_keyed_from(keyed_from: i64, events: &[SealedAuditEvent]) -> Verification {
+        walk_on(Walk::default(), keyed_from, events)
+    }
+
     fn walk(events: &[SealedAuditEvent]) -> Verification {
-        let mut w = Walk::default();
+        walk_keyed_from(1, events)
+    }
+
+    fn walk_on(mut w: Walk, keyed_from: i64, events: &[SealedAuditEvent]) -> Verification {
         for e in events {
-            if let Err(b) = w.next(e) {
+            let link = if e.keyed || e.seq >= keyed_from {
+                e.link_mac(KEY, &e.prev_hash)
+            } else {
+                e.link_hash(&e.prev_hash)
+            };
+            if let Err(b) = w.next(e, &link) {
                 return w.finish(Some(b));
             }
         }
         w.finish(None)
+    }
+
+    /// What someone with the database but not the key store can do: change an event and
+    /// re-compute the links from it on with plain SHA-256.
+    fn rehash_plain(events: &mut [SealedAuditEvent], from: usize, mark_plain: bool) {
+        for i in from..events.len() {
+            if i > 0 {
+                events[i].prev_hash = events[i - 1].hash.clone();
+            }
+            if mark_plain {
+                events[i].keyed = false;
+            }
+            events[i].hash = events[i].link_hash(&events[i].prev_hash).to_vec();
+        }
+    }
+
+    #[test]
+    fn a_forgery_re_hashed_without_the_key_is_detected_however_it_is_marked() {
+        // Marked keyed: the link is not the HMAC.
+        let mut events = chain(5);
+        events[2].details = "{\"forged\":true}".into();
+        rehash_plain(&mut events, 2, false);
+        let broken = walk(&events).broken.unwrap();
+        assert_eq!(broken.seq, 3);
+        assert!(
+            broken.reason.contains("does not match its hash"),
+            "{broken:?}"
+        );
+
+        // Marked plain from the forgery on: plain links may not follow keyed ones.
+        let mut events = chain(5);
+        events[2].details = "{\"forged\":true}".into();
+        rehash_plain(&mut events, 2, true);
+        let broken = walk(&events).broken.unwrap();
+        assert_eq!(broken.seq, 3);
+        assert!(
+            broken.reason.contains("plain SHA-256 after keyed ones"),
+            "{broken:?}"
+        );
+
+        // The whole chain re-computed plain and followed by a keyed event (the next one the
+        // server records): the key store says the chain was keyed from event 1.
+        let mut events = chain(6);
+        events[2].details = "{\"forged\":true}".into();
+        rehash_plain(&mut events[..5], 0, true);
+        events[5].prev_hash = events[4].hash.clone();
+        events[5].hash = events[5].link_mac(KEY, &events[5].prev_hash).to_vec();
+        let broken = walk(&events).broken.unwrap();
+        assert_eq!(broken.seq, 1);
+        assert!(
+            broken.reason.contains("does not match its hash"),
+            "{broken:?}"
+        );
+
+        // Another key does not verify either.
+        let mut w = Walk::default();
+        let events = chain(2);
+        let wrong = events[0].link_mac(b"another installation", &events[0].prev_hash);
+        assert!(w.next(&events[0], &wrong).is_err());
+    }
+
+    #[test]
+    fn plain_events_from_before_the_chain_was_keyed_verify_when_keyed_ones_follow() {
+        let mut events = chain(4);
+        rehash_plain(&mut events, 0, true);
+        // The store keys the chain at start: the next event is keyed, over the plain ones.
+        events[3].keyed = true;
+        events[3].hash = events[3].link_mac(KEY, &events[3].prev_hash).to_vec();
+        let v = walk_keyed_from(4, &events);
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.events, 4);
     }
 
     #[test]
@@ -345,7 +447,7 @@ mod tests {
     fn a_rehashed_forgery_breaks_the_next_link_and_a_removed_event_shows() {
         let mut events = chain(5);
         events[1].action = "forged".into();
-        events[1].hash = events[1].link_hash(&events[1].prev_hash).to_vec();
+        events[1].hash = events[1].link_mac(KEY, &events[1].prev_hash).to_vec();
         let broken = walk(&events).broken.unwrap();
         assert_eq!(broken.seq, 3);
         assert!(
@@ -370,15 +472,7 @@ mod tests {
             swept_ms: 9_000,
         };
         let rest = &events[2..];
-        let walk_from = |anchor: Option<&AuditAnchor>| {
-            let mut w = Walk::from_anchor(anchor);
-            for e in rest {
-                if let Err(b) = w.next(e) {
-                    return w.finish(Some(b));
-                }
-            }
-            w.finish(None)
-        };
+        let walk_from = |anchor: Option<&AuditAnchor>| walk_on(Walk::from_anchor(anchor), 1, rest);
         let v = walk_from(Some(&anchor));
         assert!(v.ok, "{v:?}");
         assert_eq!(v.events, 3);
@@ -416,5 +510,6 @@ mod tests {
         a.target = None;
         b.target = Some(String::new());
         assert_ne!(a.link_hash(&GENESIS), b.link_hash(&GENESIS));
+        assert_ne!(a.link_mac(KEY, &GENESIS), b.link_mac(KEY, &GENESIS));
     }
 }

@@ -792,6 +792,9 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<records::SealedAuditEvent>>;
+    /// The link `event` must carry after `prev`: an HMAC with the key store's audit-chain
+    /// key, or for events from before the chain was keyed, a plain SHA-256.
+    fn audit_link(&self, event: &records::SealedAuditEvent, prev: &[u8]) -> [u8; 32];
     /// Where the chain starts once retention deleted its oldest events; `None`: it starts
     /// at the first event.
     async fn audit_anchor(&self) -> Result<Option<records::AuditAnchor>>;

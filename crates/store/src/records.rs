@@ -2,6 +2,7 @@
 //! third parties, the breach register. The rules around them (what to record, the 72-hour
 //! clock, verifying the chain) are the privacy engine's; this is what is kept.
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thingsafe_core::{Owner, TenantId, TimestampMs, UserId};
@@ -41,36 +42,60 @@ pub struct SealedAuditEvent {
     pub personal: Option<Vec<u8>>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// Its link is an HMAC with the key store's audit-chain key ([`Self::link_mac`]);
+    /// false: a plain SHA-256 ([`Self::link_hash`]), from before the chain was keyed.
+    pub keyed: bool,
 }
 
 impl SealedAuditEvent {
-    /// SHA-256(`prev` || the canonical bytes of this event). The canonical bytes are every
-    /// stored column but the hashes, each length-prefixed (absent and empty differ), after
-    /// a version tag.
+    /// SHA-256(`prev` || the canonical bytes of this event): the link of events recorded
+    /// before the chain was keyed. The canonical bytes are every stored column but the
+    /// hashes, each length-prefixed (absent and empty differ), after a version tag.
     pub fn link_hash(&self, prev: &[u8]) -> [u8; 32] {
-        fn field(h: &mut Sha256, value: Option<&[u8]>) {
-            match value {
-                None => h.update([0u8]),
-                Some(v) => {
-                    h.update([1u8]);
-                    h.update((v.len() as u64).to_be_bytes());
-                    h.update(v);
-                }
-            }
-        }
         let mut h = Sha256::new();
-        h.update(prev);
-        h.update(b"thingsafe-audit-v1");
-        h.update(self.seq.to_be_bytes());
-        h.update(self.at_ms.to_be_bytes());
-        field(&mut h, self.tenant.as_deref().map(str::as_bytes));
-        field(&mut h, self.actor.as_deref().map(str::as_bytes));
-        field(&mut h, Some(self.action.as_bytes()));
-        field(&mut h, self.target.as_deref().map(str::as_bytes));
-        field(&mut h, Some(self.details.as_bytes()));
-        field(&mut h, self.sealed_for.as_deref().map(str::as_bytes));
-        field(&mut h, self.personal.as_deref());
+        self.feed(prev, b"thingsafe-audit-v1", |bytes| h.update(bytes));
         h.finalize().into()
+    }
+
+    /// HMAC-SHA256 with the key store's audit-chain key over `prev` and the canonical
+    /// bytes (another version tag): the link of every event since the chain is keyed.
+    pub fn link_mac(&self, key: &[u8], prev: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+        self.feed(prev, b"thingsafe-audit-v2", |bytes| mac.update(bytes));
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The link this event must carry: keyed or plain, as it says it is.
+    pub fn link(&self, key: &[u8], prev: &[u8]) -> [u8; 32] {
+        if self.keyed {
+            self.link_mac(key, prev)
+        } else {
+            self.link_hash(prev)
+        }
+    }
+
+    /// `prev`, the tag, seq and time as they are, then each field length-prefixed (the
+    /// layout of the first, plain links: it must not change).
+    fn feed(&self, prev: &[u8], tag: &[u8], mut update: impl FnMut(&[u8])) {
+        update(prev);
+        update(tag);
+        update(&self.seq.to_be_bytes());
+        update(&self.at_ms.to_be_bytes());
+        let mut field = |value: Option<&[u8]>| match value {
+            None => update(&[0u8]),
+            Some(v) => {
+                update(&[1u8]);
+                update(&(v.len() as u64).to_be_bytes());
+                update(v);
+            }
+        };
+        field(self.tenant.as_deref().map(str::as_bytes));
+        field(self.actor.as_deref().map(str::as_bytes));
+        field(Some(self.action.as_bytes()));
+        field(self.target.as_deref().map(str::as_bytes));
+        field(Some(self.details.as_bytes()));
+        field(self.sealed_for.as_deref().map(str::as_bytes));
+        field(self.personal.as_deref());
     }
 }
 
@@ -190,4 +215,52 @@ pub struct BreachNotification {
     pub user_id: UserId,
     #[serde(rename = "notifiedTime")]
     pub notified_ms: TimestampMs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> SealedAuditEvent {
+        SealedAuditEvent {
+            seq: 7,
+            at_ms: 1_700_000_000_000,
+            tenant: Some("tenant-1".into()),
+            actor: None,
+            action: "device.create".into(),
+            target: Some("device:42".into()),
+            details: "{\"gateway\":false}".into(),
+            sealed_for: Some("user:x".into()),
+            personal: Some(vec![1, 2, 3]),
+            prev_hash: GENESIS.to_vec(),
+            hash: Vec::new(),
+            keyed: false,
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn plain_links_keep_their_layout_and_keyed_links_need_the_key() {
+        let e = event();
+        // Computed apart from this code (Python's hashlib over the documented layout):
+        // events recorded before the chain was keyed must still verify.
+        assert_eq!(
+            hex(&e.link_hash(&GENESIS)),
+            "e2d74c9c536f35920437dddec3d8cf3712e7ab91112621188fd91f89a99a6c57"
+        );
+        assert_eq!(e.link(b"k", &GENESIS), e.link_hash(&GENESIS));
+        let keyed = SealedAuditEvent {
+            keyed: true,
+            ..event()
+        };
+        assert_eq!(keyed.link(b"k", &GENESIS), keyed.link_mac(b"k", &GENESIS));
+        assert_ne!(
+            keyed.link_mac(b"k", &GENESIS),
+            keyed.link_mac(b"j", &GENESIS)
+        );
+        assert_ne!(keyed.link_mac(b"k", &GENESIS), e.link_hash(&GENESIS));
+    }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use common::{PASSWORD, Server, assert_absent_from_files};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use thingsafe_store::records::SealedAuditEvent;
 
 const ROOT: &str = "root@records.test";
 
@@ -210,6 +211,128 @@ async fn create_customer(s: &Server, token: &str) -> String {
         .await;
     assert_eq!(status, StatusCode::OK, "{c}");
     c["id"]["id"].as_str().unwrap().to_string()
+}
+
+/// The audit log as stored, in order.
+fn stored_events(db: &rusqlite::Connection) -> Vec<SealedAuditEvent> {
+    db.prepare(
+        "SELECT seq, at_ms, tenant_id, actor_id, action, target, details, sealed_for, personal,
+                prev_hash, hash, keyed FROM audit_event ORDER BY seq",
+    )
+    .unwrap()
+    .query_map([], |r| {
+        Ok(SealedAuditEvent {
+            seq: r.get(0)?,
+            at_ms: r.get(1)?,
+            tenant: r.get(2)?,
+            actor: r.get(3)?,
+            action: r.get(4)?,
+            target: r.get(5)?,
+            details: r.get(6)?,
+            sealed_for: r.get(7)?,
+            personal: r.get(8)?,
+            prev_hash: r.get(9)?,
+            hash: r.get(10)?,
+            keyed: r.get(11)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// What someone with the database file but not the key store can do: change event `seq`
+/// and re-compute every link from it on with plain SHA-256 (`mark_plain`: saying so).
+fn forge_with_plain_chain(data: &Path, seq: i64, mark_plain: bool) {
+    let db = rusqlite::Connection::open(data.join("thingsafe.db")).unwrap();
+    db.execute_batch("DROP TRIGGER IF EXISTS audit_no_update")
+        .unwrap();
+    let mut events = stored_events(&db);
+    let mut prev = Vec::new();
+    for e in events.iter_mut().filter(|e| e.seq >= seq) {
+        if e.seq == seq {
+            e.details = "{\"gateway\":true}".into();
+        } else {
+            e.prev_hash = prev.clone();
+        }
+        e.keyed = e.keyed && !mark_plain;
+        e.hash = e.link_hash(&e.prev_hash).to_vec();
+        prev = e.hash.clone();
+        db.execute(
+            "UPDATE audit_event SET details = ?2, prev_hash = ?3, hash = ?4, keyed = ?5 WHERE seq = ?1",
+            rusqlite::params![e.seq, e.details, e.prev_hash, e.hash, e.keyed],
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_forged_event_with_a_re_computed_plain_chain_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start_in(&data, &admin_env());
+    let a = s.sign_up("forger@records.test").await;
+    s.create_device(&a, "Door").await;
+    s.create_device(&a, "Window").await;
+    let root = token(&s, ROOT).await;
+    let (_, log) = s
+        .get("/api/privacy/audit?action=device.create", &root)
+        .await;
+    let forged = events(&log)[0]["seq"].as_i64().unwrap();
+    s.stop();
+    // Every link the server made is keyed; the plain SHA-256 of an event is not its link.
+    let db = rusqlite::Connection::open(data.join("thingsafe.db")).unwrap();
+    let stored = stored_events(&db);
+    drop(db);
+    assert!(stored.iter().all(|e| e.keyed), "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|e| e.hash != e.link_hash(&e.prev_hash).to_vec())
+    );
+
+    // A forgery re-hashed with SHA-256 that still claims to be keyed: its link is wrong.
+    forge_with_plain_chain(&data, forged, false);
+    let s = Server::start_in(&data, &admin_env());
+    let root = token(&s, ROOT).await;
+    let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert_eq!(verified["broken"]["seq"], forged, "{verified}");
+    assert_eq!(
+        verified["broken"]["reason"],
+        "its content does not match its hash: the event was changed after it was recorded"
+    );
+    s.stop();
+
+    // The same forgery marked as plain links: plain links may not follow keyed ones.
+    forge_with_plain_chain(&data, forged, true);
+    let s = Server::start_in(&data, &admin_env());
+    let root = token(&s, ROOT).await;
+    let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert_eq!(verified["broken"]["seq"], forged, "{verified}");
+    assert!(
+        verified["broken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("plain SHA-256 after keyed ones"),
+        "{verified}"
+    );
+    s.stop();
+
+    // The whole chain re-computed plain from the first event, then followed by keyed
+    // events as the server goes on recording: the key store says it was keyed from event 1.
+    forge_with_plain_chain(&data, 1, true);
+    let s = Server::start_in(&data, &admin_env());
+    let root = token(&s, ROOT).await;
+    let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert_eq!(verified["broken"]["seq"], 1, "{verified}");
+    assert_eq!(
+        verified["broken"]["reason"],
+        "its content does not match its hash: the event was changed after it was recorded"
+    );
+    s.stop();
 }
 
 #[tokio::test]
@@ -706,6 +829,35 @@ async fn the_breach_register_keeps_the_72_hour_clock_and_finds_and_notifies_peop
     let notice = sent["notices"][0]["notice"].as_str().unwrap();
     assert!(notice.contains("misconfigured backup bucket"), "{notice}");
     assert!(notice.contains("dpo@example.com"), "{notice}");
+    assert_eq!(sent["notices"][0]["mailed"], true, "{sent}");
+    // Each affected person is mailed their notice (Art. 34), the unaffected nobody.
+    for to in ["breached@records.test", "nameless@records.test"] {
+        let mails = s.mails_to(to);
+        assert_eq!(mails.len(), 1, "{to}: {mails:?}");
+        assert!(
+            mails[0].contains("Subject: A personal data breach concerning you"),
+            "{}",
+            mails[0]
+        );
+        assert!(
+            mails[0].contains("misconfigured backup bucket"),
+            "{}",
+            mails[0]
+        );
+        assert!(mails[0].contains("dpo@example.com"), "{}", mails[0]);
+    }
+    assert!(s.mails_to("unbreached@records.test").is_empty());
+    // Asking again tells nobody twice.
+    let (status, again) = s
+        .post(
+            &format!("/api/privacy/breaches/{fresh_id}/subjects/notify"),
+            &a,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["notices"], json!([]), "{again}");
+    assert_eq!(s.mails_to("breached@records.test").len(), 1);
     let (_, subjects) = s
         .get(&format!("/api/privacy/breaches/{fresh_id}/subjects"), &a)
         .await;

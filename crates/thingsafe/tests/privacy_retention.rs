@@ -343,8 +343,12 @@ async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_o
     let s = Server::start_in(&data, &env);
     let ada = s.sign_up("ada@aggregates.test").await;
     let bob = s.sign_up("bob@aggregates.test").await;
-    let ada_device = s.device_with_token(&ada, "Boiler", "ada-boiler-token").await;
-    let bob_device = s.device_with_token(&bob, "Boiler", "bob-boiler-token").await;
+    let ada_device = s
+        .device_with_token(&ada, "Boiler", "ada-boiler-token")
+        .await;
+    let bob_device = s
+        .device_with_token(&bob, "Boiler", "bob-boiler-token")
+        .await;
     let now = now_ms();
     // An hour 40 days ago (past 30 days), its start, and a time within it.
     let hour = (now - 40 * DAY) / 3_600_000 * 3_600_000;
@@ -381,9 +385,16 @@ async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_o
     assert_eq!(sweep["telemetryPoints"], 5, "{sweep}");
 
     // The points past retention are gone from the devices...
-    let all = format!("keys=temperature,state&startTs=0&endTs={}&limit=100", now + DAY);
+    let all = format!(
+        "keys=temperature,state&startTs=0&endTs={}&limit=100",
+        now + DAY
+    );
     let series = s.timeseries(&ada, &ada_device, &all).await;
-    assert_eq!(series["temperature"].as_array().unwrap().len(), 1, "{series}");
+    assert_eq!(
+        series["temperature"].as_array().unwrap().len(),
+        1,
+        "{series}"
+    );
     assert_eq!(series["state"], Value::Null, "{series}");
     let series = s.timeseries(&bob, &bob_device, &all).await;
     assert_eq!(series["temperature"], Value::Null, "{series}");
@@ -405,7 +416,11 @@ async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_o
         "{stats}"
     );
     let (_, text) = s.get("/api/admin/statistics?key=state", &root).await;
-    assert_eq!(text["hours"], json!([]), "text values are not aggregated: {text}");
+    assert_eq!(
+        text["hours"],
+        json!([]),
+        "text values are not aggregated: {text}"
+    );
 
     // Nothing in the aggregates names a device, a tenant or a person.
     let (_, ada_me) = s.get("/api/auth/user", &ada).await;
@@ -448,9 +463,7 @@ async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_o
         ),
         ("?key=temperature&from=10&to=5", "from (10) is after to (5)"),
     ] {
-        let (status, body) = s
-            .get(&format!("/api/admin/statistics{query}"), &root)
-            .await;
+        let (status, body) = s.get(&format!("/api/admin/statistics{query}"), &root).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
         assert_eq!(body["message"], message, "{query}");
     }

@@ -152,6 +152,23 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Records `value` under `name` unless a value is recorded already; returns the value
+    /// in force.
+    pub(crate) fn meta_once(&self, name: &str, value: &str) -> Result<String> {
+        let conn = self.conn.lock().expect("key store lock");
+        conn.execute(
+            "INSERT OR IGNORE INTO keystore_meta (name, value) VALUES (?1, ?2)",
+            [name, value],
+        )
+        .map_err(|e| self.err(e))?;
+        conn.query_row(
+            "SELECT value FROM keystore_meta WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
     /// Re-wraps every live key from `old` to `new` and records `new`'s fingerprint, in one
     /// transaction: either all keys are wrapped by `new` (and the store says so) or none
     /// is. Returns how many keys were re-wrapped.

@@ -4,7 +4,8 @@
 //! master key (data/master.key or THINGSAFE_MASTER_KEY; never stored elsewhere)
 //!   └─ wraps every data key in the key store (data/keys.db, a file apart from the data)
 //!        ├─ one data key per owner (user, customer, tenant): seals that owner's data
-//!        └─ system keys: blind-index key (keyed hashes for lookups), session-signing key
+//!        └─ system keys: blind-index key (keyed hashes for lookups), session-signing key,
+//!           audit-chain key (the links of the audit log)
 //! ```
 //!
 //! Erasing an owner destroys its data key ([`Vault::shred`]): every sealed copy of its data,
@@ -76,6 +77,7 @@ pub struct Vault {
     index_key: Key,
     signing_key: Key,
     backup_key: Key,
+    audit_key: Key,
     create_lock: Mutex<()>,
 }
 
@@ -96,6 +98,7 @@ impl Vault {
         let index_key = keystore.system_key("system:blind-index", &master)?;
         let signing_key = keystore.system_key("system:session-signing", &master)?;
         let backup_key = keystore.system_key("system:backup", &master)?;
+        let audit_key = keystore.system_key("system:audit-chain", &master)?;
         if recorded.is_none() {
             keystore.record_master_fingerprint(&master)?;
         }
@@ -106,6 +109,7 @@ impl Vault {
             index_key,
             signing_key,
             backup_key,
+            audit_key,
             create_lock: Mutex::new(()),
         })
     }
@@ -170,6 +174,26 @@ impl Vault {
     /// The fingerprint of the master key in use.
     pub fn master_fingerprint(&self) -> String {
         self.master.fingerprint()
+    }
+
+    /// The key of the audit log's links (HMAC): with it in the key store, someone holding
+    /// only the database cannot re-compute the chain after changing an event.
+    pub fn audit_chain_key(&self) -> &[u8] {
+        self.audit_key.bytes()
+    }
+
+    /// The first audit event whose link must be keyed: recorded in the key store once, at
+    /// the first start with a keyed chain (`since`: the next event's seq then), so that
+    /// someone holding only the database cannot pass keyed events off as older plain ones.
+    pub fn audit_chain_keyed_from(&self, since: i64) -> Result<i64> {
+        let value = self
+            .keystore
+            .meta_once("audit_chain_keyed_from", &since.to_string())?;
+        value.parse().map_err(|_| {
+            VaultError::UnknownKey(format!(
+                "audit_chain_keyed_from in the key store is not a number: {value:?}"
+            ))
+        })
     }
 
     /// The key that signs session (access) tokens.

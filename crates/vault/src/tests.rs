@@ -180,7 +180,7 @@ fn rotation_rewraps_every_key_and_keeps_what_it_sealed_readable() {
     drop(v);
     let (old, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
     let (new, count) = rotate_master_key(dir.path(), &old, true, |_| Ok(())).unwrap();
-    assert_eq!(count, 4, "three system keys and alice's");
+    assert_eq!(count, 5, "four system keys and alice's");
     let (loaded, _) = MasterKey::load_or_create(dir.path(), None).unwrap();
     assert_eq!(loaded.fingerprint(), new.fingerprint());
     assert!(!dir.path().join(NEW_MASTER_KEY_FILE).exists());

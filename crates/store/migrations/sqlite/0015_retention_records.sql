@@ -58,3 +58,9 @@ CREATE TABLE telemetry_aggregate (
     sum REAL NOT NULL,
     PRIMARY KEY (key, hour_ms)
 ) WITHOUT ROWID;
+
+-- The audit chain is keyed: each new event's link is an HMAC with the key store's
+-- audit-chain key (`keyed` = 1), so changing an event and re-computing the hashes needs
+-- the key store too. Events recorded before stay plain SHA-256 links (0); the store
+-- appends a keyed event after them at its next start, which pins them.
+ALTER TABLE audit_event ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;

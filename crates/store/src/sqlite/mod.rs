@@ -74,6 +74,8 @@ pub struct SqliteStore {
     claims: provisioning::Claims,
     flusher: flush::LogFlusher,
     suspensions: suspensions::Suspensions,
+    /// The first audit event whose link must be keyed (recorded in the key store).
+    audit_keyed_from: i64,
     /// The background flush, stopped when the store is dropped.
     flush_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -118,6 +120,7 @@ impl SqliteStore {
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
         let suspensions = suspensions::Suspensions::load(&conn)?;
+        let audit_keyed_from = audit::key_the_chain(&conn, &vault)?;
         let readers = Readers::open(&path)?;
         let writer = Writer::start(conn);
         let flusher = flush::LogFlusher {
@@ -146,6 +149,7 @@ impl SqliteStore {
             claims: provisioning::Claims::default(),
             flusher,
             suspensions,
+            audit_keyed_from,
             flush_task,
         })
     }
@@ -2102,6 +2106,10 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<crate::records::SealedAuditEvent>> {
         audit::chain(self, after_seq, limit).await
+    }
+
+    fn audit_link(&self, event: &crate::records::SealedAuditEvent, prev: &[u8]) -> [u8; 32] {
+        audit::link(self, event, prev)
     }
 
     async fn audit_anchor(&self) -> Result<Option<crate::records::AuditAnchor>> {
