@@ -204,7 +204,7 @@ pub async fn export_person<S: Sink>(
                  consents.json/.csv   every consent you gave or withdrew, with the policy version in force\r\n\
                  login_history.json/.csv  the sessions you signed in with\r\n\
                  devices.json         the devices you can see, their attributes, the data category of each telemetry key, and the policy version in force when each was added\r\n\
-                 telemetry/<device id>.csv  everything those devices reported (time, key, value)\r\n\
+                 telemetry/<device id>.csv  everything those devices reported (time, key, value, and the privacy policy version in force when it was received; empty: received before versions were recorded)\r\n\
                  disclosures.json     to whom your data was disclosed: each recorded disclosure, and the processors that receive it as a matter of course\r\n\
                  processing.json      why we process it, on what legal basis, how long we keep it, who receives it, your rights (GDPR Art. 15(1))\r\n\
                  \r\nThe privacy policy in force now is version {}; it is at /privacy.\r\n",
@@ -361,7 +361,7 @@ pub(crate) async fn write_devices<S: Sink>(
         )?;
         archive
             .zip
-            .write_all(csv_row(&["time", "ts_ms", "key", "value"]).as_bytes())?;
+            .write_all(csv_row(&["time", "ts_ms", "key", "value", "policy_version"]).as_bytes())?;
         let keys: Vec<String> = store
             .device_latest(device, None)
             .await?
@@ -372,7 +372,7 @@ pub(crate) async fn write_devices<S: Sink>(
             let mut start = i64::MIN;
             loop {
                 let page = store
-                    .device_telemetry(
+                    .device_telemetry_stamped(
                         device,
                         TelemetryQuery {
                             keys: vec![key.clone()],
@@ -384,18 +384,19 @@ pub(crate) async fn write_devices<S: Sink>(
                     )
                     .await?;
                 let mut rows = String::new();
-                for p in &page {
+                for (p, version) in &page {
                     rows.push_str(&csv_row(&[
                         &rfc3339(p.ts),
                         &p.ts.to_string(),
                         &p.key,
                         &p.value.as_string(),
+                        &version.map(|v| v.to_string()).unwrap_or_default(),
                     ]));
                 }
                 archive.zip.write_all(rows.as_bytes())?;
                 archive.flush().await?;
                 match page.last() {
-                    Some(last) if page.len() == PAGE => start = last.ts + 1,
+                    Some((last, _)) if page.len() == PAGE => start = last.ts + 1,
                     _ => break,
                 }
             }

@@ -34,7 +34,7 @@ pub async fn export_tenant<S: Sink>(
                  users.json/.csv      its people: email, names, role, customer (not birth dates or password hashes)\r\n\
                  customers.json       its customers\r\n\
                  devices.json         its devices and their attributes\r\n\
-                 telemetry/<device id>.csv  everything those devices reported (time, key, value)\r\n\
+                 telemetry/<device id>.csv  everything those devices reported (time, key, value, policy version in force when received)\r\n\
                  processing.json      why data is processed, on what legal basis, how long it is kept, who receives it\r\n\
                  \r\nThe privacy policy in force now is version {}; it is at /privacy.\r\n",
                 rfc3339(generated),

@@ -347,6 +347,13 @@ pub trait Store: Send + Sync + 'static {
     async fn device_latest(&self, device: &Device, keys: Option<Vec<String>>)
     -> Result<Vec<Point>>;
     async fn device_telemetry(&self, device: &Device, query: TelemetryQuery) -> Result<Vec<Point>>;
+    /// [`Store::device_telemetry`] with the policy version in force when each point's batch
+    /// was received (`None`: received before versions were stamped).
+    async fn device_telemetry_stamped(
+        &self,
+        device: &Device,
+        query: TelemetryQuery,
+    ) -> Result<Vec<(Point, Option<u32>)>>;
     /// Deletes the points of `keys` within `start_ms..=end_ms`; returns how many. A latest
     /// value in the range goes too, replaced by the newest remaining point when
     /// `rewrite_latest` (ThingsBoard's `rewriteLatestIfDeleted`).

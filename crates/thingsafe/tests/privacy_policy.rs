@@ -612,3 +612,57 @@ async fn people_are_asked_to_review_a_materially_changed_policy_and_their_accept
     let profile: Value = serde_json::from_str(&files["profile.json"]).unwrap();
     assert_eq!(profile["acceptedPolicyVersion"], 3);
 }
+
+#[tokio::test]
+async fn telemetry_carries_the_policy_version_it_was_received_under_into_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = write_policy(dir.path(), DEFAULT_POLICY);
+    let s = Server::start_in(&data, &with_policy(&path));
+    let http = reqwest::Client::new();
+    let post = |s: &Server, ts: i64, value: i64| {
+        let request = http
+            .post(s.url("/api/v1/stamped-token/telemetry"))
+            .json(&json!([{"ts": ts, "values": {"level": value}}]));
+        async move {
+            assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+        }
+    };
+    let user = s.sign_up("stamped@example.com").await;
+    let device = s.device_with_token(&user, "Tank", "stamped-token").await;
+    post(&s, 1_000, 1).await;
+    assert!(s.stop().success());
+
+    // A new version; the first batch may still be in the log or already in a chunk.
+    std::fs::write(
+        &path,
+        DEFAULT_POLICY.replace("dpo@example.com", "dpo@acme.example"),
+    )
+    .unwrap();
+    let s = Server::start_in(&data, &with_policy(&path));
+    assert_eq!(s.policy_version().await, 2);
+    post(&s, 2_000, 2).await;
+    let (_, pair) = s.login("stamped@example.com", PASSWORD).await;
+    let user = pair["token"].as_str().unwrap().to_string();
+    let read = |files: &std::collections::BTreeMap<String, String>| {
+        files[&format!("telemetry/{device}.csv")]
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before_flush = read(&s.export(&user).await);
+    // Once the flush moved both batches into chunks, each keeps its version.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let after_flush = read(&s.export(&user).await);
+    for lines in [before_flush, after_flush] {
+        assert_eq!(
+            lines,
+            [
+                "time,ts_ms,key,value,policy_version",
+                "1970-01-01T00:00:01Z,1000,level,1,1",
+                "1970-01-01T00:00:02Z,2000,level,2,2",
+            ]
+        );
+    }
+    assert!(s.stop().success());
+}

@@ -300,9 +300,10 @@ async fn a_person_downloads_a_complete_zip_of_their_data() {
 
     let csv = &files[&format!("telemetry/{device}.csv")];
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "time,ts_ms,key,value");
+    assert_eq!(lines[0], "time,ts_ms,key,value,policy_version");
     assert_eq!(lines.len(), 1 + 6_000, "every point of both keys");
-    assert!(csv.contains(",1700000000000,temperature,0"));
+    let version = s.policy_version().await;
+    assert!(csv.contains(&format!(",1700000000000,temperature,0,{version}\r\n")));
     assert!(csv.contains(",1700000002999,note,n2999"));
 
     assert!(files["login_history.csv"].lines().count() >= 2);

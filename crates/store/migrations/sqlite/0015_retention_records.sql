@@ -64,3 +64,9 @@ CREATE TABLE telemetry_aggregate (
 -- the key store too. Events recorded before stay plain SHA-256 links (0); the store
 -- appends a keyed event after them at its next start, which pins them.
 ALTER TABLE audit_event ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
+
+-- The policy version in force when each telemetry batch was received (the export says
+-- which policy covered each point). A plain integer, no foreign key: the ingest path
+-- stays one insert.
+ALTER TABLE telemetry_log ADD COLUMN policy_version INTEGER;
+ALTER TABLE telemetry ADD COLUMN policy_version INTEGER;

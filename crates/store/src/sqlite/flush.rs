@@ -34,21 +34,25 @@ pub(super) struct LogFlusher {
 struct Chunk {
     device: String,
     owner: Owner,
+    /// The policy version its batches were received under: batches of another version
+    /// make another chunk.
+    policy_version: Option<u32>,
     points: Vec<Point>,
 }
 
 impl LogFlusher {
     /// Flushes up to `FLUSH_ROWS` log rows; returns how many it moved.
     pub(super) async fn flush_once(&self) -> Result<usize> {
-        let rows: Vec<(i64, String, String, Vec<u8>)> = self
+        let rows: Vec<LogRow> = self
             .readers
             .read(|c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT id, device_id, owner, points FROM telemetry_log ORDER BY id LIMIT ?1",
+                    "SELECT id, device_id, owner, points, policy_version FROM telemetry_log
+                     ORDER BY id LIMIT ?1",
                 )?;
                 let rows = stmt
                     .query_map([FLUSH_ROWS as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
@@ -66,11 +70,11 @@ impl LogFlusher {
         self.writer
             .write(move |c| {
                 let mut insert = c.prepare_cached(
-                    "INSERT INTO telemetry (device_id, owner, ts_min, ts_max, points)
-                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM device WHERE id = ?1)",
+                    "INSERT INTO telemetry (device_id, owner, ts_min, ts_max, points, policy_version)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM device WHERE id = ?1)",
                 )?;
-                for (device, owner, ts_min, ts_max, points) in sealed {
-                    insert.execute(params![device, owner, ts_min, ts_max, points])?;
+                for (device, owner, ts_min, ts_max, points, version) in sealed {
+                    insert.execute(params![device, owner, ts_min, ts_max, points, version])?;
                 }
                 let mut upsert = c.prepare_cached(
                     "INSERT INTO telemetry_latest (device_id, key_index, owner, ts, entry)
@@ -100,19 +104,22 @@ impl LogFlusher {
     }
 }
 
-type SealedChunk = (String, String, i64, i64, Vec<u8>);
+/// A log row: id, device, owner, sealed points, policy version.
+type LogRow = (i64, String, String, Vec<u8>, Option<u32>);
+/// A chunk to insert: device, owner, ts_min, ts_max, sealed points, policy version.
+type SealedChunk = (String, String, i64, i64, Vec<u8>, Option<u32>);
 /// A latest value: device, key index, owner, ts, sealed entry.
 type SealedLatest = (String, Vec<u8>, String, i64, Vec<u8>);
 
-/// Groups log rows by device and owner (in arrival order) and seals each group as one
-/// chunk. Rows of an erased owner are unreadable and are dropped.
+/// Groups log rows by device, owner and policy version (in arrival order) and seals each
+/// group as one chunk. Rows of an erased owner are unreadable and are dropped.
 fn merge_and_seal(
     vault: &Vault,
-    rows: Vec<(i64, String, String, Vec<u8>)>,
+    rows: Vec<LogRow>,
 ) -> Result<(Vec<SealedChunk>, Vec<SealedLatest>)> {
     let mut chunks: Vec<Chunk> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
-    for (_, device, owner_name, sealed) in rows {
+    let mut index: HashMap<(String, String, Option<u32>), usize> = HashMap::new();
+    for (_, device, owner_name, sealed, policy_version) in rows {
         let owner: Owner = owner_name.parse().map_err(StoreError::Backend)?;
         let bytes = match vault.unseal(owner, aad("telemetry", &device).as_bytes(), &sealed) {
             Ok(bytes) => bytes,
@@ -121,11 +128,12 @@ fn merge_and_seal(
         };
         let points = decode_points(&bytes)?;
         let slot = *index
-            .entry((device.clone(), owner_name))
+            .entry((device.clone(), owner_name, policy_version))
             .or_insert_with(|| {
                 chunks.push(Chunk {
                     device,
                     owner,
+                    policy_version,
                     points: Vec::new(),
                 });
                 chunks.len() - 1
@@ -179,7 +187,14 @@ fn merge_and_seal(
             aad("telemetry", &chunk.device).as_bytes(),
             &encode_points(&chunk.points),
         )?;
-        out.push((chunk.device, chunk.owner.key_name(), ts_min, ts_max, sealed));
+        out.push((
+            chunk.device,
+            chunk.owner.key_name(),
+            ts_min,
+            ts_max,
+            sealed,
+            chunk.policy_version,
+        ));
     }
     Ok((out, latest))
 }

@@ -76,6 +76,8 @@ pub struct SqliteStore {
     suspensions: suspensions::Suspensions,
     /// The first audit event whose link must be keyed (recorded in the key store).
     audit_keyed_from: i64,
+    /// The policy version in force (0: none published yet), stamped on telemetry batches.
+    policy_version: std::sync::atomic::AtomicU32,
     /// The background flush, stopped when the store is dropped.
     flush_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -121,6 +123,8 @@ impl SqliteStore {
         }
         let suspensions = suspensions::Suspensions::load(&conn)?;
         let audit_keyed_from = audit::key_the_chain(&conn, &vault)?;
+        let policy_version: Option<u32> =
+            conn.query_row("SELECT MAX(version) FROM policy_version", [], |r| r.get(0))?;
         let readers = Readers::open(&path)?;
         let writer = Writer::start(conn);
         let flusher = flush::LogFlusher {
@@ -150,6 +154,7 @@ impl SqliteStore {
             flusher,
             suspensions,
             audit_keyed_from,
+            policy_version: policy_version.unwrap_or(0).into(),
             flush_task,
         })
     }
@@ -1485,6 +1490,15 @@ impl Store for SqliteStore {
     }
 
     async fn device_telemetry(&self, device: &Device, query: TelemetryQuery) -> Result<Vec<Point>> {
+        let stamped = self.read_telemetry(device, query).await?;
+        Ok(stamped.into_iter().map(|(p, _)| p).collect())
+    }
+
+    async fn device_telemetry_stamped(
+        &self,
+        device: &Device,
+        query: TelemetryQuery,
+    ) -> Result<Vec<(Point, Option<u32>)>> {
         self.read_telemetry(device, query).await
     }
 
@@ -1641,7 +1655,10 @@ impl Store for SqliteStore {
         &self,
         policy: &thingsafe_core::policy::Canonical,
     ) -> Result<(thingsafe_core::policy::PolicyVersion, bool)> {
-        privacy::publish(self, policy).await
+        let published = privacy::publish(self, policy).await?;
+        self.policy_version
+            .store(published.0.version, std::sync::atomic::Ordering::Relaxed);
+        Ok(published)
     }
 
     async fn policy_versions(&self) -> Result<Vec<thingsafe_core::policy::PolicyVersion>> {

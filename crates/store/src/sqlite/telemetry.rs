@@ -79,12 +79,19 @@ impl SqliteStore {
         )?;
         let owner_name = owner.key_name();
         let device_row = row.clone();
+        let version = match self
+            .policy_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            v => Some(v),
+        };
         self.writer
             .write(move |c| {
                 c.prepare_cached(
-                    "INSERT INTO telemetry_log (device_id, owner, ts_min, ts_max, points) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO telemetry_log (device_id, owner, ts_min, ts_max, points, policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![device_row, owner_name, ts_min, ts_max, sealed])
+                .execute(params![device_row, owner_name, ts_min, ts_max, sealed, version])
                 .map_err(missing_device)?;
                 Ok(())
             })
@@ -148,51 +155,52 @@ impl SqliteStore {
         Ok(newest.into_values().collect())
     }
 
+    /// The points asked for, each with the policy version its batch was received under.
     pub(super) async fn read_telemetry(
         &self,
         device: &Device,
         q: TelemetryQuery,
-    ) -> Result<Vec<Point>> {
+    ) -> Result<Vec<(Point, Option<u32>)>> {
         let row = device.id.to_string();
         let device_row = row.clone();
         let (start, end) = (q.start_ms, q.end_ms);
-        let rows: Vec<(String, Vec<u8>)> = self
+        let rows: Vec<(String, Vec<u8>, Option<u32>)> = self
             .readers
             .read(move |c| {
                 // One statement, one snapshot: a flush moving rows from the log into
                 // chunks is seen entirely or not at all.
                 let mut stmt = c.prepare_cached(
-                    "SELECT owner, points FROM telemetry
+                    "SELECT owner, points, policy_version FROM telemetry
                      WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3
                      UNION ALL
-                     SELECT owner, points FROM telemetry_log
+                     SELECT owner, points, policy_version FROM telemetry_log
                      WHERE device_id = ?1 AND ts_max >= ?2 AND ts_min <= ?3",
                 )?;
                 let rows = stmt
                     .query_map(params![device_row, start, end], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             })
             .await?;
-        let mut by_key: BTreeMap<String, Vec<Point>> = BTreeMap::new();
-        for (owner, sealed) in rows {
+        let mut by_key: BTreeMap<String, Vec<(Point, Option<u32>)>> = BTreeMap::new();
+        for (owner, sealed, version) in rows {
             let Some(bytes) = self.open_blob(&owner, "telemetry", &row, &sealed)? else {
                 continue;
             };
             for p in decode_points(&bytes)? {
                 if p.ts >= start && p.ts <= end && (q.keys.is_empty() || q.keys.contains(&p.key)) {
-                    by_key.entry(p.key.clone()).or_default().push(p);
+                    by_key.entry(p.key.clone()).or_default().push((p, version));
                 }
             }
         }
         let mut out = Vec::new();
         for (_, mut points) in by_key {
             if q.descending {
-                points.sort_by_key(|p| std::cmp::Reverse(p.ts));
+                points.sort_by_key(|(p, _)| std::cmp::Reverse(p.ts));
             } else {
-                points.sort_by_key(|p| p.ts);
+                points.sort_by_key(|(p, _)| p.ts);
             }
             out.extend(points.into_iter().take(q.limit));
         }
