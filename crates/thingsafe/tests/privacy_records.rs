@@ -213,41 +213,34 @@ async fn create_customer(s: &Server, token: &str) -> String {
     c["id"]["id"].as_str().unwrap().to_string()
 }
 
-/// The audit log as stored, in order.
-fn stored_events(db: &rusqlite::Connection) -> Vec<SealedAuditEvent> {
-    db.prepare(
-        "SELECT seq, at_ms, tenant_id, actor_id, action, target, details, sealed_for, personal,
-                prev_hash, hash, keyed FROM audit_event ORDER BY seq",
-    )
-    .unwrap()
-    .query_map([], |r| {
-        Ok(SealedAuditEvent {
-            seq: r.get(0)?,
-            at_ms: r.get(1)?,
-            tenant: r.get(2)?,
-            actor: r.get(3)?,
-            action: r.get(4)?,
-            target: r.get(5)?,
-            details: r.get(6)?,
-            sealed_for: r.get(7)?,
-            personal: r.get(8)?,
-            prev_hash: r.get(9)?,
-            hash: r.get(10)?,
-            keyed: r.get(11)?,
-        })
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+/// The audit log as stored, in order, read by the real store (the server is stopped).
+async fn stored_events(data: &Path) -> Vec<SealedAuditEvent> {
+    let (master, _) = thingsafe_vault::MasterKey::load_or_create(data, None).unwrap();
+    let vault = std::sync::Arc::new(thingsafe_vault::Vault::open(data, master).unwrap());
+    let store = thingsafe_store::sqlite::SqliteStore::open(data, vault).unwrap();
+    thingsafe_store::Store::audit_chain(&store, 0, 100_000)
+        .await
+        .unwrap()
+}
+
+/// Starts the server on `data`, verifies the audit chain as the system administrator,
+/// stops it; answers the verification.
+async fn verify_in(data: &Path) -> Value {
+    let s = Server::start_in(data, &admin_env());
+    let root = token(&s, ROOT).await;
+    let (status, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+    s.stop();
+    verified
 }
 
 /// What someone with the database file but not the key store can do: change event `seq`
 /// and re-compute every link from it on with plain SHA-256 (`mark_plain`: saying so).
-fn forge_with_plain_chain(data: &Path, seq: i64, mark_plain: bool) {
+async fn forge_with_plain_chain(data: &Path, seq: i64, mark_plain: bool) {
+    let mut events = stored_events(data).await;
     let db = rusqlite::Connection::open(data.join("thingsafe.db")).unwrap();
     db.execute_batch("DROP TRIGGER IF EXISTS audit_no_update")
         .unwrap();
-    let mut events = stored_events(&db);
     let mut prev = Vec::new();
     for e in events.iter_mut().filter(|e| e.seq >= seq) {
         if e.seq == seq {
@@ -281,34 +274,26 @@ async fn a_forged_event_with_a_re_computed_plain_chain_is_detected() {
     let forged = events(&log)[0]["seq"].as_i64().unwrap();
     s.stop();
     // Every link the server made is keyed; the plain SHA-256 of an event is not its link.
-    let db = rusqlite::Connection::open(data.join("thingsafe.db")).unwrap();
-    let stored = stored_events(&db);
-    drop(db);
+    let stored = stored_events(&data).await;
     assert!(stored.iter().all(|e| e.keyed), "{stored:?}");
     assert!(
         stored
             .iter()
             .all(|e| e.hash != e.link_hash(&e.prev_hash).to_vec())
     );
+    let does_not_match =
+        "its content does not match its hash: the event was changed after it was recorded";
 
     // A forgery re-hashed with SHA-256 that still claims to be keyed: its link is wrong.
-    forge_with_plain_chain(&data, forged, false);
-    let s = Server::start_in(&data, &admin_env());
-    let root = token(&s, ROOT).await;
-    let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    forge_with_plain_chain(&data, forged, false).await;
+    let verified = verify_in(&data).await;
     assert_eq!(verified["ok"], false, "{verified}");
     assert_eq!(verified["broken"]["seq"], forged, "{verified}");
-    assert_eq!(
-        verified["broken"]["reason"],
-        "its content does not match its hash: the event was changed after it was recorded"
-    );
-    s.stop();
+    assert_eq!(verified["broken"]["reason"], does_not_match);
 
     // The same forgery marked as plain links: plain links may not follow keyed ones.
-    forge_with_plain_chain(&data, forged, true);
-    let s = Server::start_in(&data, &admin_env());
-    let root = token(&s, ROOT).await;
-    let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    forge_with_plain_chain(&data, forged, true).await;
+    let verified = verify_in(&data).await;
     assert_eq!(verified["ok"], false, "{verified}");
     assert_eq!(verified["broken"]["seq"], forged, "{verified}");
     assert!(
@@ -318,21 +303,14 @@ async fn a_forged_event_with_a_re_computed_plain_chain_is_detected() {
             .contains("plain SHA-256 after keyed ones"),
         "{verified}"
     );
-    s.stop();
 
     // The whole chain re-computed plain from the first event, then followed by keyed
     // events as the server goes on recording: the key store says it was keyed from event 1.
-    forge_with_plain_chain(&data, 1, true);
-    let s = Server::start_in(&data, &admin_env());
-    let root = token(&s, ROOT).await;
-    let (_, verified) = s.get("/api/privacy/audit/verify", &root).await;
+    forge_with_plain_chain(&data, 1, true).await;
+    let verified = verify_in(&data).await;
     assert_eq!(verified["ok"], false, "{verified}");
     assert_eq!(verified["broken"]["seq"], 1, "{verified}");
-    assert_eq!(
-        verified["broken"]["reason"],
-        "its content does not match its hash: the event was changed after it was recorded"
-    );
-    s.stop();
+    assert_eq!(verified["broken"]["reason"], does_not_match);
 }
 
 #[tokio::test]
