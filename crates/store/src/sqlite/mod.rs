@@ -61,7 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_password_reset.sql"),
     include_str!("../../migrations/sqlite/0012_oauth2.sql"),
     include_str!("../../migrations/sqlite/0013_accountability.sql"),
-    include_str!("../../migrations/sqlite/0017_totp.sql"),
+    include_str!("../../migrations/sqlite/0014_totp.sql"),
     include_str!("../../migrations/sqlite/0015_retention_records.sql"),
 ];
 
