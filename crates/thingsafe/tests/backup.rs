@@ -239,32 +239,8 @@ async fn what_was_erased_after_a_backup_stays_unreadable_when_it_is_restored() {
             .post("/api/customer", &admin, json!({"title": name}))
             .await;
         let customer = customer["id"]["id"].as_str().unwrap().to_string();
-        let (_, user) = s.post("/api/user", &admin, json!({"email": email, "authority": "CUSTOMER_USER", "firstName": "Pat", "customerId": {"id": customer}})).await;
-        let (_, link) = s
-            .get(
-                &format!(
-                    "/api/user/{}/activationLink",
-                    user["id"]["id"].as_str().unwrap()
-                ),
-                &admin,
-            )
+        s.activated_customer_user(&admin, &customer, email, json!({"firstName": "Pat"}))
             .await;
-        let activate = link
-            .as_str()
-            .unwrap()
-            .split("activateToken=")
-            .nth(1)
-            .unwrap()
-            .to_string();
-        let (status, _) = s
-            .call(
-                reqwest::Method::POST,
-                "/api/noauth/activate",
-                None,
-                Some(json!({"activateToken": activate, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
         let device = s
             .device_with_token(&admin, &format!("{name} meter"), token)
             .await;

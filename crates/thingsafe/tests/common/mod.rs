@@ -341,9 +341,28 @@ impl Server {
             .post("/api/customer", admin, json!({"title": email}))
             .await;
         let customer = customer["id"]["id"].as_str().unwrap().to_string();
-        let (status, user) = self
-            .post("/api/user", admin, json!({"email": email, "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}}))
+        self.activated_customer_user(admin, &customer, email, json!({}))
             .await;
+        let (status, login) = self.login(email, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        (login["token"].as_str().unwrap().to_string(), customer)
+    }
+
+    /// Invites a user of `customer` (with the extra fields of `more`, e.g. a first name)
+    /// and activates the account with [`PASSWORD`] through the activation link, as the
+    /// person would.
+    pub async fn activated_customer_user(
+        &self,
+        admin: &str,
+        customer: &str,
+        email: &str,
+        more: Value,
+    ) {
+        let mut body = json!({"email": email, "authority": "CUSTOMER_USER", "customerId": {"entityType": "CUSTOMER", "id": customer}});
+        if let (Some(body), Some(more)) = (body.as_object_mut(), more.as_object()) {
+            body.extend(more.clone());
+        }
+        let (status, user) = self.post("/api/user", admin, body).await;
         assert_eq!(status, StatusCode::OK, "{user}");
         let (_, link) = self
             .get(
@@ -370,16 +389,6 @@ impl Server {
             )
             .await;
         assert_eq!(status, StatusCode::OK);
-        let (status, login) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/auth/login",
-                None,
-                Some(json!({"username": email, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{login}");
-        (login["token"].as_str().unwrap().to_string(), customer)
     }
 
     /// A device's time series as the REST API returns them; `query` is the URL's query
