@@ -117,6 +117,14 @@ async fn the_policy_page_is_rendered_from_the_policy() {
         let description = purpose["description"].as_str().unwrap();
         assert!(html.contains(description), "{description} missing");
     }
+    for (name, record) in policy["records"].as_object().unwrap() {
+        let description = record["description"].as_str().unwrap();
+        let shown = description.replace('\'', "&#x27;").replace('"', "&quot;");
+        assert!(
+            html.contains(description) || html.contains(&shown),
+            "record {name} missing: {description}"
+        );
+    }
     for processor in policy["processors"].as_array().unwrap() {
         let name = processor["name"].as_str().unwrap();
         assert!(html.contains(name), "processor {name} missing");

@@ -174,6 +174,9 @@ struct PolicyPage {
     processors: Vec<ProcessorView>,
     cookies: Vec<CookieView>,
     only_necessary_cookies: bool,
+    /// Records kept about what happened (sessions, requests, the audit log, ...): what,
+    /// how long.
+    records: Vec<(String, String)>,
 }
 
 /// `2026-11-23` (UTC).
@@ -252,6 +255,11 @@ impl PolicyPage {
             dpo: p.dpo.clone(),
             minimum_age: p.minimum_age,
             deadline: p.request_deadline.human(),
+            records: p
+                .records
+                .values()
+                .map(|r| (r.description.clone(), r.retention.human()))
+                .collect(),
             automated: p.automated_decision_making.clone(),
             categories,
             purposes,
