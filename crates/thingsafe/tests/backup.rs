@@ -545,14 +545,8 @@ async fn a_person_who_deleted_their_account_after_a_backup_stays_erased_when_it_
         ("QUIMBTOKEN1", "whisper-8815"),
         ("KEPTTOKEN1", "kept-reading"),
     ] {
-        let resp = s
-            .http
-            .post(s.url(&format!("/api/v1/{token}/telemetry")))
-            .json(&json!({"ts": 1000, "values": {"note": value}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        s.post_telemetry(token, json!({"ts": 1000, "values": {"note": value}}))
+            .await;
     }
     let file = dir.path().join("before-erasure.tsbackup");
     let out = thingsafe(&["backup", "--out", file.to_str().unwrap()], &data);

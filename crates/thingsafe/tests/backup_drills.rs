@@ -62,13 +62,7 @@ fn publisher(
 }
 
 fn partials(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|e| {
-            e.map(|e| e.unwrap().path())
-                .filter(|p| p.to_string_lossy().ends_with(".partial"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_ending(dir, ".partial")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -352,7 +352,6 @@ async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_o
     let now = now_ms();
     // An hour 40 days ago (past 30 days), its start, and a time within it.
     let hour = (now - 40 * DAY) / 3_600_000 * 3_600_000;
-    let http = reqwest::Client::new();
     for (token, points) in [
         (
             "ada-boiler-token",
@@ -368,13 +367,7 @@ async fn expired_telemetry_leaves_hourly_aggregates_that_name_no_device_tenant_o
             json!([{"ts": hour + 5_000, "values": {"temperature": 30}}]),
         ),
     ] {
-        let resp = http
-            .post(s.url(&format!("/api/v1/{token}/telemetry")))
-            .json(&points)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        s.post_telemetry(token, points).await;
     }
 
     let root = token(&s, ROOT).await;

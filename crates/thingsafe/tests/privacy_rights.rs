@@ -342,13 +342,7 @@ async fn erasure_destroys_the_key_and_takes_the_tenant_with_its_last_administrat
         ("erase-token-77", "heartbeat-zyxwvu"),
         ("kept-token-1", "kept-value"),
     ] {
-        let resp = http
-            .post(s.url(&format!("/api/v1/{token}/telemetry")))
-            .json(&json!({"pulse": value}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        s.post_telemetry(token, json!({"pulse": value})).await;
     }
     let erase = |password: Option<&str>| {
         let body = match password {

@@ -15,16 +15,7 @@ use serde_json::Value;
 const ADMIN: &str = "sysadmin@example.com";
 
 fn data_backups(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.to_string_lossy().ends_with(".tsbackup"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
+    common::files_ending(dir, ".tsbackup")
 }
 
 async fn runs(s: &Server, token: &str) -> Vec<Value> {
@@ -163,14 +154,7 @@ async fn scheduled_backups_are_recorded_pruned_retried_and_never_lose_the_last_g
 }
 
 fn partials(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.to_string_lossy().ends_with(".partial"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_ending(dir, ".partial")
 }
 
 /// The server is killed (SIGKILL) while one of its scheduled backups is being written:

@@ -24,14 +24,7 @@ async fn download(s: &Server, token: &str, path: &str) -> (StatusCode, Vec<u8>) 
 }
 
 fn kept_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.to_string_lossy().ends_with(".tsexport"))
-                .collect()
-        })
-        .unwrap_or_default()
+    common::files_ending(dir, ".tsexport")
 }
 
 async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -64,14 +57,8 @@ async fn a_tenant_downloads_its_data_and_its_scheduled_exports_are_kept_sealed_p
         ("BARNTOKEN1", "alpha-reading"),
         ("KILNTOKEN1", "other-reading"),
     ] {
-        let resp = s
-            .http
-            .post(s.url(&format!("/api/v1/{token}/telemetry")))
-            .json(&json!({"ts": 1000, "values": {"note": value}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        s.post_telemetry(token, json!({"ts": 1000, "values": {"note": value}}))
+            .await;
     }
 
     // At any time: the whole tenant as a zip, and nothing of another tenant.

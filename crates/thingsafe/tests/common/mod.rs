@@ -421,6 +421,19 @@ impl Server {
         Value::Object(out)
     }
 
+    /// Posts `body` to the HTTP device API's telemetry of the device with `token`;
+    /// asserts it was stored (200).
+    pub async fn post_telemetry(&self, token: &str, body: Value) {
+        let resp = self
+            .http
+            .post(self.url(&format!("/api/v1/{token}/telemetry")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "telemetry of {token}");
+    }
+
     /// The messages in the outbox (`data/outbox/`) addressed to `to`, oldest first, with
     /// quoted-printable soft line breaks and `=3D` undone.
     pub fn mails_to(&self, to: &str) -> Vec<String> {
@@ -567,5 +580,19 @@ pub fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
         file.read_to_string(&mut text).unwrap();
         files.insert(file.name().unwrap().to_string(), text);
     }
+    files
+}
+
+/// The files of `dir` whose names end with `suffix`, sorted; none when `dir` is missing.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
     files
 }
