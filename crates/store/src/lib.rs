@@ -568,10 +568,12 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         schedule: Option<TenantExportSchedule>,
     ) -> Result<()>;
-    /// The tenants whose schedule wants an export now.
+    /// The tenants whose schedule wants an export at `now_ms`; `every_ms` (tests) replaces
+    /// every schedule's daily or weekly period.
     async fn due_tenant_exports(
         &self,
         now_ms: TimestampMs,
+        every_ms: Option<i64>,
     ) -> Result<Vec<(TenantId, TenantExportSchedule)>>;
     async fn start_tenant_export(&self, tenant: TenantId, id: &str) -> Result<()>;
     /// Records how a run ended: its file's size, or the error.

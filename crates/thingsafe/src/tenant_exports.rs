@@ -45,13 +45,8 @@ pub async fn run(
     };
     loop {
         remove_partials_and_orphans(store.as_ref(), &dir).await;
-        let now = now_ms();
-        let due_at = match interval_seconds {
-            0 => now,
-            // Every tenant's period becomes the interval: due when the last one is older.
-            s => now + thingsafe_store::ExportSchedule::Daily.period_ms() - i64::from(s) * 1000,
-        };
-        match store.due_tenant_exports(due_at).await {
+        let every_ms = (interval_seconds > 0).then(|| i64::from(interval_seconds) * 1000);
+        match store.due_tenant_exports(now_ms(), every_ms).await {
             Ok(due) => {
                 for (tenant, schedule) in due {
                     export_one(&store, &vault, &policy, &dir, tenant, schedule).await;

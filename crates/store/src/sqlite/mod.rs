@@ -1805,8 +1805,9 @@ impl Store for SqliteStore {
     async fn due_tenant_exports(
         &self,
         now_ms: TimestampMs,
+        every_ms: Option<i64>,
     ) -> Result<Vec<(TenantId, crate::TenantExportSchedule)>> {
-        tenant_exports::due(self, now_ms).await
+        tenant_exports::due(self, now_ms, every_ms).await
     }
 
     async fn start_tenant_export(&self, tenant: TenantId, id: &str) -> Result<()> {

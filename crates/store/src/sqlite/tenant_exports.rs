@@ -56,11 +56,12 @@ pub(super) async fn set_schedule(
         .await
 }
 
-/// Tenants whose schedule wants an export at `now_ms`: none made yet, or the last good or
-/// running one started a period ago or more.
+/// Tenants whose schedule wants an export at `now`: none made yet, or the last good or
+/// running one started a period (the schedule's, or `every_ms`) ago or more.
 pub(super) async fn due(
     store: &SqliteStore,
     now: i64,
+    every_ms: Option<i64>,
 ) -> Result<Vec<(TenantId, TenantExportSchedule)>> {
     store
         .readers
@@ -84,7 +85,8 @@ pub(super) async fn due(
             let mut due = Vec::new();
             for (tenant, schedule, keep, last) in rows {
                 let schedule = ExportSchedule::parse(&schedule).unwrap_or(ExportSchedule::Weekly);
-                if last.is_none_or(|last| now - last >= schedule.period_ms()) {
+                let period = every_ms.unwrap_or(schedule.period_ms());
+                if last.is_none_or(|last| now - last >= period) {
                     due.push((parse_id(&tenant)?, TenantExportSchedule { schedule, keep }));
                 }
             }
