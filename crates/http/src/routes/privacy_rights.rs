@@ -358,6 +358,15 @@ where
             }
         }
     });
+    zip_response(filename, rx)
+}
+
+/// A zip attachment named `filename` whose bytes arrive on `rx` (an `Err` breaks the
+/// download).
+pub(super) fn zip_response(
+    filename: &str,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });

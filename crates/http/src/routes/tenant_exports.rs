@@ -5,18 +5,15 @@
 
 use std::io::Write;
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use thingsafe_core::{Authority, Owner, TenantId};
 use thingsafe_privacy::tenant_export::{self, FILE_PURPOSE};
 use thingsafe_store::{ExportSchedule, TenantExportSchedule};
 
-use super::privacy_rights::zip_download;
+use super::privacy_rights::{zip_download, zip_response};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -180,26 +177,11 @@ pub(super) async fn download(
             let _ = failed.blocking_send(Err(std::io::Error::other(e)));
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
     let date = time::OffsetDateTime::from_unix_timestamp(export.started_ms / 1000)
         .map(|t| t.date().to_string())
         .unwrap_or_default();
-    Ok((
-        StatusCode::OK,
-        [
-            (CONTENT_TYPE, "application/zip".to_string()),
-            (
-                CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"thingsafe-tenant-{date}-{}.zip\"",
-                    export.id
-                ),
-            ),
-            (CACHE_CONTROL, "no-store".to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(zip_response(
+        &format!("thingsafe-tenant-{date}-{}.zip", export.id),
+        rx,
+    ))
 }
