@@ -186,12 +186,33 @@ impl DeviceCredentials {
 
     /// X.509 credentials from one PEM certificate; the error says what is wrong.
     pub fn x509_certificate(pem: &str) -> Result<DeviceCredentials, String> {
+        let certificate = PemCertificate::parse("credentialsValue", "the device's", pem)?;
+        Ok(DeviceCredentials::X509Certificate {
+            fingerprint: certificate.fingerprint,
+            pem: certificate.pem,
+        })
+    }
+}
+
+/// One certificate in PEM, as people paste it: a device's own, or a device profile's CA.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PemCertificate {
+    /// The SHA-256 of the DER, lower-case hex (`openssl x509 -fingerprint -sha256` without
+    /// the colons).
+    pub fingerprint: String,
+    /// The PEM block alone, ending in a newline.
+    pub pem: String,
+    pub der: Vec<u8>,
+}
+
+impl PemCertificate {
+    /// Exactly one `CERTIFICATE` block; errors name `field` and say `whose` certificate
+    /// was expected.
+    pub fn parse(field: &str, whose: &str, pem: &str) -> Result<PemCertificate, String> {
         const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
         const END: &str = "-----END CERTIFICATE-----";
         let start = pem.find(BEGIN).ok_or_else(|| {
-            format!(
-                "credentialsValue must hold the device's certificate in PEM ({BEGIN} ... {END})"
-            )
+            format!("{field} must hold {whose} certificate in PEM ({BEGIN} ... {END})")
         })?;
         let body_start = start + BEGIN.len();
         let body_len = pem[body_start..]
@@ -199,7 +220,7 @@ impl DeviceCredentials {
             .ok_or_else(|| format!("the PEM certificate is not closed by {END}"))?;
         let block_end = body_start + body_len + END.len();
         if pem[block_end..].contains(BEGIN) {
-            return Err("credentialsValue must hold one certificate, the device's own".into());
+            return Err(format!("{field} must hold one certificate, {whose} own"));
         }
         let body: String = pem[body_start..body_start + body_len]
             .split_whitespace()
@@ -212,16 +233,40 @@ impl DeviceCredentials {
         if der.len() < 64 || der[0] != 0x30 {
             return Err("the PEM block does not hold a DER X.509 certificate".into());
         }
-        use sha2::Digest;
-        let fingerprint = sha2::Sha256::digest(&der)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok(DeviceCredentials::X509Certificate {
-            fingerprint,
+        Ok(PemCertificate {
+            fingerprint: sha256_hex(&der),
             pem: format!("{}\n", &pem[start..block_end]),
+            der,
         })
     }
+}
+
+impl PemCertificate {
+    /// A certificate received in DER (a TLS client's), in PEM with 64-character lines.
+    pub fn from_der(der: &[u8]) -> PemCertificate {
+        use base64::Engine;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        PemCertificate {
+            fingerprint: sha256_hex(der),
+            pem,
+            der: der.to_vec(),
+        }
+    }
+}
+
+/// What X.509 certificates are found by: the SHA-256 of the DER, lower-case hex.
+pub fn sha256_hex(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl fmt::Debug for DeviceCredentials {
@@ -345,6 +390,7 @@ impl DeviceProfile {
             provision_type: ProvisionType::Disabled,
             provision_device_key: None,
             provision_device_secret: None,
+            x509: None,
             created_ms: 0,
         }
     }
@@ -354,7 +400,7 @@ impl DeviceProfile {
     }
 }
 
-/// ThingsBoard's `DeviceProfileProvisionType` (X.509 chains are not offered).
+/// ThingsBoard's `DeviceProfileProvisionType`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ProvisionType {
     Disabled,
@@ -362,6 +408,10 @@ pub enum ProvisionType {
     AllowCreateNewDevices,
     /// Devices created beforehand in the profile fetch their credentials, once.
     CheckPreProvisionedDevices,
+    /// Devices present, on MQTT over TLS, a certificate chain that holds the profile's CA
+    /// certificate; the name in their certificate's CN finds the device, or creates it
+    /// (see [`X509ChainProvisioning`]).
+    X509CertificateChain,
 }
 
 impl ProvisionType {
@@ -370,6 +420,7 @@ impl ProvisionType {
             ProvisionType::Disabled => "DISABLED",
             ProvisionType::AllowCreateNewDevices => "ALLOW_CREATE_NEW_DEVICES",
             ProvisionType::CheckPreProvisionedDevices => "CHECK_PRE_PROVISIONED_DEVICES",
+            ProvisionType::X509CertificateChain => "X509_CERTIFICATE_CHAIN",
         }
     }
 }
@@ -381,8 +432,9 @@ impl FromStr for ProvisionType {
             "DISABLED" => Ok(ProvisionType::Disabled),
             "ALLOW_CREATE_NEW_DEVICES" => Ok(ProvisionType::AllowCreateNewDevices),
             "CHECK_PRE_PROVISIONED_DEVICES" => Ok(ProvisionType::CheckPreProvisionedDevices),
+            "X509_CERTIFICATE_CHAIN" => Ok(ProvisionType::X509CertificateChain),
             other => Err(format!(
-                "unknown provisionType {other:?}: expected DISABLED, ALLOW_CREATE_NEW_DEVICES or CHECK_PRE_PROVISIONED_DEVICES"
+                "unknown provisionType {other:?}: expected DISABLED, ALLOW_CREATE_NEW_DEVICES, CHECK_PRE_PROVISIONED_DEVICES or X509_CERTIFICATE_CHAIN"
             )),
         }
     }
@@ -394,10 +446,55 @@ pub struct DeviceProfile {
     pub tenant_id: TenantId,
     pub name: String,
     pub provision_type: ProvisionType,
+    /// For `X509_CERTIFICATE_CHAIN`, as in ThingsBoard, set by the server: the CA
+    /// certificate's SHA-256 fingerprint.
     pub provision_device_key: Option<String>,
-    /// Shown to the tenant's administrators only; sealed at rest.
+    /// Shown to the tenant's administrators only; sealed at rest. For
+    /// `X509_CERTIFICATE_CHAIN`, as in ThingsBoard: the CA certificate in PEM.
     pub provision_device_secret: Option<String>,
+    /// Set exactly when the type is `X509_CERTIFICATE_CHAIN`.
+    pub x509: Option<X509ChainProvisioning>,
     pub created_ms: TimestampMs,
+}
+
+/// How an `X509_CERTIFICATE_CHAIN` profile names the device of a certificate
+/// (ThingsBoard's `X509CertificateChainProvisionConfiguration`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct X509ChainProvisioning {
+    /// `certificateRegExPattern`: the first group of its first match in the certificate's
+    /// Common Name is the device's name.
+    pub certificate_pattern: String,
+    /// `allowCreateNewDevicesByX509Certificate`: a name no device has yet creates one;
+    /// otherwise only devices created beforehand in the profile are found.
+    pub allow_create: bool,
+}
+
+impl X509ChainProvisioning {
+    /// Checks the pattern: a regular expression with a group to take the name from.
+    pub fn new(certificate_pattern: &str, allow_create: bool) -> Result<Self, String> {
+        if certificate_pattern.chars().count() > 255 {
+            return Err("certificateRegExPattern must have at most 255 characters".into());
+        }
+        let compiled = regex::Regex::new(certificate_pattern)
+            .map_err(|e| format!("certificateRegExPattern is not a regular expression: {e}"))?;
+        if compiled.captures_len() < 2 {
+            return Err(format!(
+                "certificateRegExPattern {certificate_pattern:?} has no group: put the part of the Common Name that names the device in parentheses, e.g. \"(.*)\""
+            ));
+        }
+        Ok(X509ChainProvisioning {
+            certificate_pattern: certificate_pattern.to_string(),
+            allow_create,
+        })
+    }
+
+    /// The device's name in a certificate's Common Name, if the pattern finds one that
+    /// is a valid device name.
+    pub fn device_name(&self, common_name: &str) -> Option<String> {
+        let compiled = regex::Regex::new(&self.certificate_pattern).ok()?;
+        let name = compiled.captures(common_name)?.get(1)?.as_str();
+        crate::validate::name("deviceName", name, 255).ok()
+    }
 }
 
 impl fmt::Debug for DeviceProfile {
@@ -607,6 +704,9 @@ mod tests {
             "571f26537a8b9d5d69e07dd530cf0b33ba04b20be8261aa73bb90579542003cb"
         );
         assert_eq!(pem, DEVICE_PEM);
+        // From the DER a TLS client sends, the same PEM and fingerprint.
+        let parsed = PemCertificate::parse("f", "the device's", DEVICE_PEM).unwrap();
+        assert_eq!(PemCertificate::from_der(&parsed.der), parsed);
 
         for (bad, why) in [
             ("MIIBezCCASGgAwIBAgIU", "in PEM"),
@@ -767,14 +867,46 @@ mod tests {
             ProvisionType::Disabled,
             ProvisionType::AllowCreateNewDevices,
             ProvisionType::CheckPreProvisionedDevices,
+            ProvisionType::X509CertificateChain,
         ] {
             assert_eq!(t.as_str().parse::<ProvisionType>().unwrap(), t);
         }
+        let e = "X509".parse::<ProvisionType>().unwrap_err();
+        assert!(e.contains("X509_CERTIFICATE_CHAIN"), "{e}");
+    }
+
+    #[test]
+    fn a_certificate_pattern_needs_a_group_and_its_first_group_names_the_device() {
+        let p = X509ChainProvisioning::new(r"(.+)\.meters\.example\.com", true).unwrap();
+        assert_eq!(
+            p.device_name("m-17.meters.example.com").as_deref(),
+            Some("m-17")
+        );
+        assert_eq!(p.device_name("m-17.lamps.example.com"), None);
+        let all = X509ChainProvisioning::new("(.*)", false).unwrap();
+        assert_eq!(all.device_name("Meter 9").as_deref(), Some("Meter 9"));
+        // An empty group, or one that is not a valid name, names no device.
+        assert_eq!(all.device_name(""), None);
+        assert_eq!(
+            X509ChainProvisioning::new("x()", true)
+                .unwrap()
+                .device_name("x"),
+            None
+        );
+        assert_eq!(all.device_name("a\u{7}b"), None);
+        for (bad, why) in [
+            (".+", "no group"),
+            ("[", "not a regular expression"),
+            ("(a", "not a regular expression"),
+        ] {
+            let e = X509ChainProvisioning::new(bad, true).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let long = format!("({})", "a".repeat(300));
         assert!(
-            "X509_CERTIFICATE_CHAIN"
-                .parse::<ProvisionType>()
+            X509ChainProvisioning::new(&long, true)
                 .unwrap_err()
-                .contains("X509")
+                .contains("255")
         );
     }
 }

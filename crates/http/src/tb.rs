@@ -50,6 +50,15 @@ fn device_additional_info(d: &Device) -> Value {
 
 /// ThingsBoard's `DeviceProfile` JSON, the provisioning subset.
 pub fn device_profile(p: &thingsafe_core::model::DeviceProfile) -> Value {
+    let mut configuration = json!({
+        "type": p.provision_type.as_str(),
+        "provisionDeviceKey": p.provision_device_key,
+        "provisionDeviceSecret": p.provision_device_secret,
+    });
+    if let Some(x509) = &p.x509 {
+        configuration["certificateRegExPattern"] = json!(x509.certificate_pattern);
+        configuration["allowCreateNewDevicesByX509Certificate"] = json!(x509.allow_create);
+    }
     json!({
         "id": entity_id("DEVICE_PROFILE", p.id.as_uuid()),
         "createdTime": p.created_ms,
@@ -61,11 +70,7 @@ pub fn device_profile(p: &thingsafe_core::model::DeviceProfile) -> Value {
         "provisionType": p.provision_type.as_str(),
         "provisionDeviceKey": p.provision_device_key,
         "profileData": {
-            "provisionConfiguration": {
-                "type": p.provision_type.as_str(),
-                "provisionDeviceKey": p.provision_device_key,
-                "provisionDeviceSecret": p.provision_device_secret,
-            }
+            "provisionConfiguration": configuration,
         },
     })
 }

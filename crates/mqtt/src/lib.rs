@@ -47,8 +47,10 @@
 //!   any MQTT byte is read. Certificates are the binary's business (`thingsafe-tls`).
 //! - **A client certificate is an identity only when a device claims it.** Over TLS, a
 //!   certificate the client presented (and proved it holds the key of, in the handshake)
-//!   authenticates the device whose `X509_CERTIFICATE` credentials have its SHA-256;
-//!   one no device has changes nothing: the access token decides.
+//!   authenticates the device whose `X509_CERTIFICATE` credentials have its SHA-256, or,
+//!   when the chain sent with it leads to a device profile's provisioning CA, the device
+//!   the profile names by it (certificate.rs); one that is no device's changes nothing:
+//!   the access token decides.
 //! - **A session outlives its connection only when asked, and boundedly.** MQTT 3.1.1
 //!   CleanSession=0 and MQTT 5 Clean Start=0 resume the subscriptions of the device's
 //!   session named by the client id (CONNACK session present), with the QoS 1 messages
@@ -57,8 +59,10 @@
 //!   `max_session_expiry`, in memory. A new connection with the same device and client id
 //!   takes the session over: the old one finishes what is in flight and is closed (MQTT 5:
 //!   DISCONNECT 0x8E).
-//! - **Depends on `core` and `store` only**, never on `http`.
+//! - **Depends on `core`, `store` and `tls`** (for checking device certificate chains)
+//!   only, never on `http`.
 
+mod certificate;
 pub mod codes;
 mod error;
 mod persistence;
@@ -78,6 +82,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+pub use certificate::ClientCertificate;
 pub use error::SessionError;
 pub use persistence::SessionRegistry;
 pub use session::{handle, handle_with_certificate};
@@ -267,17 +272,12 @@ async fn serve_on(
     }
 }
 
-/// The SHA-256 fingerprint (lower-case hex) of the certificate the TLS client presented,
-/// if any: what X.509 device credentials are found by.
-fn client_certificate(stream: &tokio_rustls::server::TlsStream<TcpStream>) -> Option<String> {
-    use sha2::Digest;
-    let leaf = stream.get_ref().1.peer_certificates()?.first()?;
-    Some(
-        sha2::Sha256::digest(leaf)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+/// The certificates the TLS client presented, if any: what X.509 devices are found by.
+fn client_certificate(
+    stream: &tokio_rustls::server::TlsStream<TcpStream>,
+) -> Option<ClientCertificate> {
+    let chain = stream.get_ref().1.peer_certificates()?;
+    ClientCertificate::new(chain.iter().map(|c| c.to_vec()).collect())
 }
 
 /// The TLS handshake of a new connection, bounded by `connect_timeout`.

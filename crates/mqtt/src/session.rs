@@ -28,6 +28,7 @@ use tokio_util::codec::Framed;
 const IO_BUFFER_START: usize = 1024;
 
 use crate::MqttSettings;
+use crate::certificate::{self, ClientCertificate};
 use crate::codes::{self, ConnectRefusal, Protocol, PublishRefusal, Violation};
 use crate::error::SessionError;
 use crate::persistence::{self, Queued};
@@ -55,12 +56,11 @@ where
     handle_with_certificate(stream, None, store, settings, stop).await
 }
 
-/// [`handle`] for a connection whose TLS client presented a certificate: `certificate` is
-/// its SHA-256 fingerprint (lower-case hex). A device whose X.509 credentials are that
-/// certificate is authenticated by it; otherwise the access token decides, as without.
+/// [`handle`] for a connection whose TLS client presented a certificate: the device it is
+/// (certificate.rs) is authenticated by it; otherwise the access token decides, as without.
 pub async fn handle_with_certificate<S>(
     stream: S,
-    certificate: Option<String>,
+    certificate: Option<ClientCertificate>,
     store: Arc<dyn Store>,
     settings: Arc<MqttSettings>,
     stop: watch::Receiver<bool>,
@@ -75,7 +75,7 @@ where
     let mut stop_connecting = stop.clone();
     let connecting = timeout(
         settings.connect_timeout,
-        connect(&mut io, certificate.as_deref(), &*store, &settings),
+        connect(&mut io, certificate, &*store, &settings),
     );
     let (proto, hello, device, held) = tokio::select! {
         accepted = connecting => match accepted {
@@ -197,7 +197,7 @@ fn keep_for(hello: &Hello, settings: &MqttSettings) -> Option<Duration> {
 /// session (over) and answers with a CONNACK.
 async fn connect<S>(
     io: &mut Framed<S, MqttCodec>,
-    certificate: Option<&str>,
+    certificate: Option<ClientCertificate>,
     store: &dyn Store,
     settings: &MqttSettings,
 ) -> Result<(Protocol, Hello, Option<Device>, Option<HeldAtConnect>), SessionError>
@@ -279,11 +279,11 @@ where
         }
     };
 
-    // ThingsBoard's X509_CERTIFICATE: the certificate is the device's identity, whatever
-    // the user name says.
+    // ThingsBoard's X509_CERTIFICATE(_CHAIN): the certificate is the device's identity,
+    // whatever the user name says.
     let by_certificate = match certificate {
         None => Ok(None),
-        Some(fingerprint) => store.device_by_certificate(fingerprint).await,
+        Some(certificate) => Box::pin(certificate::device_of(store, &certificate)).await,
     };
     let refusal = match (hello.auth_method, by_certificate) {
         (true, _) => Err(ConnectRefusal::AuthMethod),

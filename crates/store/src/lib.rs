@@ -653,6 +653,23 @@ pub trait Store: Send + Sync + 'static {
         &self,
         request: &thingsafe_core::model::provisioning::ProvisionRequest,
     ) -> Result<thingsafe_core::model::provisioning::ProvisionOutcome>;
+    /// The `X509_CERTIFICATE_CHAIN` profile whose CA certificate has one of these
+    /// fingerprints (those of a client's chain above its own certificate, nearest first):
+    /// the nearest found.
+    async fn certificate_chain_profile(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<Option<thingsafe_core::model::DeviceProfile>>;
+    /// A device whose certificate chain was verified to `profile`'s CA, named `name` by its
+    /// certificate: the profile's device of that name still waiting for credentials takes
+    /// `certificate` as its credentials, or, if the profile allows, a device is created
+    /// with it. Refusals are outcomes, not errors.
+    async fn provision_by_certificate(
+        &self,
+        profile: &thingsafe_core::model::DeviceProfile,
+        name: &str,
+        certificate: DeviceCredentials,
+    ) -> Result<CertificateProvisioning>;
     /// The device opens its claiming window (kept in memory, like RPC mailboxes); false
     /// when the device is assigned to a customer already (nothing is opened).
     async fn open_claim(
@@ -1079,13 +1096,28 @@ impl std::fmt::Debug for TotpState {
     }
 }
 
-/// A profile to create; the key and secret are the tenant's choice.
+/// A profile to create; the key and secret are the tenant's choice, except for
+/// `X509_CERTIFICATE_CHAIN`: the secret is the CA certificate in PEM and the key its
+/// fingerprint, which the store sets.
 #[derive(Clone)]
 pub struct NewDeviceProfile {
     pub name: String,
     pub provision_type: thingsafe_core::model::ProvisionType,
     pub provision_device_key: Option<String>,
     pub provision_device_secret: Option<String>,
+    /// Required for `X509_CERTIFICATE_CHAIN`, refused with any other type.
+    pub x509: Option<thingsafe_core::model::X509ChainProvisioning>,
+}
+
+/// What a verified certificate chain came to (see [`Store::provision_by_certificate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum CertificateProvisioning {
+    /// A new device of the profile, with the certificate as its credentials.
+    Created(Device),
+    /// The profile's device of that name, created beforehand, now has the certificate.
+    Bound(Device),
+    /// Nothing changed; why, for the log.
+    Refused(&'static str),
 }
 
 /// ThingsBoard's `ClaimResponse`.

@@ -2,14 +2,21 @@
 //! device's certificate is its identity only if its owner registered it (ThingsBoard's
 //! `X509_CERTIFICATE` credentials), which the MQTT session checks by fingerprint; the
 //! handshake checks that the client holds the certificate's key and that it is in date.
+//!
+//! The key is read from the certificate by x509-parser and the handshake's signature
+//! checked against it as a raw public key by webpki: webpki reads X.509 v3 certificates
+//! only, and `openssl x509 -req` (ThingsBoard's guide to certificate chains) makes v1 ones.
 
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, PeerMisbehaved,
+    SignatureScheme,
+};
 
 #[derive(Debug)]
 pub(crate) struct DeviceCertificates {
@@ -50,18 +57,35 @@ impl ClientCertVerifier for DeviceCertificates {
         Ok(ClientCertVerified::assertion())
     }
 
+    /// As rustls' `verify_tls12_signature`, on the certificate's key: TLS 1.2 does not
+    /// pin the scheme to one algorithm, so each candidate is tried.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let unadvertised =
+            || Error::PeerMisbehaved(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme);
+        let candidates = self
+            .provider
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or_else(unadvertised)?;
+        let spki = public_key(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        for algorithm in candidates {
+            match key.verify_signature(*algorithm, message, dss.signature()) {
+                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+                Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => {}
+                Err(_) => break,
+            }
+        }
+        Err(Error::InvalidCertificate(CertificateError::BadSignature))
     }
 
     fn verify_tls13_signature(
@@ -70,9 +94,9 @@ impl ClientCertVerifier for DeviceCertificates {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &public_key(cert)?,
             dss,
             &self.provider.signature_verification_algorithms,
         )
@@ -83,4 +107,13 @@ impl ClientCertVerifier for DeviceCertificates {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The certificate's SubjectPublicKeyInfo, whatever its X.509 version.
+fn public_key(cert: &CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'static>, Error> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    Ok(SubjectPublicKeyInfoDer::from(
+        parsed.public_key().raw.to_vec(),
+    ))
 }

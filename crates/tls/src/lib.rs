@@ -22,6 +22,7 @@
 //! - **Depends on `vault` only**, for its private-file helper; the transports take the
 //!   acceptor it builds and know nothing of certificates.
 
+mod chain;
 mod client_auth;
 mod generate;
 mod pem;
@@ -38,6 +39,7 @@ use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 pub use tokio_rustls::TlsAcceptor;
 
+pub use chain::{VerifiedDevice, check_provisioning_ca, verify_device_chain};
 pub use generate::check_hostname;
 
 /// ALPN protocol names, offered by the listener that speaks them.

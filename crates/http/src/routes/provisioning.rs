@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use thingsafe_core::model::provisioning::{parse_claim_request, parse_provision_request};
-use thingsafe_core::model::{DeviceProfile, DeviceProfileId, ProvisionType};
+use thingsafe_core::model::{
+    DeviceProfile, DeviceProfileId, PemCertificate, ProvisionType, X509ChainProvisioning,
+};
 use thingsafe_core::{Authority, DeviceId, validate};
 use thingsafe_store::{ClaimOutcome, NewDeviceProfile};
 
@@ -59,6 +61,24 @@ pub(super) async fn create_profile(
     let key = req
         .provision_device_key
         .or_else(|| from_configuration("provisionDeviceKey"));
+    if provision_type == ProvisionType::X509CertificateChain {
+        let x509 = x509_configuration(configuration, secret.as_deref())?;
+        let profile = state
+            .store
+            .create_device_profile(
+                &principal.scope(),
+                NewDeviceProfile {
+                    name,
+                    provision_type,
+                    provision_device_key: None,
+                    provision_device_secret: secret,
+                    x509: Some(x509),
+                },
+            )
+            .await?;
+        tracing::info!(profile = %profile.id, tenant = %profile.tenant_id, "device profile with a provisioning CA created");
+        return Ok(axum::Json(tb::device_profile(&profile)));
+    }
     for (field, value) in [
         ("provisionDeviceKey", &key),
         ("provisionDeviceSecret", &secret),
@@ -80,11 +100,50 @@ pub(super) async fn create_profile(
                 provision_type,
                 provision_device_key: key,
                 provision_device_secret: secret,
+                x509: None,
             },
         )
         .await?;
     tracing::info!(profile = %profile.id, tenant = %profile.tenant_id, "device profile created");
     Ok(axum::Json(tb::device_profile(&profile)))
+}
+
+/// ThingsBoard's `X509CertificateChainProvisionConfiguration`: the CA certificate (PEM, as
+/// `provisionDeviceSecret`), `certificateRegExPattern` (default `(.*)`, the whole Common
+/// Name) and `allowCreateNewDevicesByX509Certificate` (default false).
+fn x509_configuration(
+    configuration: Option<&Value>,
+    ca_pem: Option<&str>,
+) -> ApiResult<X509ChainProvisioning> {
+    let field = |name: &str| configuration.and_then(|c| c.get(name));
+    let ca_pem = ca_pem.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
+        ApiError::bad_request(
+            "provisionType X509_CERTIFICATE_CHAIN needs the CA certificate in PEM as profileData.provisionConfiguration.provisionDeviceSecret",
+        )
+    })?;
+    let ca = PemCertificate::parse("provisionDeviceSecret", "the CA's", ca_pem)
+        .map_err(ApiError::bad_request)?;
+    thingsafe_tls::check_provisioning_ca(&ca.der, thingsafe_core::now_ms() / 1000)
+        .map_err(ApiError::bad_request)?;
+    let pattern = match field("certificateRegExPattern") {
+        None | Some(Value::Null) => "(.*)",
+        Some(Value::String(p)) => p.as_str(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "certificateRegExPattern must be a string",
+            ));
+        }
+    };
+    let allow_create = match field("allowCreateNewDevicesByX509Certificate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "allowCreateNewDevicesByX509Certificate must be true or false",
+            ));
+        }
+    };
+    X509ChainProvisioning::new(pattern, allow_create).map_err(ApiError::bad_request)
 }
 
 pub(super) async fn get_profile(

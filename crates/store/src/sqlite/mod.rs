@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_accountability.sql"),
     include_str!("../../migrations/sqlite/0014_totp.sql"),
     include_str!("../../migrations/sqlite/0015_retention_records.sql"),
+    include_str!("../../migrations/sqlite/0016_x509_provisioning.sql"),
 ];
 
 pub struct SqliteStore {
@@ -513,13 +514,33 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    if current == MIGRATIONS.len() {
+        return Ok(());
     }
-    Ok(())
+    // SQLite's way to remake a table (a changed CHECK constraint): foreign keys off while
+    // the old table is dropped (else its rows' ON DELETE actions fire), checked before
+    // each migration commits. The pragma has no effect inside a transaction.
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = (|| {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(StoreError::Backend(format!(
+                    "schema migration {} leaves rows of {table} pointing at nothing",
+                    i + 1
+                )));
+            }
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrated
 }
 
 /// The tenant whose tenant-level rows this scope may change: only a tenant scope may.
@@ -1913,6 +1934,22 @@ impl Store for SqliteStore {
         request: &thingsafe_core::model::provisioning::ProvisionRequest,
     ) -> Result<thingsafe_core::model::provisioning::ProvisionOutcome> {
         provisioning::provision(self, request).await
+    }
+
+    async fn certificate_chain_profile(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<Option<thingsafe_core::model::DeviceProfile>> {
+        provisioning::certificate_chain_profile(self, fingerprints).await
+    }
+
+    async fn provision_by_certificate(
+        &self,
+        profile: &thingsafe_core::model::DeviceProfile,
+        name: &str,
+        certificate: DeviceCredentials,
+    ) -> Result<crate::CertificateProvisioning> {
+        provisioning::provision_by_certificate(self, profile, name, certificate).await
     }
 
     async fn open_claim(

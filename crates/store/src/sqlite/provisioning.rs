@@ -13,7 +13,9 @@ use std::sync::Mutex;
 
 use rusqlite::{OptionalExtension, params};
 use thingsafe_core::model::provisioning::{ClaimRequest, ProvisionOutcome, ProvisionRequest};
-use thingsafe_core::model::{DeviceProfile, DeviceProfileId, ProvisionType};
+use thingsafe_core::model::{
+    DeviceProfile, DeviceProfileId, PemCertificate, ProvisionType, X509ChainProvisioning,
+};
 use thingsafe_core::{
     Device, DeviceCredentials, DeviceId, Owner, Page, PageRequest, TenantId, TimestampMs, now_ms,
     validate,
@@ -21,10 +23,12 @@ use thingsafe_core::{
 
 use super::rows::{self, DeviceRow, id_text};
 use super::{GENERATED_TOKEN_LEN, SqliteStore, insert_device, skip_shredded, whole_tenant};
-use crate::{ClaimOutcome, NewDevice, NewDeviceProfile, Result, Scope, StoreError};
+use crate::{
+    CertificateProvisioning, ClaimOutcome, NewDevice, NewDeviceProfile, Result, Scope, StoreError,
+};
 
-const COLUMNS: &str =
-    "id, tenant_id, name, provision_type, provision_key, provision_secret, created_ms";
+const COLUMNS: &str = "id, tenant_id, name, provision_type, provision_key, provision_secret, \
+     created_ms, x509_pattern, x509_allow_create";
 
 struct ProfileRow {
     id: String,
@@ -34,6 +38,8 @@ struct ProfileRow {
     key: Option<Vec<u8>>,
     secret: Option<Vec<u8>>,
     created_ms: i64,
+    x509_pattern: Option<Vec<u8>>,
+    x509_allow_create: bool,
 }
 
 fn read(r: &rusqlite::Row) -> rusqlite::Result<ProfileRow> {
@@ -45,6 +51,8 @@ fn read(r: &rusqlite::Row) -> rusqlite::Result<ProfileRow> {
         key: r.get(4)?,
         secret: r.get(5)?,
         created_ms: r.get(6)?,
+        x509_pattern: r.get(7)?,
+        x509_allow_create: r.get(8)?,
     })
 }
 
@@ -71,6 +79,12 @@ impl ProfileRow {
                 .map_err(StoreError::Backend)?,
             provision_device_key: opt("device_profile.provision_key", self.key.clone())?,
             provision_device_secret: opt("device_profile.provision_secret", self.secret.clone())?,
+            x509: opt("device_profile.x509_pattern", self.x509_pattern.clone())?.map(
+                |certificate_pattern| X509ChainProvisioning {
+                    certificate_pattern,
+                    allow_create: self.x509_allow_create,
+                },
+            ),
             created_ms: self.created_ms,
         })
     }
@@ -88,6 +102,14 @@ impl SqliteStore {
     fn provision_key_index(&self, key: &str) -> Vec<u8> {
         self.vault
             .blind_index("device_profile.provision_key", key.as_bytes())
+            .to_vec()
+    }
+
+    /// A provisioning CA's fingerprint: its own hash domain, apart from provisioning keys
+    /// (a key chosen to look like a fingerprint reaches no CA profile).
+    fn provisioning_ca_index(&self, fingerprint: &str) -> Vec<u8> {
+        self.vault
+            .blind_index("device_profile.x509_ca", fingerprint.as_bytes())
             .to_vec()
     }
 
@@ -132,24 +154,64 @@ pub(super) async fn create_profile(
 ) -> Result<DeviceProfile> {
     let tenant = whole_tenant(scope)?;
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    let key = nonempty(profile.provision_device_key);
-    let secret = nonempty(profile.provision_device_secret);
-    if profile.provision_type != ProvisionType::Disabled && (key.is_none() || secret.is_none()) {
-        return Err(StoreError::Invalid(format!(
-            "provisionType {} needs a provisionDeviceKey and a provisionDeviceSecret",
-            profile.provision_type.as_str()
-        )));
+    let mut key = nonempty(profile.provision_device_key);
+    let mut secret = nonempty(profile.provision_device_secret);
+    match (profile.provision_type, &profile.x509) {
+        (ProvisionType::X509CertificateChain, None) => {
+            return Err(StoreError::Invalid(
+                "provisionType X509_CERTIFICATE_CHAIN needs a certificateRegExPattern".into(),
+            ));
+        }
+        (ProvisionType::X509CertificateChain, Some(_)) => {
+            let pem = secret.as_deref().ok_or_else(|| {
+                StoreError::Invalid(
+                    "provisionType X509_CERTIFICATE_CHAIN needs the CA certificate in PEM as provisionDeviceSecret".into(),
+                )
+            })?;
+            let ca = PemCertificate::parse("provisionDeviceSecret", "the CA's", pem)
+                .map_err(StoreError::Invalid)?;
+            key = Some(ca.fingerprint);
+            secret = Some(ca.pem);
+        }
+        (other, Some(_)) => {
+            return Err(StoreError::Invalid(format!(
+                "a certificateRegExPattern belongs to provisionType X509_CERTIFICATE_CHAIN, not {}",
+                other.as_str()
+            )));
+        }
+        (ProvisionType::Disabled, None) => {}
+        (other, None) => {
+            if key.is_none() || secret.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "provisionType {} needs a provisionDeviceKey and a provisionDeviceSecret",
+                    other.as_str()
+                )));
+            }
+        }
     }
+    let x509 = profile.x509;
     let id = DeviceProfileId::random();
     let row = id.to_string();
     let owner = Owner::Tenant(tenant);
     let name_index = store.profile_name_index(tenant, &profile.name);
     let name = store.seal(owner, "device_profile.name", &row, &profile.name)?;
-    let key_index = key.as_deref().map(|k| store.provision_key_index(k));
-    let secret_index = match (&key, &secret) {
-        (Some(k), Some(s)) => Some(store.provision_secret_index(k, s)),
+    let key_index = match (&x509, key.as_deref()) {
+        (Some(_), Some(fingerprint)) => Some(store.provisioning_ca_index(fingerprint)),
+        (None, Some(k)) => Some(store.provision_key_index(k)),
+        (_, None) => None,
+    };
+    // A CA profile has no secret to check: the key-and-secret request never matches it.
+    let secret_index = match (&x509, &key, &secret) {
+        (None, Some(k), Some(s)) => Some(store.provision_secret_index(k, s)),
         _ => None,
     };
+    let pattern = store.seal_opt(
+        owner,
+        "device_profile.x509_pattern",
+        &row,
+        x509.as_ref().map(|x| x.certificate_pattern.as_str()),
+    )?;
+    let allow_create = x509.as_ref().is_some_and(|x| x.allow_create);
     let sealed_key = store.seal_opt(owner, "device_profile.provision_key", &row, key.as_deref())?;
     let sealed_secret = store.seal_opt(
         owner,
@@ -159,13 +221,15 @@ pub(super) async fn create_profile(
     )?;
     let created = now_ms();
     let provision_type = profile.provision_type.as_str();
+    let is_ca_profile = x509.is_some();
     store
         .writer
         .write(move |c| {
             c.execute(
                 "INSERT INTO device_profile (id, tenant_id, name_index, name, provision_type,
-                     key_index, provision_key, secret_index, provision_secret, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     key_index, provision_key, secret_index, provision_secret, created_ms,
+                     x509_pattern, x509_allow_create)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     row,
                     tenant.to_string(),
@@ -176,14 +240,18 @@ pub(super) async fn create_profile(
                     sealed_key,
                     secret_index,
                     sealed_secret,
-                    created
+                    created,
+                    pattern,
+                    allow_create
                 ],
             )
             .map_err(|e| {
                 let on_key = e.to_string().contains("key_index");
                 rows::conflict(
                     e,
-                    if on_key {
+                    if on_key && is_ca_profile {
+                        "this CA certificate is already the provisioning CA of another device profile"
+                    } else if on_key {
                         "this provisionDeviceKey is already used by another device profile"
                     } else {
                         "a device profile with this name already exists"
@@ -200,6 +268,7 @@ pub(super) async fn create_profile(
         provision_type: profile.provision_type,
         provision_device_key: key,
         provision_device_secret: secret,
+        x509,
         created_ms: created,
     })
 }
@@ -329,7 +398,10 @@ pub(super) async fn provision(
             Ok(c.query_row(
                 &format!("SELECT {COLUMNS}, secret_index FROM device_profile WHERE key_index = ?1"),
                 [key_index],
-                |r| Ok((read(r)?, r.get::<_, Option<Vec<u8>>>(7)?)),
+                |r| {
+                    let after_columns = COLUMNS.split(',').count();
+                    Ok((read(r)?, r.get::<_, Option<Vec<u8>>>(after_columns)?))
+                },
             )
             .optional()?)
         })
@@ -345,7 +417,9 @@ pub(super) async fn provision(
         Some(p) => p?,
     };
     match profile.provision_type {
-        ProvisionType::Disabled => Ok(ProvisionOutcome::NotFound),
+        ProvisionType::Disabled | ProvisionType::X509CertificateChain => {
+            Ok(ProvisionOutcome::NotFound)
+        }
         ProvisionType::AllowCreateNewDevices => create_provisioned(store, &profile, request).await,
         ProvisionType::CheckPreProvisionedDevices => {
             pre_provisioned(store, &profile, request).await
@@ -447,6 +521,176 @@ async fn pre_provisioned(
     )?;
     tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "pre-provisioned device fetched its credentials");
     Ok(ProvisionOutcome::Success(token))
+}
+
+// --- X.509 provisioning ---
+
+pub(super) async fn certificate_chain_profile(
+    store: &SqliteStore,
+    fingerprints: &[String],
+) -> Result<Option<DeviceProfile>> {
+    let indexes: Vec<Vec<u8>> = fingerprints
+        .iter()
+        .map(|f| store.provisioning_ca_index(f))
+        .collect();
+    let found = store
+        .readers
+        .read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM device_profile
+                 WHERE key_index = ?1 AND provision_type = 'X509_CERTIFICATE_CHAIN'"
+            ))?;
+            for index in indexes {
+                if let Some(row) = stmt.query_row([index], read).optional()? {
+                    return Ok(Some(row));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+    match found {
+        None => Ok(None),
+        Some(row) => skip_shredded(row.open(store)).transpose(),
+    }
+}
+
+pub(super) async fn provision_by_certificate(
+    store: &SqliteStore,
+    profile: &DeviceProfile,
+    name: &str,
+    certificate: DeviceCredentials,
+) -> Result<CertificateProvisioning> {
+    let Some(x509) = &profile.x509 else {
+        return Ok(CertificateProvisioning::Refused(
+            "the profile does not provision by certificate",
+        ));
+    };
+    let tenant = profile.tenant_id;
+    if let Some(existing) = store.device_named(tenant, name).await? {
+        return bind_certificate(store, profile, existing, certificate).await;
+    }
+    if !x509.allow_create {
+        return Ok(CertificateProvisioning::Refused(
+            "no device of the profile has this name, and the profile does not create devices",
+        ));
+    }
+    let new = NewDevice {
+        name: name.to_string(),
+        device_type: profile.name.clone(),
+        label: None,
+        credentials: certificate.clone(),
+    };
+    let sealed = store.sealed_device(tenant, &new)?;
+    let (id, profile_id, created_ms) = (sealed.id, profile.id, sealed.created_ms);
+    let created = store
+        .writer
+        .write(move |c| {
+            match insert_device(c, &sealed, None, false, None) {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            c.execute(
+                "UPDATE device SET device_profile_id = ?2, provisioned = 1 WHERE id = ?1",
+                params![id.to_string(), profile_id.to_string()],
+            )?;
+            Ok(true)
+        })
+        .await?;
+    if created {
+        tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "device created by its certificate chain");
+        return Ok(CertificateProvisioning::Created(Device {
+            id,
+            tenant_id: tenant,
+            customer_id: None,
+            name: new.name,
+            device_type: new.device_type,
+            label: None,
+            created_ms,
+            gateway: false,
+            gateway_id: None,
+            device_profile_id: Some(profile.id),
+        }));
+    }
+    // The name was taken meanwhile (the same device connecting twice at once), or the
+    // certificate is another device's.
+    match store.device_named(tenant, name).await? {
+        Some(existing) => bind_certificate(store, profile, existing, certificate).await,
+        None => Ok(CertificateProvisioning::Refused(
+            "the certificate is the credentials of another device",
+        )),
+    }
+}
+
+/// The profile's device named by the certificate: it takes the certificate if it still
+/// has the access token it was created with and has not been provisioned; a device
+/// that holds this very certificate (a concurrent first connection) is simply found.
+async fn bind_certificate(
+    store: &SqliteStore,
+    profile: &DeviceProfile,
+    device: Device,
+    certificate: DeviceCredentials,
+) -> Result<CertificateProvisioning> {
+    if let DeviceCredentials::X509Certificate { fingerprint, .. } = &certificate
+        && let Some(holder) = crate::Store::device_by_certificate(store, fingerprint).await?
+        && holder.id == device.id
+    {
+        return Ok(CertificateProvisioning::Bound(holder));
+    }
+    if device.device_profile_id != Some(profile.id) {
+        return Ok(CertificateProvisioning::Refused(
+            "a device of this name exists outside the profile",
+        ));
+    }
+    let (kind, index, secret) = store.credentials_row(&certificate);
+    let sealed = store.seal(
+        Owner::Tenant(device.tenant_id),
+        "device.credentials",
+        &device.id.to_string(),
+        secret,
+    )?;
+    let (id, profile_id) = (device.id, profile.id);
+    let bound = store
+        .writer
+        .write(move |c| {
+            let waiting = c.execute(
+                "UPDATE device SET provisioned = 1
+                 WHERE id = ?1 AND device_profile_id = ?2 AND provisioned = 0
+                   AND EXISTS (SELECT 1 FROM device_credentials
+                               WHERE device_id = ?1 AND credentials_type = 'ACCESS_TOKEN')",
+                params![id.to_string(), profile_id.to_string()],
+            )?;
+            if waiting == 0 {
+                return Ok(false);
+            }
+            c.execute(
+                "UPDATE device_credentials
+                 SET credentials_type = ?2, token_index = ?3, credentials = ?4
+                 WHERE device_id = ?1",
+                params![id.to_string(), kind, index, sealed],
+            )
+            .map_err(|e| {
+                rows::conflict(
+                    e,
+                    "this certificate is already the credentials of another device",
+                )
+            })?;
+            Ok(true)
+        })
+        .await;
+    match bound {
+        Ok(true) => {
+            tracing::info!(device = %device.id, profile = %profile.id, "device created beforehand took its certificate");
+            Ok(CertificateProvisioning::Bound(device))
+        }
+        Ok(false) => Ok(CertificateProvisioning::Refused(
+            "the profile's device of this name has its credentials already",
+        )),
+        Err(StoreError::Conflict(_)) => Ok(CertificateProvisioning::Refused(
+            "the certificate is the credentials of another device",
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 // --- claiming ---

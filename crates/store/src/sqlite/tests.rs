@@ -1149,3 +1149,58 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap()
 }
+
+/// Migration 16 makes `device_profile` anew (a CHECK constraint changed): the devices in
+/// a profile must stay in it, which they would not if the old table's rows were deleted
+/// with foreign keys on (`ON DELETE SET NULL`).
+#[tokio::test]
+async fn remaking_the_profile_table_keeps_the_devices_in_their_profiles() {
+    let f = fixture();
+    let (tenant, _) = f.store.sign_up("Acme", admin("m@acme.test")).await.unwrap();
+    let scope = Scope::Tenant(tenant.id);
+    let profile = f
+        .store
+        .create_device_profile(
+            &scope,
+            crate::NewDeviceProfile {
+                name: "Meters".into(),
+                provision_type: thingsafe_core::model::ProvisionType::AllowCreateNewDevices,
+                provision_device_key: Some("key-1".into()),
+                provision_device_secret: Some("secret-1".into()),
+                x509: None,
+            },
+        )
+        .await
+        .unwrap();
+    let meter = f
+        .store
+        .create_device(&scope, device("Meter", "tokMeter"))
+        .await
+        .unwrap();
+    f.store
+        .set_device_profile(&scope, meter.id, Some(profile.id))
+        .await
+        .unwrap();
+    let dir = f.dir.clone();
+    drop(f.store);
+
+    let mut conn = Connection::open(dir.join(DATA_FILE)).unwrap();
+    pool::configure(&conn).unwrap();
+    conn.pragma_update(None, "user_version", 15).unwrap();
+    migrate(&mut conn).unwrap();
+    let foreign_keys: bool = conn
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert!(foreign_keys, "foreign keys are on again after migrating");
+    drop(conn);
+
+    let (master, _) = MasterKey::load_or_create(&dir, None).unwrap();
+    let vault = Arc::new(Vault::open(&dir, master).unwrap());
+    let store = SqliteStore::open(&dir, vault).unwrap();
+    assert_eq!(
+        store.device_profile_of(&scope, meter.id).await.unwrap(),
+        Some(profile.id)
+    );
+    let again = store.device_profile(&scope, profile.id).await.unwrap();
+    assert_eq!(again, profile);
+}

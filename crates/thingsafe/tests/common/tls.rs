@@ -120,3 +120,80 @@ pub fn local_pair() -> (String, String) {
         now + time::Duration::days(30),
     )
 }
+
+/// A certificate authority for device certificate chains (X.509 provisioning).
+pub struct Authority {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    /// Its certificate, PEM.
+    pub pem: String,
+}
+
+/// What a certificate made by [`Authority::issue`] is for.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Role {
+    /// A device's certificate.
+    Device,
+    /// A device's certificate for servers only (extended key usage serverAuth).
+    ServerOnly,
+    /// An intermediate CA.
+    Intermediate,
+}
+
+fn params_for(cn: &str, role: Role) -> rcgen::CertificateParams {
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30);
+    match role {
+        Role::Device => {}
+        Role::ServerOnly => {
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]
+        }
+        Role::Intermediate => {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)
+        }
+    }
+    params
+}
+
+impl Authority {
+    /// A self-signed root CA named `cn`.
+    pub fn root(cn: &str) -> Authority {
+        let params = params_for(cn, Role::Intermediate);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Authority { params, key, pem }
+    }
+
+    /// A certificate named `cn` signed by this CA: (certificate PEM, key PEM).
+    pub fn issue(&self, cn: &str, role: Role) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params_for(cn, role).signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// An intermediate CA signed by this one.
+    pub fn intermediate(&self, cn: &str) -> Authority {
+        let params = params_for(cn, Role::Intermediate);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let pem = params.signed_by(&key, &issuer).unwrap().pem();
+        Authority { params, key, pem }
+    }
+
+    /// A CA that uses a device's certificate and key as if they were a CA's (what a device
+    /// owner could try with the certificate it was given).
+    pub fn from_device(cn: &str, key_pem: &str, pem: &str) -> Authority {
+        Authority {
+            params: params_for(cn, Role::Device),
+            key: rcgen::KeyPair::from_pem(key_pem).unwrap(),
+            pem: pem.to_string(),
+        }
+    }
+}
