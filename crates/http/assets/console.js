@@ -95,7 +95,7 @@ function localTime(ms) { return dateTimeFormat.format(new Date(Number(ms))); }
 function showLocalTimes(root) {
   root.querySelectorAll("time[data-ts]").forEach((t) => {
     const ms = Number(t.dataset.ts);
-    t.dateTime = new Date(ms).toISOString();
+    if (!t.dateTime) t.dateTime = new Date(ms).toISOString();
     t.textContent = localTime(ms);
     t.title = `${new Date(ms).toISOString()} (UTC)`;
   });
@@ -106,6 +106,8 @@ function showLocalTimes(root) {
 function setUp() {
   showLocalTimes(document);
   document.querySelectorAll("#tz-note").forEach((n) => { n.textContent = `Times are shown in your time zone, ${timeZone}.`; });
+  // Pages whose times the server wrote in UTC say so; with the times rewritten, say where.
+  document.querySelectorAll("[data-tz-note]").forEach((n) => { n.textContent = `Times in your time zone (${timeZone}).`; });
 
   document.querySelectorAll("[data-open]").forEach((b) => b.addEventListener("click", () => {
     const target = document.getElementById(b.dataset.open);
@@ -599,8 +601,7 @@ function setUpPrivacyAdmin() {
     }
     location.reload();
   }));
-  document.querySelectorAll("details.affected").forEach((box) => box.addEventListener("toggle", async () => {
-    if (!box.open || box.dataset.loaded) return;
+  const showAffected = async (box) => {
     box.dataset.loaded = "1";
     const status = box.querySelector("[data-affected-status]");
     try {
@@ -618,7 +619,41 @@ function setUpPrivacyAdmin() {
       status.textContent = capitalised(problem.message);
       status.className = "error";
     }
+  };
+  document.querySelectorAll("details.affected").forEach((box) => box.addEventListener("toggle", () => {
+    if (box.open && !box.dataset.loaded) showAffected(box);
   }));
+  document.querySelectorAll(".notify-people").forEach(setUpBreachNotices(showAffected));
+
+  onSubmit(document.getElementById("suspend-type-form"), async (data) => {
+    const type = data.get("type");
+    if (!type) throw new ApiProblem(400, "type: choose the device type to suspend");
+    const reason = data.get("reason").trim();
+    if (!reason) throw new ApiProblem(400, "reason: say why the devices are suspended");
+    const option = document.querySelector(`#suspend-type option[value="${CSS.escape(type)}"]`);
+    const n = Number(option?.dataset.devices || 0);
+    if (!confirm(`Suspend every device of type “${type}” (${n} now)? They are refused and disconnected until you lift it.`)) return;
+    try {
+      await api("POST", `/api/deviceType/${encodeURIComponent(type)}/suspension`, { reason });
+    } catch (problem) {
+      throw aboutField(problem, ["reason"]);
+    }
+    location.reload();
+  });
+  onSubmit(document.getElementById("suspend-tenant-form"), async (data) => {
+    const tenant = data.get("tenant");
+    if (!tenant) throw new ApiProblem(400, "tenant: choose the tenant to suspend");
+    const reason = data.get("reason").trim();
+    if (!reason) throw new ApiProblem(400, "reason: say why the tenant is suspended");
+    const name = document.querySelector(`#suspend-tenant option[value="${CSS.escape(tenant)}"]`)?.textContent || tenant;
+    if (!confirm(`Suspend the whole tenant “${name}”? All of its devices are refused and disconnected until you lift it.`)) return;
+    try {
+      await api("POST", `/api/tenant/${encodeURIComponent(tenant)}/suspension`, { reason });
+    } catch (problem) {
+      throw aboutField(problem, ["reason", "tenant"]);
+    }
+    location.reload();
+  });
 
   document.querySelectorAll("[data-lift]").forEach((b) => b.addEventListener("click", async () => {
     if (!confirm(b.dataset.confirm)) return;
@@ -688,6 +723,87 @@ function setUpPrivacyAdmin() {
       error.hidden = false;
     }
   });
+}
+
+/**
+ * A breach's "Send notices to affected people": a confirmation step that says how many
+ * people will be told (those affected and not told yet), then the API mails each one
+ * once and the page says how many were sent. `showAffected` refreshes the list of people.
+ */
+function setUpBreachNotices(showAffected) {
+  return (box) => {
+    const id = box.dataset.breachId;
+    const start = box.querySelector("[data-notify-start]");
+    const step = box.querySelector("[data-notify-confirm]");
+    const count = box.querySelector("[data-notify-count]");
+    const send = box.querySelector("[data-notify-send]");
+    const result = box.querySelector("[data-notify-result]");
+    const error = box.querySelector("[data-notify-error]");
+    const fail = (problem) => {
+      error.textContent = capitalised(problem.message);
+      error.hidden = false;
+    };
+    const people = (n) => `${n} ${n === 1 ? "person" : "people"}`;
+    start.addEventListener("click", async () => {
+      error.hidden = true;
+      result.hidden = true;
+      start.disabled = true;
+      try {
+        const answer = await api("GET", `/api/privacy/breaches/${id}/subjects`);
+        const told = new Set(answer.notified.map((n) => n.userId));
+        const toTell = answer.subjects.filter((p) => !told.has(p.userId)).length;
+        const already = answer.subjects.length - toTell;
+        box.dataset.toTell = String(toTell);
+        if (toTell === 0) {
+          count.textContent = answer.subjects.length
+            ? `All ${people(answer.subjects.length)} affected were told already: no notice will be sent again.`
+            : "Nobody on this server has data of these kinds: there is no one to tell.";
+          send.hidden = true;
+        } else {
+          count.textContent = `${capitalised(people(toTell))} will be told by email what happened, what data it reached, its likely consequences and what you did about it.`
+            + (already ? ` ${capitalised(people(already))} told before will not be mailed again.` : "")
+            + " Send the notices?";
+          send.hidden = false;
+        }
+        step.hidden = false;
+        (send.hidden ? box.querySelector("[data-notify-cancel]") : send).focus();
+      } catch (problem) {
+        fail(problem);
+      } finally {
+        start.disabled = false;
+      }
+    });
+    box.querySelector("[data-notify-cancel]").addEventListener("click", () => {
+      step.hidden = true;
+      start.focus();
+    });
+    send.addEventListener("click", async () => {
+      send.disabled = true;
+      error.hidden = true;
+      try {
+        const answer = await api("POST", `/api/privacy/breaches/${id}/subjects/notify`);
+        const sent = answer.notices.filter((n) => n.mailed).length;
+        const failed = answer.notices.filter((n) => !n.mailed);
+        step.hidden = true;
+        result.textContent = sent
+          ? `Sent ${sent} ${sent === 1 ? "notice" : "notices"}: ${people(sent)} told. Pressing again sends none to them again.`
+          : "No notice sent: everyone affected was told already.";
+        result.hidden = false;
+        if (failed.length) {
+          fail(new ApiProblem(0, `${failed.length} could not be sent (${failed[0].error}); they are not recorded as told, so pressing again retries them.`));
+        }
+        const affected = document.querySelector(`details.affected[data-breach-id="${CSS.escape(id)}"]`);
+        if (affected) {
+          delete affected.dataset.loaded;
+          if (affected.open) showAffected(affected);
+        }
+      } catch (problem) {
+        fail(problem);
+      } finally {
+        send.disabled = false;
+      }
+    });
+  };
 }
 
 // --- devices ----------------------------------------------------------------------------

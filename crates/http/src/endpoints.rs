@@ -226,6 +226,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("GET", "/customers/{id}", None),
     e("GET", "/users", None),
     e("GET", "/profile", None),
+    e("GET", "/tenants", None),
     e("GET", "/privacy/request", None),
     e("GET", "/admin", None),
     e("GET", "/admin/requests", None),

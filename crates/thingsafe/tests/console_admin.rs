@@ -594,3 +594,367 @@ async fn two_step_sign_in_is_turned_on_from_the_profile_and_asked_for_at_sign_in
         })
         .await;
 }
+
+/// Signs in from the sign-in page itself (no `next`): where the role lands.
+async fn sign_in_plain(c: &Client, s: &Server, email: &str) {
+    c.goto(&s.url("/signin")).await.unwrap();
+    if let Ok(reject) = c
+        .find(Locator::Css("#cookie-banner:not([hidden]) #cookie-reject"))
+        .await
+    {
+        reject.click().await.unwrap();
+    }
+    fill(c, "#email", email).await;
+    fill(c, "#password", PASSWORD).await;
+    click(c, "main button[type=submit]").await;
+}
+
+/// The texts of the main navigation's links.
+async fn main_nav(c: &Client) -> Vec<String> {
+    let mut names = Vec::new();
+    for link in c
+        .find_all(Locator::Css("header.top nav[aria-label=Main] a"))
+        .await
+        .unwrap()
+    {
+        names.push(link.text().await.unwrap());
+    }
+    names
+}
+
+/// The page at `path` as a browser without scripts gets it, with `token`'s session
+/// cookie: its status and HTML.
+async fn page_without_scripts(s: &Server, token: &str, path: &str) -> (u16, String) {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(s.url(path))
+        .header("Cookie", format!("ts_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Creates a device of `device_type` with the access token `token`.
+async fn device_of_type(s: &Server, admin: &str, name: &str, device_type: &str, token: &str) {
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/device?accessToken={token}"),
+            Some(admin),
+            Some(json!({"name": name, "type": device_type})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_suspend_a_device_type_and_a_tenant_and_the_system_administrator_sees_tenants()
+ {
+    use common::mqtt::v3;
+    let Some(browser) = Browser::start("console-suspend-types-tenants").await else {
+        return;
+    };
+    let server = Server::start_with(&[
+        ("THINGSAFE_ADMIN_EMAIL", ROOT),
+        ("THINGSAFE_ADMIN_PASSWORD", PASSWORD),
+    ]);
+    let s = &server;
+    let grace = s.sign_up("grace@example.com").await;
+    device_of_type(s, &grace, "Hall thermostat", "thermostat", "THERMO1").await;
+    device_of_type(s, &grace, "Door camera", "camera", "CAMERA1").await;
+    let ada = s.sign_up("ada@example.org").await;
+    device_of_type(s, &ada, "Ada's meter", "meter", "ADAMETER1").await;
+    let ada_tenant = s.get("/api/auth/user", &ada).await.1["tenantId"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, pair) = s.login(ROOT, PASSWORD).await;
+    let root = pair["token"].as_str().unwrap().to_string();
+    let tenants = s.get("/api/tenants?pageSize=10&page=0", &root).await.1;
+    let ada_title = tenants["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"]["id"] == ada_tenant.as_str())
+        .map(|t| t["title"].as_str().unwrap().to_string())
+        .expect("Ada's tenant listed");
+    // All three connect before anything is suspended.
+    for token in ["THERMO1", "CAMERA1", "ADAMETER1"] {
+        v3::connected(s, token, token).await;
+    }
+    let grace_token = grace.clone();
+    let root_token = root.clone();
+    let ada_tenant = &ada_tenant;
+    browser
+        .run(|c| async move {
+            let c = &c;
+            // A tenant administrator suspends the type "thermostat": the type and a reason
+            // are asked for next to their fields.
+            sign_in(c, s, "grace@example.com", "/admin/suspensions").await;
+            element(c, "#no-suspensions").await;
+            assert!(
+                c.find(Locator::Css("#suspend-tenant-form")).await.is_err(),
+                "a tenant administrator cannot suspend tenants"
+            );
+            click(c, "#suspend-type-form button[type=submit]").await;
+            let error = error_next_to(c, "#suspend-type-error").await;
+            assert!(error.contains("Choose the device type"), "{error}");
+            let types = element(c, "#suspend-type").await.text().await.unwrap();
+            assert!(
+                types.contains("thermostat (1 device)") && types.contains("camera (1 device)"),
+                "{types}"
+            );
+            element(c, "#suspend-type")
+                .await
+                .select_by_value("thermostat")
+                .await
+                .unwrap();
+            click(c, "#suspend-type-form button[type=submit]").await;
+            let error = error_next_to(c, "#suspend-type-reason-error").await;
+            assert!(error.contains("why"), "{error}");
+            fill(
+                c,
+                "#suspend-type-reason",
+                "Firmware 2.1 leaks the Wi-Fi password",
+            )
+            .await;
+            click_and_confirm(c, "#suspend-type-form button[type=submit]").await;
+            text_until(c, "#suspension-list", |t| {
+                t.contains("Every device of type “thermostat”") && t.contains("leaks the Wi-Fi")
+            })
+            .await;
+            // Times in the viewer's zone, the UTC one kept in the markup.
+            let since = element(c, "#suspension-list time").await;
+            let datetime = since.attr("datetime").await.unwrap().unwrap();
+            assert!(
+                datetime.ends_with('Z') && datetime.len() == 20,
+                "{datetime}"
+            );
+            let shown = since.text().await.unwrap();
+            assert!(!shown.contains("UTC") && !shown.is_empty(), "{shown}");
+            text_until(c, "#suspension-list [data-tz-note]", |t| {
+                t.contains("your time zone")
+            })
+            .await;
+            document(c, "admin-suspend-type", DESKTOP).await;
+            click(c, "form.signout button").await;
+            path_until(c, "/signin").await;
+
+            // The system administrator lands on the tenants, with a navigation of their own.
+            sign_in_plain(c, s, ROOT).await;
+            path_until(c, "/tenants").await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if let Ok(accept) = c
+                .find(Locator::Css("#policy-review:not([hidden]) #policy-accept"))
+                .await
+            {
+                accept.click().await.unwrap();
+            }
+            assert_eq!(
+                main_nav(c).await,
+                [
+                    "Tenants",
+                    "Privacy & security",
+                    "Backups",
+                    "Profile & privacy"
+                ]
+            );
+            let row = format!("#tenant-list tr[data-tenant='{ada_tenant}']");
+            text_until(c, &row, |t| t.contains(&ada_title) && t.contains("Active")).await;
+            document(c, "tenants", DESKTOP).await;
+            // Suspending Ada's tenant: the page opens with it chosen; the API's refusal of a
+            // too long reason is shown next to the field.
+            click(c, &format!("{row} a")).await;
+            path_until(c, "/admin/suspensions?tenant=").await;
+            let chosen = element(c, "#suspend-tenant")
+                .await
+                .prop("value")
+                .await
+                .unwrap();
+            assert_eq!(chosen.as_deref(), Some(ada_tenant.as_str()));
+            fill(c, "#suspend-tenant-reason", &"x".repeat(501)).await;
+            click_and_confirm(c, "#suspend-tenant-form button[type=submit]").await;
+            let error = error_next_to(c, "#suspend-tenant-reason-error").await;
+            assert!(error.contains("1 to 500 characters"), "{error}");
+            fill(c, "#suspend-tenant-reason", "Unpaid for three months").await;
+            click_and_confirm(c, "#suspend-tenant-form button[type=submit]").await;
+            text_until(c, "#suspension-list", |t| {
+                t.contains(&format!(
+                    "The whole tenant “{ada_title}” ({})",
+                    &ada_tenant[..8]
+                )) && t.contains("Unpaid for three months")
+                    && t.contains("Every device of type “thermostat” of the tenant")
+            })
+            .await;
+            document(c, "admin-suspend-tenant", DESKTOP).await;
+            click(c, "header.top nav a[href='/tenants']").await;
+            text_until(c, &row, |t| t.contains("Suspended since")).await;
+
+            // Pages for other roles answer with a page saying so, and the way back.
+            for path in ["/devices", "/dashboard", "/customers", "/admin/exports"] {
+                c.goto(&s.url(path)).await.unwrap();
+                text_until(c, "#problem-title", |t| {
+                    t == "This page is not for your role"
+                })
+                .await;
+                element(c, "#problem a[href='/tenants']").await;
+            }
+            c.goto(&s.url("/devices")).await.unwrap();
+            text_until(c, "#problem-message", |t| t.contains("manages tenants")).await;
+            document(c, "not-for-role", DESKTOP).await;
+        })
+        .await;
+    // What the console did, as the API and the devices see it.
+    let list = s.get("/api/suspensions", &root_token).await.1;
+    let kinds: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["kind"].as_str().unwrap().to_string(),
+                x["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("DEVICE_TYPE".into(), "thermostat".into())),
+        "{list}"
+    );
+    assert!(
+        kinds.contains(&("TENANT".into(), ada_tenant.clone())),
+        "{list}"
+    );
+    for token in ["THERMO1", "ADAMETER1"] {
+        assert!(
+            matches!(
+                v3::connect(s, token, Some(token)).await.err(),
+                Some(v3::ConnectReturnCode::NotAuthorized)
+            ),
+            "{token} is refused at connect"
+        );
+    }
+    v3::connected(s, "CAMERA1", "CAMERA1").await;
+    // Without scripts: the UTC time in a <time> element; a page not for the role is a
+    // 403 page, not an error body.
+    let (status, html) = page_without_scripts(s, &grace_token, "/admin/suspensions").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(" UTC</time>") && html.contains("<time datetime=\""),
+        "{html}"
+    );
+    let (status, html) = page_without_scripts(s, &root_token, "/devices").await;
+    assert_eq!(status, 403);
+    assert!(html.contains("This page is not for your role"), "{html}");
+    let (status, html) = page_without_scripts(s, &grace_token, "/tenants").await;
+    assert_eq!(status, 403);
+    assert!(html.contains("href=\"/devices\""), "{html}");
+    // A wrong address is a page too, with the API's words.
+    let (status, html) = page_without_scripts(s, &grace_token, "/devices/not-an-id").await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("id=\"problem-title\"") && html.contains("not-an-id"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breach_notices_are_sent_once_to_each_affected_person_after_a_confirmation() {
+    let Some(browser) = Browser::start("console-breach-notices").await else {
+        return;
+    };
+    let server = Server::start();
+    let s = &server;
+    let grace = s.sign_up("grace@example.com").await;
+    s.customer_user(&grace, "carol@example.net").await;
+    let detected = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 3_600_000)
+        .to_string();
+    let (status, breach) = s
+        .post(
+            "/api/privacy/breaches",
+            &grace,
+            json!({"nature": "The mailing list was sent in the open", "categories": ["user.contact.email"],
+                   "approxSubjects": 2, "consequences": "Spam and phishing",
+                   "measures": "Apologised; the list is now sent with BCC", "detectedAt": detected}),
+        )
+        .await;
+    assert_eq!(status, 200, "{breach}");
+    let id = breach["id"].as_str().unwrap().to_string();
+    let id = &id;
+    let notice = "Subject: A personal data breach concerning you";
+    let notices = |to: &str| s.mails_to(to).iter().filter(|m| m.contains(notice)).count();
+    browser
+        .run(|c| async move {
+            let c = &c;
+            sign_in(c, s, "grace@example.com", "/admin/breaches").await;
+            let card = format!("#breach-list li[data-breach='{id}']");
+            // Asking first: how many will be told. Cancelling sends nothing.
+            click(c, &format!("{card} [data-notify-start]")).await;
+            let count =
+                text_until(c, &format!("{card} [data-notify-count]"), |t| !t.is_empty()).await;
+            assert!(count.starts_with("2 people will be told"), "{count}");
+            click(c, &format!("{card} [data-notify-cancel]")).await;
+            assert_eq!(
+                notices("grace@example.com") + notices("carol@example.net"),
+                0
+            );
+            click(c, &format!("{card} [data-notify-start]")).await;
+            text_until(c, &format!("{card} [data-notify-count]"), |t| {
+                t.starts_with("2 people")
+            })
+            .await;
+            document(c, "admin-breach-notices-confirm", DESKTOP).await;
+            click(c, &format!("{card} [data-notify-send]")).await;
+            let result = text_until(c, &format!("{card} [data-notify-result]"), |t| {
+                !t.is_empty()
+            })
+            .await;
+            assert!(result.starts_with("Sent 2 notices"), "{result}");
+            assert_eq!(notices("grace@example.com"), 1);
+            assert_eq!(notices("carol@example.net"), 1);
+            click(c, &format!("{card} details.affected summary")).await;
+            text_until(c, &format!("{card} [data-affected-list]"), |t| {
+                t.matches("(told)").count() == 2
+            })
+            .await;
+            document(c, "admin-breach-notices", DESKTOP).await;
+            // A second press tells nobody again.
+            click(c, &format!("{card} [data-notify-start]")).await;
+            let count = text_until(c, &format!("{card} [data-notify-count]"), |t| {
+                t.contains("told already")
+            })
+            .await;
+            assert!(count.starts_with("All 2 people affected"), "{count}");
+            assert!(
+                !element(c, &format!("{card} [data-notify-send]"))
+                    .await
+                    .is_displayed()
+                    .await
+                    .unwrap()
+            );
+            // The register's times are in the viewer's zone.
+            let noticed = element(c, &format!("{card} dl.facts time")).await;
+            assert!(!noticed.text().await.unwrap().contains("UTC"));
+        })
+        .await;
+    assert_eq!(notices("grace@example.com"), 1);
+    assert_eq!(notices("carol@example.net"), 1);
+    // And the API, pressed again, sends none.
+    let (status, again) = s
+        .post(
+            &format!("/api/privacy/breaches/{id}/subjects/notify"),
+            &grace,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["notices"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["notified"].as_array().unwrap().len(), 2, "{again}");
+}

@@ -5,14 +5,12 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use thingsafe_core::{Authority, CustomerId, PageRequest, User};
 
 use super::privacy_center::PrivacyCenter;
-use super::{Layout, Viewer, display_name, render, utc_time};
+use super::{Layout, Viewer, display_name, error_page, not_for_role, render, utc_time};
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::parse_id;
 
 /// A page as large as the store gives: the console's lists show everything in scope.
@@ -24,16 +22,11 @@ pub(super) fn everything() -> PageRequest {
     }
 }
 
-pub(super) fn error_page(e: impl Into<ApiError>) -> Response {
-    e.into().into_response()
-}
-
-fn admins_only() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "Only a tenant administrator can manage customers and users.",
+fn admins_only(viewer: &Viewer) -> Response {
+    not_for_role(
+        viewer,
+        "Only a tenant administrator manages customers and users.",
     )
-        .into_response()
 }
 
 pub(super) struct CustomerRow {
@@ -52,7 +45,7 @@ struct CustomersPage {
 
 pub(super) async fn customers(State(state): State<AppState>, viewer: Viewer) -> Response {
     if !viewer.is_tenant_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let scope = viewer.principal.scope();
     let all = everything();
@@ -62,7 +55,7 @@ pub(super) async fn customers(State(state): State<AppState>, viewer: Viewer) -> 
         state.store.users(&scope, None, &all),
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let mut device_count: HashMap<CustomerId, usize> = HashMap::new();
     for c in devices.data.iter().filter_map(|d| d.customer_id) {
@@ -137,11 +130,11 @@ pub(super) async fn customer(
     Path(id): Path<String>,
 ) -> Response {
     if !viewer.is_tenant_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let id: CustomerId = match parse_id("customer", &id) {
         Ok(id) => id,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let scope = viewer.principal.scope();
     let all = everything();
@@ -151,7 +144,7 @@ pub(super) async fn customer(
         state.store.devices(&scope, None, &all),
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let option = |d: &thingsafe_core::Device| DeviceOption {
         id: d.id.to_string(),
@@ -190,12 +183,12 @@ struct UsersPage {
 
 pub(super) async fn users(State(state): State<AppState>, viewer: Viewer) -> Response {
     if !viewer.is_tenant_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let scope = viewer.principal.scope();
     let users = match state.store.users(&scope, None, &everything()).await {
         Ok(u) => u,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     render(&UsersPage {
         layout: Layout::signed_in("Users", "users", &viewer),
@@ -237,7 +230,7 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
     let me = &viewer.principal.user;
     let accepted_policy = match state.store.accepted_policy_version(me.id).await {
         Ok(v) => v,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let applications = match crate::oauth2::grants_of(&state, me.id).await {
         Ok(grants) => grants
@@ -249,15 +242,15 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
                 since: utc_time(g.since_ms),
             })
             .collect(),
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let center = match PrivacyCenter::of(&state, me).await {
         Ok(c) => c,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let two_factor = match state.store.totp(me.id).await {
         Ok(t) => t.is_some_and(|t| t.enabled),
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     render(&ProfilePage {
         two_factor,
@@ -271,5 +264,57 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
         accepted_policy,
         current_policy: state.policy.version.version,
         policy_outdated: accepted_policy.is_some_and(|v| v != state.policy.version.version),
+    })
+}
+
+pub(super) struct TenantRow {
+    pub id: String,
+    pub title: String,
+    pub since: super::Time,
+    /// Why the tenant is suspended, and since when, if it is.
+    pub suspended: Option<(String, super::Time)>,
+}
+
+#[derive(Template)]
+#[template(path = "console/tenants.html")]
+struct TenantsPage {
+    layout: Layout,
+    rows: Vec<TenantRow>,
+}
+
+/// The system administrator's first page: the installation's tenants, whether each is
+/// suspended, and the way to suspend or lift it.
+pub(super) async fn tenants(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if !viewer.is_system_admin() {
+        return not_for_role(
+            &viewer,
+            "Only the system administrator manages the installation's tenants.",
+        );
+    }
+    let scope = viewer.principal.scope();
+    let all = everything();
+    let (tenants, suspensions) = match tokio::try_join!(
+        state.store.tenants(&scope, &all),
+        state.store.suspensions(&scope),
+    ) {
+        Ok(x) => x,
+        Err(e) => return error_page(&viewer, e),
+    };
+    let rows = tenants
+        .data
+        .into_iter()
+        .map(|t| TenantRow {
+            id: t.id.to_string(),
+            suspended: suspensions
+                .iter()
+                .find(|s| s.target == thingsafe_store::SuspensionTarget::Tenant(t.id))
+                .map(|s| (s.reason.clone(), super::Time(s.since_ms))),
+            title: t.title,
+            since: super::Time(t.created_ms),
+        })
+        .collect();
+    render(&TenantsPage {
+        layout: Layout::signed_in("Tenants", "tenants", &viewer),
+        rows,
     })
 }

@@ -6,16 +6,15 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::HOST;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use thingsafe_core::payload::{Point, Value};
 use thingsafe_core::{
     Attribute, AttributeScope, Device, DeviceId, PageRequest, TimestampMs, now_ms,
 };
 
-use super::{Layout, Viewer, render, url_encode, utc_time};
+use super::{Layout, Viewer, error_page, render, url_encode, utc_time};
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::parse_id;
 
 /// A device that sent telemetry this recently is shown as online (ThingsBoard's default
@@ -45,8 +44,14 @@ impl Activity {
     }
 }
 
-fn error_page(e: impl Into<ApiError>) -> Response {
-    e.into().into_response()
+/// Devices belong to tenants: the system administrator manages tenants instead.
+fn not_for_system_admin(viewer: &Viewer) -> Option<Response> {
+    viewer.is_system_admin().then(|| {
+        super::not_for_role(
+            viewer,
+            "Devices belong to tenants and their customers; the system administrator manages tenants, and suspends a tenant or a device from Privacy & security.",
+        )
+    })
 }
 
 pub(super) struct DeviceRow {
@@ -97,6 +102,9 @@ pub(super) async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
+    if let Some(refused) = not_for_system_admin(&viewer) {
+        return refused;
+    }
     let scope = viewer.principal.scope();
     let q = query.q.unwrap_or_default().trim().to_string();
     let page_no = query.page.unwrap_or(1).max(1);
@@ -107,11 +115,11 @@ pub(super) async fn list(
     };
     let page = match state.store.devices(&scope, None, &request).await {
         Ok(p) => p,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let activity = match state.store.devices_last_activity(&scope).await {
         Ok(a) => a,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let rows = page
         .data
@@ -214,7 +222,7 @@ pub(super) struct SuspensionNote {
     /// "This device", "Every device of type x", "The whole tenant".
     what: &'static str,
     reason: String,
-    since: String,
+    since: super::Time,
     /// Only a device's own suspension is lifted from its page.
     own: bool,
 }
@@ -228,18 +236,21 @@ pub(super) async fn page(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Response {
+    if let Some(refused) = not_for_system_admin(&viewer) {
+        return refused;
+    }
     let id: DeviceId = match parse_id("device", &id) {
         Ok(id) => id,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let scope = viewer.principal.scope();
     let device = match state.store.device(&scope, id).await {
         Ok(d) => d,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let mut latest = match state.store.device_latest(&device, None).await {
         Ok(l) => l,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     latest.sort_by(|a, b| a.key.cmp(&b.key));
     let mut attributes = HashMap::new();
@@ -249,7 +260,7 @@ pub(super) async fn page(
                 list.sort_by(|a, b| a.key.cmp(&b.key));
                 attributes.insert(s, list.iter().map(ValueRow::of_attribute).collect());
             }
-            Err(e) => return error_page(e),
+            Err(e) => return error_page(&viewer, e),
         }
     }
     let can_edit = viewer.is_tenant_admin();
@@ -269,7 +280,7 @@ pub(super) async fn page(
                     title: c.title,
                 })
                 .collect(),
-            Err(e) => return error_page(e),
+            Err(e) => return error_page(&viewer, e),
         }
     } else {
         vec![]
@@ -292,7 +303,7 @@ pub(super) async fn page(
         SuspensionNote {
             what,
             reason: s.reason,
-            since: super::utc_time(s.since_ms),
+            since: super::Time(s.since_ms),
             own,
         }
     });
@@ -359,6 +370,9 @@ struct DashboardPage {
 }
 
 pub(super) async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Response {
+    if let Some(refused) = not_for_system_admin(&viewer) {
+        return refused;
+    }
     let scope = viewer.principal.scope();
     let request = PageRequest {
         page_size: DASHBOARD_DEVICES,
@@ -367,17 +381,17 @@ pub(super) async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> 
     };
     let page = match state.store.devices(&scope, None, &request).await {
         Ok(p) => p,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let activity = match state.store.devices_last_activity(&scope).await {
         Ok(a) => a,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let mut cards = Vec::new();
     for device in &page.data {
         let mut latest = match state.store.device_latest(device, None).await {
             Ok(l) => l,
-            Err(e) => return error_page(e),
+            Err(e) => return error_page(&viewer, e),
         };
         latest.retain(|p| is_number(&p.value));
         latest.sort_by(|a, b| a.key.cmp(&b.key));

@@ -17,6 +17,7 @@ mod session;
 
 use std::sync::LazyLock;
 
+use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -56,6 +57,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/customers/{id}", get(admin::customer))
         .route("/users", get(admin::users))
         .route("/profile", get(admin::profile))
+        .route("/tenants", get(admin::tenants))
         .route("/admin", get(privacy_admin::home))
         .route("/admin/requests", get(privacy_admin::requests))
         .route("/admin/breaches", get(privacy_admin::breaches))
@@ -157,6 +159,8 @@ pub(crate) struct Layout {
     /// The signed-in person's name, or None on public pages.
     pub user: Option<String>,
     pub tenant_admin: bool,
+    /// The system administrator: sees tenants, not devices.
+    pub system_admin: bool,
     /// A tenant or system administrator: sees the "Privacy & security" area.
     pub privacy_admin: bool,
     pub asset_version: &'static str,
@@ -170,6 +174,7 @@ impl Layout {
             csrf: String::new(),
             user: None,
             tenant_admin: false,
+            system_admin: false,
             privacy_admin: false,
             asset_version: ASSET_VERSION.as_str(),
         }
@@ -182,6 +187,7 @@ impl Layout {
             csrf: viewer.csrf.clone(),
             user: Some(display_name(&viewer.principal.user)),
             tenant_admin: viewer.is_tenant_admin(),
+            system_admin: viewer.is_system_admin(),
             privacy_admin: viewer.is_admin(),
             asset_version: ASSET_VERSION.as_str(),
         }
@@ -244,6 +250,98 @@ pub(crate) fn utc_time(ms: TimestampMs) -> String {
         .unwrap_or_default()
 }
 
+/// A moment on a page: `<time datetime="2026-05-01T14:03:00Z" data-ts="…">2026-05-01 14:03
+/// UTC</time>`. Without scripts the UTC text stays; console.js rewrites it in the viewer's
+/// time zone (and keeps the UTC one in its tooltip). Templates write `{{ t }}`: the markup
+/// holds only digits and fixed characters, so it needs no escaping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Time(pub TimestampMs);
+
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+        else {
+            return Ok(());
+        };
+        write!(
+            f,
+            "<time datetime=\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z\" data-ts=\"{}\">{}</time>",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            self.0,
+            utc_time(self.0)
+        )
+    }
+}
+
+impl askama::filters::HtmlSafe for Time {}
+
+#[derive(Template)]
+#[template(path = "console/problem.html")]
+struct ProblemPage {
+    layout: Layout,
+    heading: String,
+    message: String,
+    /// Where the viewer's own pages start, and its name.
+    home: &'static str,
+    home_name: &'static str,
+}
+
+/// Where a signed-in person's pages start: tenants for the system administrator,
+/// devices for everyone else.
+pub(crate) fn home_of(viewer: &Viewer) -> (&'static str, &'static str) {
+    if viewer.is_system_admin() {
+        ("/tenants", "Tenants")
+    } else {
+        ("/devices", "Devices")
+    }
+}
+
+fn problem_page(viewer: &Viewer, status: StatusCode, heading: &str, message: &str) -> Response {
+    let (home, home_name) = home_of(viewer);
+    let mut response = render(&ProblemPage {
+        layout: Layout::signed_in(heading, "", viewer),
+        heading: heading.to_string(),
+        message: message.to_string(),
+        home,
+        home_name,
+    });
+    if response.status().is_success() {
+        *response.status_mut() = status;
+    }
+    response
+}
+
+/// A page the viewer's role has no use for (403), said in words, with the way home.
+pub(crate) fn not_for_role(viewer: &Viewer, message: &str) -> Response {
+    problem_page(
+        viewer,
+        StatusCode::FORBIDDEN,
+        "This page is not for your role",
+        message,
+    )
+}
+
+/// A page that could not be shown (not found, a bad id, a store failure), as a page with
+/// the API's message and status.
+pub(crate) fn error_page(viewer: &Viewer, e: impl Into<ApiError>) -> Response {
+    let e = e.into();
+    let heading = match e.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "This page is not for your role",
+        s if s.is_client_error() => "This address is not right",
+        _ => "The page could not be shown",
+    };
+    if e.status.is_server_error() {
+        tracing::error!(error = %e.message, "a console page failed");
+    }
+    problem_page(viewer, e.status, heading, &e.message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +353,9 @@ mod tests {
             "/devices%3Fq%3Da%20b%26page%3D2"
         );
         assert_eq!(utc_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(
+            Time(90_061_000).to_string(),
+            "<time datetime=\"1970-01-02T01:01:01Z\" data-ts=\"90061000\">1970-01-02 01:01 UTC</time>"
+        );
     }
 }

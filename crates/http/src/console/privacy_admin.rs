@@ -6,30 +6,28 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
-use thingsafe_core::{DeviceId, TimestampMs, now_ms};
+use thingsafe_core::{DeviceId, TenantId, TimestampMs, now_ms};
 use thingsafe_privacy::audit::action;
 use thingsafe_privacy::breaches::NOTIFY_WITHIN_MS;
 use thingsafe_privacy::requests::DUE_SOON_MS;
 use thingsafe_store::records::AuditFilter;
 use thingsafe_store::{PrivacyRequest, RequestFilter, RequestStatus, SuspensionTarget};
 
-use super::admin::{error_page, everything};
+use super::admin::everything;
 use super::privacy_center::{kind_words, status_words};
-use super::{Layout, Viewer, render, utc_time};
+use super::{Layout, Time, Viewer, error_page, not_for_role, render};
 use crate::AppState;
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
-pub(super) fn admins_only() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "Only an administrator can see the privacy and security records.",
+pub(super) fn admins_only(viewer: &Viewer) -> Response {
+    not_for_role(
+        viewer,
+        "Only an administrator (of a tenant or of the installation) sees the privacy and security records. Your own data and requests are on your profile page.",
     )
-        .into_response()
 }
 
 /// "30 days", "1 day", "5 hours": a due date's distance for people, to the nearest unit,
@@ -137,7 +135,7 @@ struct HomePage {
 
 pub(super) async fn home(State(state): State<AppState>, viewer: Viewer) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let scope = viewer.principal.scope();
     let now = now_ms();
@@ -148,7 +146,7 @@ pub(super) async fn home(State(state): State<AppState>, viewer: Viewer) -> Respo
         state.store.suspensions(&scope),
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let open: Vec<_> = queue.iter().filter(|r| !r.status.is_closed()).collect();
     let running: Vec<_> = breaches
@@ -181,16 +179,16 @@ pub(super) struct QueueRow {
     pub requester: String,
     pub account: bool,
     pub details: String,
-    pub made: String,
-    pub due: String,
+    pub made: Time,
+    pub due: Time,
     /// "overdue by 3 days", "due in 5 days"; empty once closed.
     pub due_in_words: String,
     pub overdue: bool,
     pub extended: bool,
     pub assigned_to_me: bool,
     pub assigned: bool,
-    /// Trail entries, oldest first: "when — what (note)".
-    pub trail: Vec<String>,
+    /// Trail entries, oldest first: when, and "what (note)".
+    pub trail: Vec<(Time, String)>,
 }
 
 impl QueueRow {
@@ -211,8 +209,8 @@ impl QueueRow {
             requester: r.email.clone().unwrap_or_else(|| "(erased)".to_string()),
             account: r.user.is_some(),
             details: r.details.clone().unwrap_or_default(),
-            made: utc_time(r.created_ms),
-            due: utc_time(r.due_ms),
+            made: Time(r.created_ms),
+            due: Time(r.due_ms),
             due_in_words,
             overdue,
             extended: r.extended,
@@ -227,7 +225,7 @@ impl QueueRow {
                         .as_deref()
                         .map(|n| format!(" ({n})"))
                         .unwrap_or_default();
-                    format!("{} — {}{note}", utc_time(e.at_ms), e.action.to_lowercase())
+                    (Time(e.at_ms), format!("{}{note}", e.action.to_lowercase()))
                 })
                 .collect(),
         }
@@ -266,7 +264,7 @@ pub(super) async fn requests(
     Query(q): Query<QueueQuery>,
 ) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let now = now_ms();
     let wanted_status = q.status.as_deref().filter(|s| !s.is_empty());
@@ -298,7 +296,7 @@ pub(super) async fn requests(
         .await
     {
         Ok(q) => q,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let statuses = RequestStatus::ALL
         .iter()
@@ -361,6 +359,9 @@ pub(super) struct CategoryOption {
     pub label: String,
 }
 
+/// Words, perhaps a time in them, and words after it.
+pub(super) struct Clock(pub String, pub Option<Time>, pub String);
+
 pub(super) struct BreachRow {
     pub id: String,
     pub nature: String,
@@ -368,10 +369,10 @@ pub(super) struct BreachRow {
     pub approx_subjects: u64,
     pub consequences: String,
     pub measures: String,
-    pub detected: String,
-    pub notify_by: String,
+    pub detected: Time,
+    pub notify_by: Time,
     /// The 72-hour clock in words: time left, overdue, or when the authority was told.
-    pub clock: String,
+    pub clock: Clock,
     pub overdue: bool,
     pub notified: bool,
     pub reference: String,
@@ -390,12 +391,12 @@ struct BreachesPage {
 
 pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let now = now_ms();
     let list = match state.store.breaches(&viewer.principal.scope()).await {
         Ok(l) => l,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let rows = list
         .iter()
@@ -403,25 +404,36 @@ pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> R
             let notify_by = b.detected_ms + NOTIFY_WITHIN_MS;
             let (clock, overdue) = match b.authority_notified_ms {
                 Some(at) if at > notify_by => (
-                    format!(
-                        "Authority told {}, {} late",
-                        utc_time(at),
-                        hours(at - notify_by)
+                    Clock(
+                        "Authority told ".into(),
+                        Some(Time(at)),
+                        format!(", {} late", hours(at - notify_by)),
                     ),
                     false,
                 ),
-                Some(at) => (format!("Authority told {} (in time)", utc_time(at)), false),
+                Some(at) => (
+                    Clock("Authority told ".into(), Some(Time(at)), " (in time)".into()),
+                    false,
+                ),
                 None if now > notify_by => (
-                    format!(
-                        "Overdue by {}: tell the supervisory authority now, with the reasons for the delay",
-                        hours(now - notify_by)
+                    Clock(
+                        format!(
+                            "Overdue by {}: tell the supervisory authority now, with the reasons for the delay",
+                            hours(now - notify_by)
+                        ),
+                        None,
+                        String::new(),
                     ),
                     true,
                 ),
                 None => (
-                    format!(
-                        "Clock running: {} left to tell the supervisory authority",
-                        hours(notify_by - now)
+                    Clock(
+                        format!(
+                            "Clock running: {} left to tell the supervisory authority",
+                            hours(notify_by - now)
+                        ),
+                        None,
+                        String::new(),
                     ),
                     false,
                 ),
@@ -438,8 +450,8 @@ pub(super) async fn breaches(State(state): State<AppState>, viewer: Viewer) -> R
                 approx_subjects: b.approx_subjects,
                 consequences: b.consequences.clone(),
                 measures: b.measures.clone(),
-                detected: utc_time(b.detected_ms),
-                notify_by: utc_time(notify_by),
+                detected: Time(b.detected_ms),
+                notify_by: Time(notify_by),
                 clock,
                 overdue,
                 notified: b.authority_notified_ms.is_some(),
@@ -472,9 +484,27 @@ pub(super) struct SuspensionRow {
     /// The suspended device's page, when it is a device.
     pub link: Option<String>,
     pub reason: String,
-    pub since: String,
-    /// The API path whose DELETE lifts it.
-    pub lift: String,
+    pub since: Time,
+    /// The API path whose DELETE lifts it, when the viewer may lift it (a tenant
+    /// administrator cannot lift their tenant's own suspension).
+    pub lift: Option<String>,
+}
+
+/// A device type a tenant administrator may suspend: the types of the tenant's devices
+/// and the names of its device profiles (a provisioned device's type is its profile's
+/// name).
+pub(super) struct TypeChoice {
+    pub value: String,
+    pub devices: usize,
+    pub suspended: bool,
+}
+
+/// A tenant the system administrator may suspend.
+pub(super) struct TenantChoice {
+    pub id: String,
+    pub title: String,
+    pub suspended: bool,
+    pub selected: bool,
 }
 
 #[derive(Template)]
@@ -484,57 +514,150 @@ struct SuspensionsPage {
     sections: Vec<&'static Section>,
     current: &'static str,
     rows: Vec<SuspensionRow>,
+    /// A tenant administrator's form: the tenant's device types.
+    device_types: Option<Vec<TypeChoice>>,
+    /// The system administrator's form: the installation's tenants.
+    tenants: Option<Vec<TenantChoice>>,
 }
 
-pub(super) async fn suspensions(State(state): State<AppState>, viewer: Viewer) -> Response {
+#[derive(Deserialize, Default)]
+pub(super) struct SuspensionsQuery {
+    /// The tenant to preselect in the system administrator's form (from the tenants page).
+    tenant: Option<String>,
+}
+
+pub(super) async fn suspensions(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<SuspensionsQuery>,
+) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let scope = viewer.principal.scope();
     let list = match state.store.suspensions(&scope).await {
         Ok(l) => l,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
+    };
+    // Tenants' names, for the system administrator's list and form.
+    let tenant_titles: Vec<(TenantId, String)> = if viewer.is_system_admin() {
+        match state.store.tenants(&scope, &everything()).await {
+            Ok(page) => page.data.into_iter().map(|t| (t.id, t.title)).collect(),
+            Err(e) => return error_page(&viewer, e),
+        }
+    } else {
+        Vec::new()
+    };
+    let title_of = |id: TenantId| {
+        tenant_titles.iter().find(|(t, _)| *t == id).map_or_else(
+            || id.to_string(),
+            |(_, title)| format!("“{title}” ({})", short_id(id)),
+        )
     };
     let mut rows = Vec::new();
-    for s in list {
+    for s in &list {
         let (what, link, lift) = match &s.target {
             SuspensionTarget::Device(id) => {
                 let name = device_name(&state, &scope, *id).await;
                 (
                     format!("Device “{name}”"),
                     Some(format!("/devices/{id}")),
-                    format!("/api/device/{id}/suspension"),
+                    Some(format!("/api/device/{id}/suspension")),
                 )
             }
             SuspensionTarget::DeviceType(t) => (
-                format!("Every device of type “{t}”"),
+                if viewer.is_system_admin() {
+                    format!(
+                        "Every device of type “{t}” of the tenant {}",
+                        title_of(s.tenant)
+                    )
+                } else {
+                    format!("Every device of type “{t}”")
+                },
                 None,
-                format!(
+                Some(format!(
                     "/api/deviceType/{}/suspension?tenantId={}",
                     super::url_encode(t),
                     s.tenant
-                ),
+                )),
             ),
-            SuspensionTarget::Tenant(t) => (
-                format!("The whole tenant {t}"),
+            SuspensionTarget::Tenant(t) if viewer.is_system_admin() => (
+                format!("The whole tenant {}", title_of(*t)),
                 None,
-                format!("/api/tenant/{t}/suspension"),
+                Some(format!("/api/tenant/{t}/suspension")),
+            ),
+            SuspensionTarget::Tenant(_) => (
+                "Your whole organisation (only the system administrator can lift this)".to_string(),
+                None,
+                None,
             ),
         };
         rows.push(SuspensionRow {
             what,
             link,
-            reason: s.reason,
-            since: utc_time(s.since_ms),
+            reason: s.reason.clone(),
+            since: Time(s.since_ms),
             lift,
         });
     }
+    let device_types = if viewer.is_tenant_admin() {
+        let all = everything();
+        let (devices, profiles) = match tokio::try_join!(
+            state.store.devices(&scope, None, &all),
+            state.store.device_profiles(&scope, &all),
+        ) {
+            Ok(x) => x,
+            Err(e) => return error_page(&viewer, e),
+        };
+        let mut counts: std::collections::BTreeMap<String, usize> =
+            profiles.data.into_iter().map(|p| (p.name, 0)).collect();
+        for d in devices.data {
+            *counts.entry(d.device_type).or_default() += 1;
+        }
+        Some(
+            counts
+                .into_iter()
+                .map(|(value, devices)| TypeChoice {
+                    suspended: list
+                        .iter()
+                        .any(|s| s.target == SuspensionTarget::DeviceType(value.clone())),
+                    value,
+                    devices,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let tenants = viewer.is_system_admin().then(|| {
+        let mut choices: Vec<TenantChoice> = tenant_titles
+            .iter()
+            .map(|(id, title)| TenantChoice {
+                id: id.to_string(),
+                // Two tenants may have the same name: their ids tell them apart.
+                title: format!("{title} ({})", short_id(*id)),
+                suspended: list
+                    .iter()
+                    .any(|s| s.target == SuspensionTarget::Tenant(*id)),
+                selected: q.tenant.as_deref() == Some(id.to_string().as_str()),
+            })
+            .collect();
+        choices.sort_by_key(|c| c.title.to_lowercase());
+        choices
+    });
     render(&SuspensionsPage {
         layout: Layout::signed_in("Suspensions", "admin", &viewer),
         sections: sections_for(&viewer),
         current: "/admin/suspensions",
         rows,
+        device_types,
+        tenants,
     })
+}
+
+/// The first 8 hex digits of a tenant's id: enough to tell two of the same name apart.
+fn short_id(id: TenantId) -> String {
+    id.to_string().chars().take(8).collect()
 }
 
 async fn device_name(state: &AppState, scope: &thingsafe_store::Scope, id: DeviceId) -> String {
@@ -604,7 +727,7 @@ pub(super) struct ActionOption {
 
 pub(super) struct AuditRow {
     pub seq: i64,
-    pub when: String,
+    pub when: Time,
     /// In words; `code` is the action's name in the API.
     pub action: String,
     pub code: String,
@@ -653,7 +776,7 @@ pub(super) async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let action = q.action.unwrap_or_default().trim().to_string();
     let from = q.from.unwrap_or_default();
@@ -681,7 +804,7 @@ pub(super) async fn audit(
         thingsafe_privacy::audit::verify(state.store.as_ref()),
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     // Actors by email where the viewer may see them; others (erased, of another tenant)
     // by id.
@@ -696,7 +819,7 @@ pub(super) async fn audit(
         .rev()
         .map(|e| AuditRow {
             seq: e.seq,
-            when: utc_time(e.at_ms),
+            when: Time(e.at_ms),
             action: action_words(&e.action).to_string(),
             code: e.action.clone(),
             actor: match e.actor_id {

@@ -5,16 +5,15 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use thingsafe_core::policy::Retention;
 use thingsafe_privacy::{disclosures, retention};
 use thingsafe_store::Scope;
 
-use super::admin::error_page;
+use super::error_page;
 use super::privacy_admin::{Section, admins_only, category_label, sections_for};
-use super::{Layout, Viewer, render, utc_time};
+use super::{Layout, Time, Viewer, render};
 use crate::AppState;
 
 /// A file's size for people: "512 bytes", "48 kB", "3.2 MB".
@@ -57,7 +56,7 @@ pub(super) struct CategoryRetention {
 }
 
 pub(super) struct SweepRow {
-    pub when: String,
+    pub when: Time,
     pub took: String,
     pub points: u64,
     pub outcome: String,
@@ -81,7 +80,7 @@ struct RetentionPage {
 
 pub(super) async fn retention(State(state): State<AppState>, viewer: Viewer) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let scope = viewer.principal.scope();
     let tenant = match &scope {
@@ -91,13 +90,13 @@ pub(super) async fn retention(State(state): State<AppState>, viewer: Viewer) -> 
     let tenant_days = match tenant {
         Some(_) => match state.store.tenant_retention(&scope).await {
             Ok(d) => d,
-            Err(e) => return error_page(e),
+            Err(e) => return error_page(&viewer, e),
         },
         None => None,
     };
     let sweeps = match state.store.sweeps(tenant, 10).await {
         Ok(s) => s,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let policy = &state.policy.policy;
     render(&RetentionPage {
@@ -125,7 +124,7 @@ pub(super) async fn retention(State(state): State<AppState>, viewer: Viewer) -> 
         sweeps: sweeps
             .iter()
             .map(|s| SweepRow {
-                when: utc_time(s.started_ms),
+                when: Time(s.started_ms),
                 took: format!("{:.1} s", (s.finished_ms - s.started_ms) as f64 / 1000.0),
                 points: s.telemetry_points,
                 outcome: s
@@ -182,7 +181,7 @@ pub(super) async fn recipients(
     Query(q): Query<YearQuery>,
 ) -> Response {
     if !viewer.is_admin() {
-        return admins_only();
+        return admins_only(&viewer);
     }
     let this_year = time::OffsetDateTime::now_utc().year();
     let mut problem = None;
@@ -208,7 +207,7 @@ pub(super) async fn recipients(
     .await
     {
         Ok(r) => r,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     render(&RecipientsPage {
         layout: Layout::signed_in("Processors & disclosures", "admin", &viewer),
@@ -247,7 +246,7 @@ pub(super) async fn recipients(
 
 pub(super) struct ExportRow {
     pub id: String,
-    pub when: String,
+    pub when: Time,
     pub size: String,
     pub outcome: String,
     pub ok: bool,
@@ -269,23 +268,22 @@ const DEFAULT_KEEP: u32 = 3;
 
 pub(super) async fn exports(State(state): State<AppState>, viewer: Viewer) -> Response {
     if !viewer.is_tenant_admin() {
-        return (
-            StatusCode::FORBIDDEN,
-            "Only a tenant administrator exports the whole tenant.",
-        )
-            .into_response();
+        return super::not_for_role(
+            &viewer,
+            "Only a tenant administrator exports the whole tenant's data.",
+        );
     }
     let scope = viewer.principal.scope();
     let tenant = match scope.tenant() {
         Ok(t) => t,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let (schedule, exports) = match tokio::try_join!(
         state.store.tenant_export_schedule(&scope),
         state.store.tenant_exports(Some(tenant)),
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     render(&ExportsPage {
         layout: Layout::signed_in("Tenant exports", "admin", &viewer),
@@ -297,7 +295,7 @@ pub(super) async fn exports(State(state): State<AppState>, viewer: Viewer) -> Re
             .iter()
             .map(|e| ExportRow {
                 id: e.id.clone(),
-                when: utc_time(e.started_ms),
+                when: Time(e.started_ms),
                 size: size(e.bytes),
                 outcome: outcome(&e.status, e.error.as_deref()),
                 ok: e.status == "ok",
@@ -310,7 +308,7 @@ pub(super) async fn exports(State(state): State<AppState>, viewer: Viewer) -> Re
 
 pub(super) struct BackupRow {
     pub kind: &'static str,
-    pub when: String,
+    pub when: Time,
     pub took: String,
     pub size: String,
     pub file: String,
@@ -326,29 +324,28 @@ struct BackupsPage {
     current: &'static str,
     runs: Vec<BackupRow>,
     /// When the newest good data backup finished, if any.
-    last_good: Option<String>,
+    last_good: Option<Time>,
 }
 
 pub(super) async fn backups(State(state): State<AppState>, viewer: Viewer) -> Response {
-    if !viewer.is_admin() || viewer.is_tenant_admin() {
-        return (
-            StatusCode::FORBIDDEN,
+    if !viewer.is_system_admin() {
+        return super::not_for_role(
+            &viewer,
             "Only the system administrator sees the installation's backups.",
-        )
-            .into_response();
+        );
     }
     let runs = match state.store.backup_runs(50).await {
         Ok(r) => r,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&viewer, e),
     };
     let last_good = runs
         .iter()
         .filter(|r| r.kind == "data" && r.status == "ok")
         .filter_map(|r| r.finished_ms)
         .max()
-        .map(utc_time);
+        .map(Time);
     render(&BackupsPage {
-        layout: Layout::signed_in("Backups", "admin", &viewer),
+        layout: Layout::signed_in("Backups", "backups", &viewer),
         sections: sections_for(&viewer),
         current: "/admin/backups",
         last_good,
@@ -360,7 +357,7 @@ pub(super) async fn backups(State(state): State<AppState>, viewer: Viewer) -> Re
                 } else {
                     "Data"
                 },
-                when: utc_time(r.started_ms),
+                when: Time(r.started_ms),
                 took: r.finished_ms.map_or_else(String::new, |f| {
                     format!("{:.1} s", (f - r.started_ms) as f64 / 1000.0)
                 }),

@@ -20,6 +20,16 @@ use crate::routes::accounts::{self, SignUpRequest};
 fn local_path(next: Option<&str>) -> &str {
     match next {
         Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        // The root sends each role to its own first page.
+        _ => "/",
+    }
+}
+
+/// The first page of a role: the system administrator manages tenants (devices are
+/// tenants' own); everyone else starts at the devices.
+fn home_of_role(authority: thingsafe_core::Authority) -> &'static str {
+    match authority {
+        thingsafe_core::Authority::SysAdmin => "/tenants",
         _ => "/devices",
     }
 }
@@ -33,11 +43,11 @@ fn forbidden_origin() -> Response {
 }
 
 pub(super) async fn root(State(state): State<AppState>, headers: HeaderMap) -> Redirect {
-    let signed_in = match auth::cookie(&headers, SESSION_COOKIE) {
-        Some(token) => auth::authenticate(&state, token).await.is_ok(),
-        None => false,
+    let principal = match auth::cookie(&headers, SESSION_COOKIE) {
+        Some(token) => auth::authenticate(&state, token).await.ok(),
+        None => None,
     };
-    Redirect::to(if signed_in { "/devices" } else { "/signin" })
+    Redirect::to(principal.map_or("/signin", |p| home_of_role(p.user.authority)))
 }
 
 #[derive(Template)]
@@ -114,7 +124,13 @@ pub(super) async fn sign_in(
     };
     match crate::two_factor::after_password(&state, &user).await {
         Ok(crate::two_factor::SignIn::Session(pair)) => {
-            redirect_with_cookies(&next, session_cookies(&state, &pair))
+            // No page asked for: the role's own first page, without a detour by the root.
+            let to = if next == "/" {
+                home_of_role(user.authority)
+            } else {
+                &next
+            };
+            redirect_with_cookies(to, session_cookies(&state, &pair))
         }
         Ok(crate::two_factor::SignIn::CodeNeeded { token }) => render(&SignInCodePage {
             layout: Layout::public("Enter your sign-in code"),

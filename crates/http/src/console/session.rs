@@ -129,6 +129,10 @@ impl Viewer {
         self.principal.user.authority == Authority::TenantAdmin
     }
 
+    pub fn is_system_admin(&self) -> bool {
+        self.principal.user.authority == Authority::SysAdmin
+    }
+
     /// A tenant administrator or the system administrator.
     pub fn is_admin(&self) -> bool {
         matches!(
