@@ -202,7 +202,15 @@ async function setUpPolicyReview() {
     return;
   }
   if (!review.reviewNeeded) return;
-  banner.querySelector("[data-policy-version]").textContent = review.currentVersion;
+  // Invited users and the system administrator accepted no version: nothing "changed" for them.
+  const first = review.acceptedVersion === null || review.acceptedVersion === undefined;
+  for (const part of banner.querySelectorAll("[data-review]")) {
+    part.hidden = (part.dataset.review === "first") !== first;
+  }
+  banner.setAttribute("aria-labelledby", first ? "policy-first-title" : "policy-review-title");
+  for (const slot of banner.querySelectorAll("[data-policy-version]")) {
+    slot.textContent = review.currentVersion;
+  }
   banner.hidden = false;
   document.getElementById("policy-accept").addEventListener("click", async () => {
     const error = banner.querySelector(".error");

@@ -746,13 +746,21 @@ async fn administrators_suspend_a_device_type_and_a_tenant_and_the_system_admini
             // The system administrator lands on the tenants, with a navigation of their own.
             sign_in_plain(c, s, ROOT).await;
             path_until(c, "/tenants").await;
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            if let Ok(accept) = c
-                .find(Locator::Css("#policy-review:not([hidden]) #policy-accept"))
-                .await
-            {
-                accept.click().await.unwrap();
-            }
+            // They accepted no version of the policy: asked to read it, not told it changed.
+            let title = text_until(
+                c,
+                "#policy-review:not([hidden]) #policy-first-title:not([hidden])",
+                |t| !t.is_empty(),
+            )
+            .await;
+            assert_eq!(title, "Please read our privacy policy");
+            assert!(
+                c.find(Locator::Css("#policy-review-title:not([hidden])"))
+                    .await
+                    .is_err(),
+                "the 'has changed' wording is hidden"
+            );
+            click(c, "#policy-review #policy-accept").await;
             assert_eq!(
                 main_nav(c).await,
                 [
