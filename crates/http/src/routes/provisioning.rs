@@ -61,36 +61,27 @@ pub(super) async fn create_profile(
     let key = req
         .provision_device_key
         .or_else(|| from_configuration("provisionDeviceKey"));
-    if provision_type == ProvisionType::X509CertificateChain {
-        let x509 = x509_configuration(configuration, secret.as_deref())?;
-        let profile = state
-            .store
-            .create_device_profile(
-                &principal.scope(),
-                NewDeviceProfile {
-                    name,
-                    provision_type,
-                    provision_device_key: None,
-                    provision_device_secret: secret,
-                    x509: Some(x509),
-                },
-            )
-            .await?;
-        tracing::info!(profile = %profile.id, tenant = %profile.tenant_id, "device profile with a provisioning CA created");
-        return Ok(axum::Json(tb::device_profile(&profile)));
-    }
-    for (field, value) in [
-        ("provisionDeviceKey", &key),
-        ("provisionDeviceSecret", &secret),
-    ] {
-        if let Some(v) = value
-            && (v.chars().count() > 255 || v.chars().any(char::is_control))
-        {
-            return Err(ApiError::bad_request(format!(
-                "{field} must have at most 255 characters and no control characters"
-            )));
+    let (key, x509) = if provision_type == ProvisionType::X509CertificateChain {
+        // The key is the CA's fingerprint, which the store sets.
+        (
+            None,
+            Some(x509_configuration(configuration, secret.as_deref())?),
+        )
+    } else {
+        for (field, value) in [
+            ("provisionDeviceKey", &key),
+            ("provisionDeviceSecret", &secret),
+        ] {
+            if let Some(v) = value
+                && (v.chars().count() > 255 || v.chars().any(char::is_control))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "{field} must have at most 255 characters and no control characters"
+                )));
+            }
         }
-    }
+        (key, None)
+    };
     let profile = state
         .store
         .create_device_profile(
@@ -100,7 +91,7 @@ pub(super) async fn create_profile(
                 provision_type,
                 provision_device_key: key,
                 provision_device_secret: secret,
-                x509: None,
+                x509,
             },
         )
         .await?;

@@ -455,8 +455,22 @@ async fn create_provisioned(
         label: None,
         credentials: DeviceCredentials::AccessToken(token.clone()),
     };
-    let sealed = store.sealed_device(tenant, &new)?;
-    let (id, profile_id) = (sealed.id, profile.id);
+    let Some((id, _)) = insert_provisioned(store, profile, &new).await? else {
+        tracing::info!(profile = %profile.id, tenant = %tenant, "provisioning refused: the device name or token is taken");
+        return Ok(ProvisionOutcome::Failure);
+    };
+    tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "device created by provisioning");
+    Ok(ProvisionOutcome::Success(token))
+}
+
+/// Creates `new` in `profile`, provisioned; `None` when its name or credentials are taken.
+async fn insert_provisioned(
+    store: &SqliteStore,
+    profile: &DeviceProfile,
+    new: &NewDevice,
+) -> Result<Option<(DeviceId, TimestampMs)>> {
+    let sealed = store.sealed_device(profile.tenant_id, new)?;
+    let (id, profile_id, created_ms) = (sealed.id, profile.id, sealed.created_ms);
     let created = store
         .writer
         .write(move |c| {
@@ -472,12 +486,7 @@ async fn create_provisioned(
             Ok(true)
         })
         .await?;
-    if !created {
-        tracing::info!(profile = %profile.id, tenant = %tenant, "provisioning refused: the device name or token is taken");
-        return Ok(ProvisionOutcome::Failure);
-    }
-    tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "device created by provisioning");
-    Ok(ProvisionOutcome::Success(token))
+    Ok(created.then_some((id, created_ms)))
 }
 
 /// CHECK_PRE_PROVISIONED_DEVICES: the credentials of a device of the profile that has not
@@ -580,24 +589,7 @@ pub(super) async fn provision_by_certificate(
         label: None,
         credentials: certificate.clone(),
     };
-    let sealed = store.sealed_device(tenant, &new)?;
-    let (id, profile_id, created_ms) = (sealed.id, profile.id, sealed.created_ms);
-    let created = store
-        .writer
-        .write(move |c| {
-            match insert_device(c, &sealed, None, false, None) {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => return Ok(false),
-                Err(e) => return Err(e),
-            }
-            c.execute(
-                "UPDATE device SET device_profile_id = ?2, provisioned = 1 WHERE id = ?1",
-                params![id.to_string(), profile_id.to_string()],
-            )?;
-            Ok(true)
-        })
-        .await?;
-    if created {
+    if let Some((id, created_ms)) = insert_provisioned(store, profile, &new).await? {
         tracing::info!(device = %id, profile = %profile.id, tenant = %tenant, "device created by its certificate chain");
         return Ok(CertificateProvisioning::Created(Device {
             id,
