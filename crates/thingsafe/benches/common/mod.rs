@@ -65,6 +65,13 @@ pub async fn start_thingsafe(env: &[(&str, &str)]) -> Thingsafe {
     for (k, v) in env {
         command.env(k, v);
     }
+    // Profiling the server's heap: heaptrack's raw output for the server process only
+    // (read it with `heaptrack_interpret < FILE | gzip > FILE.gz; heaptrack_print FILE.gz`).
+    if let Ok(raw) = std::env::var("BENCH_SERVER_HEAPTRACK") {
+        command
+            .env("LD_PRELOAD", "/usr/lib/heaptrack/libheaptrack_preload.so")
+            .env("DUMP_HEAPTRACK_OUTPUT", raw);
+    }
     let mut child = command.spawn().expect("start thingsafe");
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let server = Server(child);
