@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -73,9 +73,10 @@ where
     let mut io = Framed::with_capacity(stream, MqttCodec::Version(VersionCodec), IO_BUFFER_START);
     // A connection still without CONNECT holds nothing to finish: at shutdown it just ends.
     let mut stop_connecting = stop.clone();
+    // Boxed: CONNECT's state is freed once the device is in, not kept in every session.
     let connecting = timeout(
         settings.connect_timeout,
-        connect(&mut io, certificate, &*store, &settings),
+        Box::pin(connect(&mut io, certificate, &*store, &settings)),
     );
     let (proto, hello, device, held) = tokio::select! {
         accepted = connecting => match accepted {
@@ -84,21 +85,31 @@ where
         },
         () = stopped(&mut stop_connecting) => return Err(SessionError::Shutdown),
     };
-    // The `provision` user only asks for credentials (provision.rs).
+    // Only what the session needs of the CONNECT: its strings share the read buffer's
+    // allocation, which they would keep alive.
+    let (keep_alive, receive_max) = (hello.keep_alive, hello.receive_max);
+    drop(hello);
+    // The `provision` user only asks for credentials (provision.rs); boxed, as it is rare.
     let Some(device) = device else {
-        return provision::serve(io, proto, hello.keep_alive, store, settings, stop).await;
+        return Box::pin(provision::serve(
+            io, proto, keep_alive, store, settings, stop,
+        ))
+        .await;
     };
+    // An idle device needs no room to send: the write buffer grows again with what is sent.
+    if io.write_buffer().is_empty() {
+        *io.write_buffer_mut() = BytesMut::new();
+    }
     tracing::info!(
         device = %device.id,
         protocol = proto.as_str(),
-        keep_alive = hello.keep_alive,
+        keep_alive,
         "MQTT device connected"
     );
     metrics::gauge!("thingsafe_mqtt_sessions").increment(1.0);
     // Our QoS 1 messages in flight to the device are kept until acknowledged: at most the
     // client's Receive Maximum, and at most `session_queue`.
-    let out_limit = hello
-        .receive_max
+    let out_limit = receive_max
         .map(|n| usize::from(n.get()))
         .unwrap_or(usize::from(u16::MAX))
         .min(settings.session_queue.max(1));
@@ -120,7 +131,7 @@ where
         device: Arc::new(device),
         store: store.clone(),
         settings,
-        keep_alive: hello.keep_alive,
+        keep_alive,
         inflight: FuturesOrdered::new(),
         held: None,
         closing: false,
