@@ -768,3 +768,34 @@ mod random {
         }
     }
 }
+
+/// Each idle connection holds its task: the plain one must not be sized for the TLS path
+/// (one future holding both made every plain connection's task 12.4 KB in release builds
+/// instead of 4; BENCHMARKS.md, idle connections).
+#[tokio::test]
+async fn a_plain_connection_task_is_not_sized_for_tls() {
+    let f = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let slot = Arc::new(tokio::sync::Semaphore::new(1))
+        .try_acquire_owned()
+        .unwrap();
+    let (_stop, stop) = watch::channel(false);
+    let task = crate::plain_connection(
+        stream,
+        f.store.clone(),
+        Arc::new(MqttSettings::default()),
+        stop,
+        slot,
+    );
+    let bytes = std::mem::size_of_val(&task);
+    let tls_stream = std::mem::size_of::<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>();
+    eprintln!("plain connection task: {bytes} bytes; a TLS stream: {tls_stream} bytes");
+    assert!(
+        bytes < 6 * 1024,
+        "a plain connection's task takes {bytes} bytes"
+    );
+}
