@@ -86,7 +86,7 @@ impl SqliteStore {
         };
         let (id, sealed) = self
             .writer
-            .write(move |c| {
+            .write_one(move |c| {
                 c.prepare_cached(
                     "INSERT INTO telemetry_log (device_id, owner, ts_min, ts_max, points, policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
