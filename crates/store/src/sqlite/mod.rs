@@ -132,6 +132,7 @@ impl SqliteStore {
             writer: writer.clone(),
             readers: readers.clone(),
             vault: vault.clone(),
+            unflushed: Default::default(),
         };
         // Without a runtime (a one-off command) the log is flushed before deletions only.
         let flush_task = tokio::runtime::Handle::try_current().ok().map(|runtime| {

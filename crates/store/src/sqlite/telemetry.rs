@@ -72,13 +72,11 @@ impl SqliteStore {
         let row = device.id.to_string();
         let ts_min = points.iter().map(|p| p.ts).min().expect("not empty");
         let ts_max = points.iter().map(|p| p.ts).max().expect("not empty");
-        let sealed = self.vault.seal(
-            owner,
-            aad("telemetry", &row).as_bytes(),
-            &encode_points(&points),
-        )?;
+        let plain = encode_points(&points);
+        let sealed = self
+            .vault
+            .seal(owner, aad("telemetry", &row).as_bytes(), &plain)?;
         let owner_name = owner.key_name();
-        let device_row = row.clone();
         let version = match self
             .policy_version
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -86,16 +84,19 @@ impl SqliteStore {
             0 => None,
             v => Some(v),
         };
-        self.writer
-            .write(move |c| {
+        let (id, sealed) = self
+            .writer
+            .write_one(move |c| {
                 c.prepare_cached(
                     "INSERT INTO telemetry_log (device_id, owner, ts_min, ts_max, points, policy_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![device_row, owner_name, ts_min, ts_max, sealed, version])
+                .execute(params![row, owner_name, ts_min, ts_max, sealed, version])
                 .map_err(missing_device)?;
-                Ok(())
+                Ok((c.last_insert_rowid(), sealed))
             })
             .await?;
+        // Committed: the flush may take the plaintext from here instead of opening the row.
+        self.flusher.unflushed.insert(id, &sealed, plain);
         metrics::counter!("thingsafe_telemetry_points_total").increment(points.len() as u64);
         self.publish(Change::Telemetry {
             device: device.id,

@@ -500,7 +500,13 @@ mod telemetry {
                 point(49, "b", Value::Bool(true))
             ]
         );
+        assert_eq!(
+            f.store.flusher.unflushed.len(),
+            50,
+            "each committed row's plaintext is handed to the flush"
+        );
         assert_eq!(f.store.flusher.flush_once().await.unwrap(), 50);
+        assert_eq!(f.store.flusher.unflushed.len(), 0, "the flush took them");
         assert_eq!(
             f.store.latest_telemetry(&scope, d.id, None).await.unwrap(),
             latest_before
@@ -550,6 +556,48 @@ mod telemetry {
         assert_eq!(a, a2);
         let ts: std::collections::BTreeSet<i64> = a2.iter().map(|p| p.ts).collect();
         assert_eq!(ts.len(), 250, "no point repeated");
+    }
+
+    /// The flush uses a handed-over plaintext only for the very sealed bytes it came with:
+    /// a row id used again (the log emptied) or any other mismatch opens the row instead.
+    #[tokio::test]
+    async fn the_flush_opens_a_row_whose_handed_over_plaintext_is_not_its_own() {
+        let f = fixture();
+        let (scope, d) = tenant_with_device(&f).await;
+        f.store
+            .append_telemetry(&d, vec![point(7, "a", Value::Long(7))])
+            .await
+            .unwrap();
+        let (id, sealed): (i64, Vec<u8>) = f
+            .store
+            .readers
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT id, points FROM telemetry_log", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        // Another sealing's plaintext under the same row id, as after the id was used
+        // again: same length, another nonce.
+        let mut other = sealed.clone();
+        other[5] ^= 0xff;
+        let wrong = crate::codec::encode_points(&[point(7, "a", Value::Long(666))]);
+        f.store.flusher.unflushed.insert(id, &other, wrong);
+        f.store.flusher.flush_all().await.unwrap();
+        assert_eq!(
+            f.store
+                .telemetry(&scope, d.id, query(&[], 10, false))
+                .await
+                .unwrap(),
+            vec![point(7, "a", Value::Long(7))]
+        );
+        assert_eq!(
+            f.store.latest_telemetry(&scope, d.id, None).await.unwrap(),
+            vec![point(7, "a", Value::Long(7))]
+        );
     }
 
     #[tokio::test]
