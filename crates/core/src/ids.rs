@@ -60,6 +60,10 @@ id_type!(
     DeviceId
 );
 id_type!(
+    /// A persistent RPC command (ThingsBoard's `rpcId`).
+    RpcId
+);
+id_type!(
     /// One sign-in of a user: its access tokens and its refresh token.
     SessionId
 );

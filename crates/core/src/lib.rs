@@ -12,7 +12,7 @@ pub mod policy;
 pub mod rate_limit;
 pub mod validate;
 
-pub use ids::{CustomerId, DeviceId, SessionId, TenantId, UserId};
+pub use ids::{CustomerId, DeviceId, RpcId, SessionId, TenantId, UserId};
 pub use model::{
     Attribute, AttributeScope, Authority, Customer, Device, DeviceCredentials, Page, PageRequest,
     Tenant, User,

@@ -151,12 +151,19 @@ pub const RECORDS: &[(&str, &str, u64, &str)] = &[
         2 * 365 * 24,
         "the yearly list of California Civil Code 1798.83 covers the preceding calendar year and may be asked for until the end of this one",
     ),
+    (
+        RPC_CALLS,
+        "persistent RPC commands to devices once done with (answered, expired or failed), with their answers",
+        0,
+        "",
+    ),
 ];
 pub const LOGIN_HISTORY: &str = "login_history";
 pub const VISITOR_CONSENTS: &str = "visitor_consents";
 pub const CLOSED_REQUESTS: &str = "closed_requests";
 pub const AUDIT_EVENTS: &str = "audit_events";
 pub const DISCLOSURES: &str = "disclosures";
+pub const RPC_CALLS: &str = "rpc_calls";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -2220,6 +2227,7 @@ mod tests {
                 CLOSED_REQUESTS,
                 DISCLOSURES,
                 LOGIN_HISTORY,
+                RPC_CALLS,
                 VISITOR_CONSENTS
             ]
         );
@@ -2228,7 +2236,7 @@ mod tests {
             (
                 "[records.login_history]",
                 "[records.login_histories]",
-                "unknown record \"login_histories\": the records kept are login_history, visitor_consents, closed_requests, audit_events, disclosures",
+                "unknown record \"login_histories\": the records kept are login_history, visitor_consents, closed_requests, audit_events, disclosures, rpc_calls",
             ),
             (
                 "retention = \"2y\"\n",

@@ -82,6 +82,7 @@ pub fn record_cuts(policy: &Policy, now: TimestampMs) -> RecordCuts {
         closed_requests: cut(policy::CLOSED_REQUESTS),
         audit_events: cut(policy::AUDIT_EVENTS),
         disclosures: cut(policy::DISCLOSURES),
+        rpc_calls: cut(policy::RPC_CALLS),
     }
 }
 

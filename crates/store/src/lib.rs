@@ -150,6 +150,108 @@ pub struct RpcRequest {
     pub expires_ms: TimestampMs,
 }
 
+/// ThingsBoard's `RpcStatus` of a persistent RPC: QUEUED (stored, not yet given to the
+/// device), SENT (given to a connection), DELIVERED (acknowledged by the device: MQTT
+/// PUBACK, or taken by an HTTP long poll; a one-way command is then SUCCESSFUL), and the
+/// final ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RpcStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Successful,
+    /// Delivered, and not answered before its expiration time.
+    Timeout,
+    /// Not delivered before its expiration time.
+    Expired,
+    /// Sent more times than its retries allowed without being acknowledged.
+    Failed,
+}
+
+impl RpcStatus {
+    pub const ALL: [RpcStatus; 7] = [
+        RpcStatus::Queued,
+        RpcStatus::Sent,
+        RpcStatus::Delivered,
+        RpcStatus::Successful,
+        RpcStatus::Timeout,
+        RpcStatus::Expired,
+        RpcStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RpcStatus::Queued => "QUEUED",
+            RpcStatus::Sent => "SENT",
+            RpcStatus::Delivered => "DELIVERED",
+            RpcStatus::Successful => "SUCCESSFUL",
+            RpcStatus::Timeout => "TIMEOUT",
+            RpcStatus::Expired => "EXPIRED",
+            RpcStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RpcStatus> {
+        RpcStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// No further change: the command is done with.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            RpcStatus::Queued | RpcStatus::Sent | RpcStatus::Delivered
+        )
+    }
+
+    /// The status a pending command has once its expiration time passed.
+    pub fn expired(self) -> RpcStatus {
+        match self {
+            RpcStatus::Queued | RpcStatus::Sent => RpcStatus::Expired,
+            RpcStatus::Delivered => RpcStatus::Timeout,
+            done => done,
+        }
+    }
+}
+
+/// A persistent RPC to store (ThingsBoard's `"persistent": true`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPersistentRpc {
+    pub method: String,
+    pub params: serde_json::Value,
+    pub oneway: bool,
+    pub expires_ms: TimestampMs,
+    /// Deliveries allowed after the first when the device does not acknowledge.
+    pub retries: u32,
+    pub additional_info: Option<serde_json::Value>,
+}
+
+/// A persistent RPC as stored (ThingsBoard's `Rpc`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistentRpc {
+    pub id: thingsafe_core::RpcId,
+    pub tenant_id: TenantId,
+    pub device_id: DeviceId,
+    pub created_ms: TimestampMs,
+    pub expires_ms: TimestampMs,
+    pub method: String,
+    pub params: serde_json::Value,
+    pub oneway: bool,
+    pub retries: u32,
+    pub additional_info: Option<serde_json::Value>,
+    pub response: Option<serde_json::Value>,
+    /// As of the read: a pending command past its expiration time reads as expired.
+    pub status: RpcStatus,
+}
+
+/// How `Store::persistent_rpcs` orders a device's commands (ThingsBoard's
+/// `sortProperty`: `createdTime`, `expirationTime`, `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RpcSort {
+    CreatedTime,
+    ExpirationTime,
+    Status,
+}
+
 /// What was just committed or happened, for live subscribers (WebSocket, MQTT sessions,
 /// waiting RPC callers).
 #[derive(Clone, Debug, PartialEq)]
@@ -390,8 +492,42 @@ pub trait Store: Send + Sync + 'static {
     /// Takes the device's unexpired commands out of its mailbox (each is delivered once) and
     /// announces `Change::RpcDelivered` for each.
     fn rpc_take(&self, device: DeviceId) -> Vec<RpcRequest>;
-    /// Announces the device's answer to command `id`.
+    /// Announces the device's answer to command `id` (and stores it, for a persistent one:
+    /// SUCCESSFUL).
     fn rpc_respond(&self, device: DeviceId, id: u32, response: serde_json::Value);
+    /// Takes the device's oldest unexpired command only (an HTTP long poll answers one);
+    /// the others stay in the mailbox.
+    fn rpc_take_one(&self, device: DeviceId) -> Option<RpcRequest> {
+        self.rpc_take(device).into_iter().next()
+    }
+    /// The device acknowledged command `id` (MQTT PUBACK, or an HTTP poll took it): a
+    /// persistent one is DELIVERED (a one-way one SUCCESSFUL). Nothing for others.
+    fn rpc_delivered(&self, device: DeviceId, id: u32) {
+        let _ = (device, id);
+    }
+
+    // --- persistent RPC (ThingsBoard 3.3+): `device` must be in `scope` ----------------
+
+    /// Stores a persistent command (QUEUED), sealed with the tenant's key, and puts it in
+    /// the device's mailbox; it survives restarts until delivered and done with or expired.
+    async fn rpc_persist(&self, device: &Device, rpc: NewPersistentRpc) -> Result<PersistentRpc>;
+    async fn persistent_rpc(
+        &self,
+        scope: &Scope,
+        id: thingsafe_core::RpcId,
+    ) -> Result<PersistentRpc>;
+    /// A device's persistent commands, of one status if given.
+    async fn persistent_rpcs(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        status: Option<RpcStatus>,
+        sort: RpcSort,
+        descending: bool,
+        page: &PageRequest,
+    ) -> Result<Page<PersistentRpc>>;
+    /// Deletes a persistent command (a waiting one is never delivered).
+    async fn delete_persistent_rpc(&self, scope: &Scope, id: thingsafe_core::RpcId) -> Result<()>;
 
     // --- device data for signed-in users: the device must be in `scope` -----------------
 
@@ -975,6 +1111,8 @@ pub struct RecordCuts {
     /// The oldest events before it go; the newest event is always kept.
     pub audit_events: Option<TimestampMs>,
     pub disclosures: Option<TimestampMs>,
+    /// Persistent RPC commands that finished before it go.
+    pub rpc_calls: Option<TimestampMs>,
 }
 
 /// A session a person signed in with.

@@ -12,6 +12,7 @@ mod erasure;
 mod flush;
 mod oauth2;
 mod password_reset;
+mod persistent_rpc;
 mod pool;
 mod privacy;
 mod provisioning;
@@ -64,14 +65,18 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0014_totp.sql"),
     include_str!("../../migrations/sqlite/0015_retention_records.sql"),
     include_str!("../../migrations/sqlite/0016_x509_provisioning.sql"),
+    include_str!("../../migrations/sqlite/0017_persistent_rpc.sql"),
 ];
 
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     vault: Arc<Vault>,
-    changes: crate::feed::ChangeFeed,
-    rpc: crate::rpc::Mailboxes,
+    changes: Arc<crate::feed::ChangeFeed>,
+    rpc: Arc<crate::rpc::Mailboxes>,
+    /// Persistent RPC status changes, stored in order by `rpc_task`.
+    rpc_updates: tokio::sync::mpsc::UnboundedSender<Vec<crate::rpc::Update>>,
+    rpc_task: Option<tokio::task::JoinHandle<()>>,
     claims: provisioning::Claims,
     flusher: flush::LogFlusher,
     suspensions: suspensions::Suspensions,
@@ -86,6 +91,9 @@ pub struct SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if let Some(task) = self.flush_task.take() {
+            task.abort();
+        }
+        if let Some(task) = self.rpc_task.take() {
             task.abort();
         }
     }
@@ -126,8 +134,13 @@ impl SqliteStore {
         let audit_keyed_from = audit::key_the_chain(&conn, &vault)?;
         let policy_version: Option<u32> =
             conn.query_row("SELECT MAX(version) FROM policy_version", [], |r| r.get(0))?;
+        let rpc = Arc::new(crate::rpc::Mailboxes::default());
+        persistent_rpc::restore(&conn, &vault, &rpc)?;
         let readers = Readers::open(&path)?;
         let writer = Writer::start(conn);
+        let changes = Arc::new(crate::feed::ChangeFeed::new(CHANGE_BUFFER));
+        let (rpc_updates, rpc_task) =
+            persistent_rpc::start(writer.clone(), vault.clone(), rpc.clone(), changes.clone());
         let flusher = flush::LogFlusher {
             writer: writer.clone(),
             readers: readers.clone(),
@@ -150,8 +163,10 @@ impl SqliteStore {
             writer,
             readers,
             vault,
-            changes: crate::feed::ChangeFeed::new(CHANGE_BUFFER),
-            rpc: crate::rpc::Mailboxes::default(),
+            changes,
+            rpc,
+            rpc_updates,
+            rpc_task,
             claims: provisioning::Claims::default(),
             flusher,
             suspensions,
@@ -175,6 +190,17 @@ impl SqliteStore {
         value: Option<&str>,
     ) -> Result<Option<Vec<u8>>> {
         value.map(|v| self.seal(owner, field, row, v)).transpose()
+    }
+
+    /// Takes up to `limit` commands: announces each as handed over (`RpcDelivered`, what
+    /// lightweight callers wait for) and stores persistent ones as SENT.
+    fn rpc_take_up_to(&self, device: DeviceId, limit: usize) -> Vec<crate::RpcRequest> {
+        let (taken, updates) = self.rpc.take(device, now_ms(), limit);
+        self.store_rpc_updates(updates);
+        for r in &taken {
+            self.changes.send(Change::RpcDelivered { device, id: r.id });
+        }
+        taken
     }
 
     fn email_index(&self, email: &str) -> Vec<u8> {
@@ -1355,6 +1381,7 @@ impl Store for SqliteStore {
             })
             .await?;
         suspensions::forget_device(self, id);
+        self.rpc.forget_device(id);
         Ok(())
     }
 
@@ -1560,19 +1587,60 @@ impl Store for SqliteStore {
     }
 
     fn rpc_take(&self, device: DeviceId) -> Vec<crate::RpcRequest> {
-        let taken = self.rpc.take(device, now_ms());
-        for r in &taken {
-            self.changes.send(Change::RpcDelivered { device, id: r.id });
+        self.rpc_take_up_to(device, usize::MAX)
+    }
+
+    fn rpc_take_one(&self, device: DeviceId) -> Option<crate::RpcRequest> {
+        self.rpc_take_up_to(device, 1).into_iter().next()
+    }
+
+    fn rpc_delivered(&self, device: DeviceId, id: u32) {
+        if let Some(update) = self.rpc.delivered(device, id) {
+            self.store_rpc_updates(vec![update]);
         }
-        taken
     }
 
     fn rpc_respond(&self, device: DeviceId, id: u32, response: serde_json::Value) {
+        if let Some(update) = self.rpc.respond(device, id, &response) {
+            self.store_rpc_updates(vec![update]);
+        }
         self.changes.send(Change::RpcResponse {
             device,
             id,
             response,
         });
+    }
+
+    async fn rpc_persist(
+        &self,
+        device: &Device,
+        rpc: crate::NewPersistentRpc,
+    ) -> Result<crate::PersistentRpc> {
+        persistent_rpc::persist(self, device, rpc).await
+    }
+
+    async fn persistent_rpc(
+        &self,
+        scope: &Scope,
+        id: thingsafe_core::RpcId,
+    ) -> Result<crate::PersistentRpc> {
+        persistent_rpc::get(self, scope, id).await
+    }
+
+    async fn persistent_rpcs(
+        &self,
+        scope: &Scope,
+        device: DeviceId,
+        status: Option<crate::RpcStatus>,
+        sort: crate::RpcSort,
+        descending: bool,
+        page: &PageRequest,
+    ) -> Result<Page<crate::PersistentRpc>> {
+        persistent_rpc::list(self, scope, device, status, sort, descending, page).await
+    }
+
+    async fn delete_persistent_rpc(&self, scope: &Scope, id: thingsafe_core::RpcId) -> Result<()> {
+        persistent_rpc::delete(self, scope, id).await
     }
 
     // --- gateways ---

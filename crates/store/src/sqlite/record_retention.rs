@@ -1,13 +1,13 @@
 //! Retention of the records the server keeps about what happened: ended sessions (the
 //! login history), visitors' cookie choices, closed requests, the oldest audit events and
-//! old disclosures, in one write transaction; the audit log keeps an anchor so the
+//! old disclosures, finished persistent RPC commands, in one write transaction; the audit log keeps an anchor so the
 //! chain that remains still verifies.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use thingsafe_core::policy::{
-    AUDIT_EVENTS, CLOSED_REQUESTS, DISCLOSURES, LOGIN_HISTORY, VISITOR_CONSENTS,
+    AUDIT_EVENTS, CLOSED_REQUESTS, DISCLOSURES, LOGIN_HISTORY, RPC_CALLS, VISITOR_CONSENTS,
 };
 use thingsafe_core::{TimestampMs, now_ms};
 
@@ -60,6 +60,13 @@ pub(super) async fn expire(
                 )?;
                 let n = c.execute("DELETE FROM disclosure WHERE at_ms < ?1", [cut])?;
                 deleted.insert(DISCLOSURES.to_string(), n as u64);
+            }
+            if let Some(cut) = cuts.rpc_calls {
+                let n = c.execute(
+                    "DELETE FROM rpc WHERE finished_ms IS NOT NULL AND finished_ms < ?1",
+                    [cut],
+                )?;
+                deleted.insert(RPC_CALLS.to_string(), n as u64);
             }
             if let Some(cut) = cuts.audit_events {
                 let n = expire_audit(c, cut)?;

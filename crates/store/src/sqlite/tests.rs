@@ -1252,3 +1252,121 @@ async fn remaking_the_profile_table_keeps_the_devices_in_their_profiles() {
     let again = store.device_profile(&scope, profile.id).await.unwrap();
     assert_eq!(again, profile);
 }
+
+#[tokio::test]
+async fn persistent_rpc_is_sealed_scoped_kept_after_restart_and_expires_by_retention() {
+    let f = fixture();
+    let (t, _) = f.store.sign_up("Acme", admin("a@acme.test")).await.unwrap();
+    let scope = Scope::Tenant(t.id);
+    let d = f
+        .store
+        .create_device(&scope, device("Pump", "tokPump"))
+        .await
+        .unwrap();
+    let new = crate::NewPersistentRpc {
+        method: "unlockDoorOfGwendolyn".into(),
+        params: serde_json::json!({"pin": "Pin-4242-Zq"}),
+        oneway: false,
+        expires_ms: now_ms() + 60_000,
+        retries: 1,
+        additional_info: Some(serde_json::json!({"note": "Flat 7b Hollyhock"})),
+    };
+    let rpc = f.store.rpc_persist(&d, new).await.unwrap();
+    assert_eq!(rpc.status, crate::RpcStatus::Queued);
+
+    // Delivered and answered: the answer is stored, sealed too.
+    let taken = f.store.rpc_take(d.id);
+    assert_eq!(taken.len(), 1);
+    f.store.rpc_delivered(d.id, taken[0].id);
+    f.store.rpc_respond(
+        d.id,
+        taken[0].id,
+        serde_json::json!({"opened": "Answer-Xylophone"}),
+    );
+    let mut done = None;
+    for _ in 0..100 {
+        let got = f.store.persistent_rpc(&scope, rpc.id).await.unwrap();
+        if got.status == crate::RpcStatus::Successful {
+            done = Some(got);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let done = done.expect("stored as SUCCESSFUL");
+    assert_eq!(
+        done.response,
+        Some(serde_json::json!({"opened": "Answer-Xylophone"}))
+    );
+    assert_eq!(done.method, "unlockDoorOfGwendolyn");
+
+    // Another tenant: not found, as what does not exist.
+    let (other, _) = f
+        .store
+        .sign_up("Bravo", admin("b@bravo.test"))
+        .await
+        .unwrap();
+    let other = Scope::Tenant(other.id);
+    assert!(matches!(
+        f.store.persistent_rpc(&other, rpc.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.store.delete_persistent_rpc(&other, rpc.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // No file of the data directory holds the command, its details or the answer.
+    for needle in [
+        "unlockDoorOfGwendolyn",
+        "Pin-4242-Zq",
+        "Hollyhock",
+        "Answer-Xylophone",
+    ] {
+        for entry in std::fs::read_dir(&f.dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in plaintext in {}",
+                path.display()
+            );
+        }
+    }
+
+    // Finished commands go with the `[records]` retention; pending ones stay.
+    let pending = f
+        .store
+        .rpc_persist(
+            &d,
+            crate::NewPersistentRpc {
+                method: "later".into(),
+                params: serde_json::Value::Null,
+                oneway: true,
+                expires_ms: now_ms() + 60_000,
+                retries: 0,
+                additional_info: None,
+            },
+        )
+        .await
+        .unwrap();
+    let cuts = crate::RecordCuts {
+        rpc_calls: Some(now_ms() + 1),
+        ..Default::default()
+    };
+    f.store.expire_records(&cuts).await.unwrap();
+    assert!(matches!(
+        f.store.persistent_rpc(&scope, rpc.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        f.store
+            .persistent_rpc(&scope, pending.id)
+            .await
+            .unwrap()
+            .status,
+        crate::RpcStatus::Queued
+    );
+}
