@@ -154,6 +154,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("POST", "/api/v1/{token}/rpc/{id}", None),
     e("POST", "/api/rpc/oneway/{device}", RPC),
     e("POST", "/api/rpc/twoway/{device}", RPC),
+    e("GET", "/api/rpc/persistent/{rpc}", RPC),
+    e("DELETE", "/api/rpc/persistent/{rpc}", RPC),
+    e("GET", "/api/rpc/persistent/device/{device}", RPC),
     // Data-subject requests (privacy_requests.rs), tenant exports, suspensions.
     e("POST", "/api/privacy/me/restriction", None),
     e("GET", "/api/privacy/me/policy-review", ME),

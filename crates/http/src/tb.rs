@@ -134,6 +134,15 @@ pub struct PageParams {
 }
 
 impl PageParams {
+    pub fn of(page_size: Option<usize>, page: Option<usize>, text_search: Option<String>) -> Self {
+        PageParams {
+            page_size,
+            page,
+            text_search,
+            entity_type: None,
+        }
+    }
+
     pub fn request(self) -> Result<PageRequest, ApiError> {
         let page_size = self.page_size.ok_or_else(|| {
             ApiError::bad_request("Required request parameter 'pageSize' is not present")

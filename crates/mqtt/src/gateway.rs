@@ -713,6 +713,9 @@ where
             );
             self.publish(topic::GATEWAY_RPC, rpc_command(&name, &request), qos)
                 .await?;
+            // Handed to the gateway, the device's agent: delivered (its PUBACK names no
+            // command in its topic).
+            self.store.rpc_delivered(sub, request.id);
         }
         self.flush().await
     }

@@ -757,7 +757,13 @@ where
             Inbound::Publish(p) => self.on_publish(*p).await?,
             Inbound::PubAck(id) => {
                 self.out.release(id.get());
-                self.unacked.retain(|(sent, _)| *sent != id.get());
+                if let Some(at) = self.unacked.iter().position(|(sent, _)| *sent == id.get())
+                    && let Some((_, acked)) = self.unacked.remove(at)
+                    && let Some(rpc) = topic::rpc_request_id(&acked.topic)
+                {
+                    // A command acknowledged: a persistent one is DELIVERED.
+                    self.store.rpc_delivered(self.device.id, rpc);
+                }
                 self.send_backlog().await?;
             }
             Inbound::PubRel(id) => {
@@ -944,6 +950,10 @@ where
             let topic = topic::rpc_request_topic(request.id, self.subs.rpc_requests_family);
             self.publish(&topic, render::rpc_command(&request), qos)
                 .await?;
+            if qos == QoS::AtMostOnce {
+                // No acknowledgement will come: sent is delivered (as ThingsBoard).
+                self.store.rpc_delivered(self.device.id, request.id);
+            }
         }
         self.flush().await
     }

@@ -392,6 +392,15 @@ pub fn rpc_request_topic(id: u32, family: Family) -> String {
     format!("{}{id}", family.rpc_request_prefix())
 }
 
+/// The command id of a topic [`rpc_request_topic`] made (to tell which command a PUBACK
+/// acknowledges).
+pub fn rpc_request_id(topic: &str) -> Option<u32> {
+    [Family::V2Json, Family::V2, Family::V1]
+        .into_iter()
+        .find_map(|f| topic.strip_prefix(f.rpc_request_prefix()))
+        .and_then(|id| id.parse().ok())
+}
+
 /// Where our answer to the device's call `id` goes.
 pub fn rpc_response_topic(id: i32, family: Family) -> String {
     format!("{}{id}", family.rpc_response_prefix())
@@ -668,6 +677,10 @@ mod tests {
         assert_eq!(attribute_response_topic(3, V2), "v2/a/res/3");
         assert_eq!(attribute_response_topic(3, V2Json), "v2/a/res/j/3");
         assert_eq!(rpc_request_topic(4, V2), "v2/r/req/4");
+        for family in [Family::V1, V2, V2Json] {
+            assert_eq!(rpc_request_id(&rpc_request_topic(7, family)), Some(7));
+        }
+        assert_eq!(rpc_request_id("v1/devices/me/attributes"), None);
         assert_eq!(rpc_response_topic(5, V2Json), "v2/r/res/j/5");
         assert_eq!(
             rpc_response_topic(5, Family::V1),

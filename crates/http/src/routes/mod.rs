@@ -307,6 +307,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/{token}/rpc/{id}", post(rpc::device_reply))
         .route("/api/rpc/oneway/{device}", post(rpc::oneway))
         .route("/api/rpc/twoway/{device}", post(rpc::twoway))
+        .route(
+            "/api/rpc/persistent/{rpc}",
+            get(rpc::persistent_get).delete(rpc::persistent_delete),
+        )
+        .route(
+            "/api/rpc/persistent/device/{device}",
+            get(rpc::persistent_by_device),
+        )
         .merge(crate::console::router())
         .merge(crate::oauth2::router())
         .layer(DefaultBodyLimit::max(device_api::MAX_PAYLOAD_BYTES))
