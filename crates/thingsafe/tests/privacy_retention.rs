@@ -211,7 +211,7 @@ async fn the_sweeper_deletes_every_record_past_its_retention_and_the_audit_chain
     assert_eq!(
         sweep["records"],
         json!({"login_history": 1, "visitor_consents": 1, "closed_requests": 1,
-               "audit_events": 3, "disclosures": 1}),
+               "audit_events": 3, "disclosures": 1, "rpc_calls": 0}),
         "{sweep}"
     );
 
