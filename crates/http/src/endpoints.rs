@@ -83,6 +83,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("POST", "/api/device", DW),
     e("POST", "/api/deviceProfile", DW),
     e("GET", "/api/deviceProfile/{id}", DR),
+    e("DELETE", "/api/deviceProfile/{id}", DW),
     e("GET", "/api/deviceProfiles", DR),
     e("POST", "/api/customer/device/{name}/claim", DW),
     e("DELETE", "/api/customer/device/{name}/claim", DW),
