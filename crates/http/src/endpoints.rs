@@ -223,6 +223,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("GET", "/dashboard", None),
     e("GET", "/devices", None),
     e("GET", "/devices/{id}", None),
+    e("GET", "/device-profiles", None),
+    e("GET", "/device-profiles/{id}", None),
     e("GET", "/customers", None),
     e("GET", "/customers/{id}", None),
     e("GET", "/users", None),
