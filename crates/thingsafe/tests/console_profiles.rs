@@ -291,4 +291,24 @@ async fn a_profile_with_a_device_is_not_deleted_and_an_empty_one_is() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let again = body["id"]["id"].as_str().unwrap().to_string();
+
+    // Another tenant's administrator reaches none of Ada's profiles.
+    let bob = s.sign_up("bob@example.com").await;
+    let (status, _) = s.delete(&format!("/api/deviceProfile/{again}"), &bob).await;
+    assert_eq!(status, 404);
+    // The default profile stays.
+    let device = s.create_device(admin, "Plain").await;
+    let (_, body) = s.get(&format!("/api/device/{device}"), admin).await;
+    let default = body["deviceProfileId"]["id"].as_str().unwrap();
+    let (status, body) = s
+        .delete(&format!("/api/deviceProfile/{default}"), admin)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["message"],
+        "the tenant's default device profile cannot be deleted"
+    );
+    let (status, _) = s.get(&format!("/api/deviceProfile/{again}"), admin).await;
+    assert_eq!(status, 200, "still there");
 }
