@@ -146,6 +146,7 @@ function setUp() {
 
   setUpDevices();
   setUpDevicePage();
+  setUpDeviceProfiles();
   setUpAdministration();
   setUpCookieBanner();
   setUpPolicyReview();
@@ -819,9 +820,10 @@ function setUpBreachNotices(showAffected) {
 function setUpDevices() {
   const form = document.getElementById("add-device-form");
   onSubmit(form, async (data) => {
-    const device = await api("POST", "/api/device", {
-      name: data.get("name"), type: data.get("type"), label: data.get("label"),
-    });
+    const body = { name: data.get("name"), type: data.get("type"), label: data.get("label") };
+    const profile = data.get("deviceProfileId");
+    if (profile) body.deviceProfileId = { entityType: "DEVICE_PROFILE", id: profile };
+    const device = await api("POST", "/api/device", body);
     const id = device.id.id;
     const credentials = await api("GET", `/api/device/${id}/credentials`);
     const token = credentials.credentialsId;
@@ -941,9 +943,123 @@ function setUpDevicePage() {
     location.reload();
   });
 
+  const moveForm = document.getElementById("move-profile-form");
+  onSubmit(moveForm, async (data) => {
+    // ThingsBoard's save: the device as it is, in the profile chosen.
+    const device = await api("GET", `/api/device/${id}`);
+    const profile = data.get("profile") || moveForm.dataset.defaultProfile;
+    await api("POST", "/api/device", {
+      id: device.id, name: device.name, type: device.type, label: device.label,
+      deviceProfileId: { entityType: "DEVICE_PROFILE", id: profile },
+    });
+    location.reload();
+  });
+
   onSubmit(document.getElementById("delete-form"), async () => {
     await api("DELETE", `/api/device/${id}`);
     location.href = "/devices";
+  });
+}
+
+// --- device profiles --------------------------------------------------------------------
+
+/** A random key or secret for a new profile: 20 letters and digits. */
+function randomCredential() {
+  const letters = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(20));
+  return Array.from(bytes, (b) => letters[b % letters.length]).join("");
+}
+
+/** The form field an API message about a profile is about, by the names it uses. */
+function profileField(problem, type) {
+  if (problem.field) return problem;
+  const m = problem.message;
+  const x509 = type === "X509_CERTIFICATE_CHAIN";
+  if (/certificateRegExPattern/.test(m)) problem.field = "certificateRegExPattern";
+  else if (x509 && /provisionDeviceSecret|CA certificate|PEM|certificate/i.test(m)) problem.field = "caPem";
+  else if (/provisionDeviceKey/.test(m)) problem.field = "provisionDeviceKey";
+  else if (/provisionDeviceSecret/.test(m)) problem.field = "provisionDeviceSecret";
+  else if (/\bname\b/.test(m)) problem.field = "name";
+  return problem;
+}
+
+function setUpDeviceProfiles() {
+  const form = document.getElementById("add-profile-form");
+  if (form) {
+    const key = document.getElementById("profile-key");
+    const secret = document.getElementById("profile-secret");
+    const chosen = () => form.querySelector('[name="provisionType"]:checked').value;
+    // Only the fields the chosen kind of provisioning needs are shown.
+    const showFields = () => {
+      const type = chosen();
+      form.querySelectorAll("[data-for-types]").forEach((part) => {
+        part.hidden = !part.dataset.forTypes.split(" ").includes(type);
+      });
+      if (!document.getElementById("profile-key-fields").hidden) {
+        if (!key.value) key.value = randomCredential();
+        if (!secret.value) secret.value = randomCredential();
+      }
+    };
+    form.querySelectorAll('[name="provisionType"]').forEach((r) => r.addEventListener("change", showFields));
+    showFields();
+    document.getElementById("profile-ca-file").addEventListener("change", async (event) => {
+      const file = event.target.files[0];
+      if (!file) return;
+      const ca = document.getElementById("profile-ca");
+      ca.value = await file.text();
+      ca.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    onSubmit(form, async (data) => {
+      const type = chosen();
+      const body = { name: data.get("name").trim(), provisionType: type };
+      if (type === "X509_CERTIFICATE_CHAIN") {
+        body.profileData = { provisionConfiguration: {
+          type,
+          provisionDeviceSecret: data.get("caPem"),
+          certificateRegExPattern: data.get("certificateRegExPattern"),
+          allowCreateNewDevicesByX509Certificate: data.get("allowCreate") === "on",
+        } };
+      } else if (type !== "DISABLED") {
+        body.provisionDeviceKey = data.get("provisionDeviceKey");
+        body.provisionDeviceSecret = data.get("provisionDeviceSecret");
+      }
+      if (!body.name) throw new ApiProblem(400, "name: give the profile a name");
+      let profile;
+      try {
+        profile = await api("POST", "/api/deviceProfile", body);
+      } catch (problem) {
+        throw profileField(problem, type);
+      }
+      location.href = `/device-profiles/${profile.id.id}`;
+    });
+  }
+
+  const page = document.getElementById("device-profile");
+  if (!page) return;
+  const id = page.dataset.profileId;
+  const show = document.getElementById("show-secret");
+  show?.addEventListener("click", async () => {
+    const shown = document.getElementById("profile-secret");
+    if (show.getAttribute("aria-expanded") === "true") {
+      shown.textContent = "••••••••";
+      show.textContent = "Show";
+      show.setAttribute("aria-expanded", "false");
+      return;
+    }
+    try {
+      const profile = await api("GET", `/api/deviceProfile/${id}`);
+      shown.textContent = profile.profileData.provisionConfiguration.provisionDeviceSecret;
+      show.textContent = "Hide";
+      show.setAttribute("aria-expanded", "true");
+    } catch (problem) {
+      const error = document.getElementById("secret-error");
+      error.textContent = problem.message;
+      error.hidden = false;
+    }
+  });
+  onSubmit(document.getElementById("delete-profile-form"), async () => {
+    await api("DELETE", `/api/deviceProfile/${id}`);
+    location.href = "/device-profiles";
   });
 }
 

@@ -34,6 +34,7 @@ pub mod action {
     pub const USER_DELETE: &str = "user.delete";
     pub const DEVICE_CREATE: &str = "device.create";
     pub const DEVICE_DELETE: &str = "device.delete";
+    pub const DEVICE_PROFILE_DELETE: &str = "device_profile.delete";
     pub const CUSTOMER_CREATE: &str = "customer.create";
     pub const CUSTOMER_DELETE: &str = "customer.delete";
     pub const BREACH_RECORD: &str = "breach.record";

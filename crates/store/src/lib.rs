@@ -770,6 +770,13 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         page: &PageRequest,
     ) -> Result<Page<thingsafe_core::model::DeviceProfile>>;
+    /// Deletes a profile of the scope's tenant (`NotFound` for any other); `Invalid` while
+    /// devices are in it. Its provisioning key or CA is free again afterwards.
+    async fn delete_device_profile(
+        &self,
+        scope: &Scope,
+        id: thingsafe_core::model::DeviceProfileId,
+    ) -> Result<()>;
     /// Puts a device of the scope's tenant in one of its profiles (or none).
     async fn set_device_profile(
         &self,

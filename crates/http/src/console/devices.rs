@@ -35,7 +35,7 @@ pub(super) struct Activity {
 }
 
 impl Activity {
-    fn of(last: Option<TimestampMs>) -> Activity {
+    pub(super) fn of(last: Option<TimestampMs>) -> Activity {
         Activity {
             online: last.is_some_and(|ms| now_ms() - ms < ONLINE_WITHIN_MS),
             ms: last,
@@ -78,6 +78,37 @@ struct DevicesPage {
     http_base: String,
     mqtt_host: String,
     mqtt_port: u16,
+    /// The tenant's device profiles, for the creation form (administrators only).
+    profiles: Vec<ProfileOption>,
+}
+
+pub(super) struct ProfileOption {
+    pub id: String,
+    pub name: String,
+    pub provisioning: &'static str,
+    pub selected: bool,
+}
+
+/// The tenant's profiles as options, `current` selected.
+async fn profile_options(
+    state: &AppState,
+    scope: &thingsafe_store::Scope,
+    current: Option<thingsafe_core::model::DeviceProfileId>,
+) -> Result<Vec<ProfileOption>, thingsafe_store::StoreError> {
+    let profiles = state
+        .store
+        .device_profiles(scope, &super::admin::everything())
+        .await?;
+    Ok(profiles
+        .data
+        .into_iter()
+        .map(|p| ProfileOption {
+            id: p.id.to_string(),
+            provisioning: super::profiles::provisioning_words(p.provision_type),
+            selected: current == Some(p.id),
+            name: p.name,
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -121,6 +152,14 @@ pub(super) async fn list(
         Ok(a) => a,
         Err(e) => return error_page(&viewer, e),
     };
+    let profiles = if viewer.is_tenant_admin() {
+        match profile_options(&state, &scope, None).await {
+            Ok(p) => p,
+            Err(e) => return error_page(&viewer, e),
+        }
+    } else {
+        vec![]
+    };
     let rows = page
         .data
         .iter()
@@ -159,6 +198,7 @@ pub(super) async fn list(
         http_base: format!("{scheme}://{host}"),
         mqtt_host,
         mqtt_port: state.settings.mqtt_port,
+        profiles,
     })
 }
 
@@ -215,6 +255,11 @@ struct DevicePage {
     /// The server attribute `units` (`{"key": "unit"}`) as JSON, for the charts' axes.
     units: String,
     suspension: Option<SuspensionNote>,
+    /// The profile the device is in, other than the default: (id, name); administrators.
+    profile: Option<(String, String)>,
+    /// The tenant's profiles to move the device to (administrators), and the default's id.
+    profiles: Vec<ProfileOption>,
+    default_profile: String,
 }
 
 /// Why a device is refused at connect, shown on its page.
@@ -285,6 +330,20 @@ pub(super) async fn page(
     } else {
         vec![]
     };
+    let profiles = if can_edit {
+        match profile_options(&state, &scope, device.device_profile_id).await {
+            Ok(p) => p,
+            Err(e) => return error_page(&viewer, e),
+        }
+    } else {
+        vec![]
+    };
+    let profile = profiles
+        .iter()
+        .find(|p| p.selected)
+        .map(|p| (p.id.clone(), p.name.clone()));
+    let default_profile =
+        thingsafe_core::model::DeviceProfileId::default_of(device.tenant_id).to_string();
     let newest = latest.iter().map(|p| p.ts).max();
     let units = attributes
         .get(&AttributeScope::Server)
@@ -315,6 +374,9 @@ pub(super) async fn page(
     } = device;
     render(&DevicePage {
         suspension,
+        profile,
+        profiles,
+        default_profile,
         layout: Layout::signed_in(name.clone(), "devices", &viewer),
         id: id.to_string(),
         name,

@@ -11,6 +11,7 @@ mod devices;
 mod privacy_admin;
 mod privacy_center;
 mod privacy_operations;
+mod profiles;
 mod public;
 mod public_privacy;
 mod session;
@@ -53,6 +54,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/dashboard", get(devices::dashboard))
         .route("/devices", get(devices::list))
         .route("/devices/{id}", get(devices::page))
+        .route("/device-profiles", get(profiles::list))
+        .route("/device-profiles/{id}", get(profiles::page))
         .route("/customers", get(admin::customers))
         .route("/customers/{id}", get(admin::customer))
         .route("/users", get(admin::users))

@@ -694,6 +694,7 @@ const ACTION_WORDS: &[(&str, &str)] = &[
     (action::USER_DELETE, "User deleted"),
     (action::DEVICE_CREATE, "Device added"),
     (action::DEVICE_DELETE, "Device deleted"),
+    (action::DEVICE_PROFILE_DELETE, "Device profile deleted"),
     (action::CUSTOMER_CREATE, "Customer added"),
     (action::CUSTOMER_DELETE, "Customer deleted"),
     (action::BREACH_RECORD, "Breach recorded"),

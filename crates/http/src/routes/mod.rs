@@ -233,7 +233,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/customer/device/{device}", delete(devices::unassign))
         .route("/api/device", post(provisioning::create_device))
         .route("/api/deviceProfile", post(provisioning::create_profile))
-        .route("/api/deviceProfile/{id}", get(provisioning::get_profile))
+        .route(
+            "/api/deviceProfile/{id}",
+            get(provisioning::get_profile).delete(provisioning::delete_profile),
+        )
         .route("/api/deviceProfiles", get(provisioning::list_profiles))
         .route(
             "/api/customer/device/{name}/claim",

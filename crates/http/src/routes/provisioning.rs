@@ -14,6 +14,7 @@ use thingsafe_core::model::{
     DeviceProfile, DeviceProfileId, PemCertificate, ProvisionType, X509ChainProvisioning,
 };
 use thingsafe_core::{Authority, DeviceId, validate};
+use thingsafe_privacy::audit::{Audit, action};
 use thingsafe_store::{ClaimOutcome, NewDeviceProfile};
 
 use super::devices;
@@ -154,6 +155,31 @@ pub(super) async fn get_profile(
     Ok(axum::Json(tb::device_profile(&profile)))
 }
 
+/// `DELETE /api/deviceProfile/{id}`, as ThingsBoard's: a tenant administrator deletes a
+/// profile of their tenant that no device is in; the tenant's default profile stays.
+pub(super) async fn delete_profile(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    principal.require(&[Authority::TenantAdmin])?;
+    let id: DeviceProfileId = parse_id("device profile", &id)?;
+    let scope = principal.scope();
+    if id == DeviceProfileId::default_of(scope.tenant()?) {
+        return Err(ApiError::bad_request(
+            "the tenant's default device profile cannot be deleted",
+        ));
+    }
+    state.store.delete_device_profile(&scope, id).await?;
+    tracing::info!(profile = %id, "device profile deleted");
+    Audit::new(action::DEVICE_PROFILE_DELETE)
+        .by(&principal.user)
+        .target("device_profile", id)
+        .record(state.store.as_ref())
+        .await;
+    Ok(StatusCode::OK)
+}
+
 pub(super) async fn list_profiles(
     State(state): State<AppState>,
     principal: Principal,
@@ -168,16 +194,19 @@ pub(super) async fn list_profiles(
 }
 
 /// `POST /api/device` with ThingsBoard's optional `deviceProfileId`: the device is created
-/// as always (routes/devices.rs), then put in the profile (which must be the tenant's).
+/// (or, with an `id`, saved) as always (routes/devices.rs), then put in the profile (which
+/// must be the tenant's); naming the default profile takes a saved device out of its
+/// profile.
 pub(super) async fn create_device(
     State(state): State<AppState>,
     principal: Principal,
     Query(params): Query<devices::CreateParams>,
     Json(body): Json<Value>,
 ) -> ApiResult<axum::Json<Value>> {
+    // None: no profile named; Some(None): the default one.
     let profile = match body.get("deviceProfileId") {
         None | Some(Value::Null) => None,
-        Some(v) => {
+        Some(v) => Some({
             let id: EntityIdIn = serde_json::from_value(v.clone()).map_err(|_| {
                 ApiError::bad_request(
                     "deviceProfileId must be {\"entityType\": \"DEVICE_PROFILE\", \"id\": UUID}",
@@ -193,8 +222,9 @@ pub(super) async fn create_device(
                 state.store.device_profile(&scope, id).await?;
                 Some(id)
             }
-        }
+        }),
     };
+    let saved = body.get("id").is_some_and(|id| !id.is_null());
     // Refused as axum's JSON extractor refuses a body of the wrong shape.
     let req: devices::CreateDevice = serde_json::from_value(body).map_err(|e| {
         let mut error = ApiError::bad_request(format!(
@@ -210,13 +240,25 @@ pub(super) async fn create_device(
         Json(req),
     )
     .await?;
-    if let Some(profile) = profile {
-        let id: DeviceId = parse_id("device", device["id"]["id"].as_str().unwrap_or_default())?;
-        state
-            .store
-            .set_device_profile(&principal.scope(), id, Some(profile))
-            .await?;
-        device["deviceProfileId"] = tb::entity_id("DEVICE_PROFILE", profile.as_uuid());
+    match profile {
+        Some(Some(profile)) => {
+            let id: DeviceId = parse_id("device", device["id"]["id"].as_str().unwrap_or_default())?;
+            state
+                .store
+                .set_device_profile(&principal.scope(), id, Some(profile))
+                .await?;
+            device["deviceProfileId"] = tb::entity_id("DEVICE_PROFILE", profile.as_uuid());
+        }
+        Some(None) if saved => {
+            let id: DeviceId = parse_id("device", device["id"]["id"].as_str().unwrap_or_default())?;
+            let scope = principal.scope();
+            state.store.set_device_profile(&scope, id, None).await?;
+            device["deviceProfileId"] = tb::entity_id(
+                "DEVICE_PROFILE",
+                DeviceProfileId::default_of(scope.tenant()?).as_uuid(),
+            );
+        }
+        _ => {}
     }
     Ok(axum::Json(device))
 }

@@ -1981,6 +1981,14 @@ impl Store for SqliteStore {
         provisioning::profiles(self, scope, page).await
     }
 
+    async fn delete_device_profile(
+        &self,
+        scope: &Scope,
+        id: thingsafe_core::model::DeviceProfileId,
+    ) -> Result<()> {
+        provisioning::delete_profile(self, scope, id).await
+    }
+
     async fn set_device_profile(
         &self,
         scope: &Scope,

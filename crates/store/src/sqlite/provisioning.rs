@@ -321,6 +321,48 @@ pub(super) async fn profiles(
     Ok(page.apply(profiles))
 }
 
+/// ThingsBoard's `DELETE /api/deviceProfile/{id}`: refused while devices are in the
+/// profile; deleting the row frees its provisioning key (or CA) for any profile.
+pub(super) async fn delete_profile(
+    store: &SqliteStore,
+    scope: &Scope,
+    id: DeviceProfileId,
+) -> Result<()> {
+    let tenant = whole_tenant(scope)?;
+    // Opened first for its name, which the refusal says.
+    let profile = profile(store, scope, id).await?;
+    store
+        .writer
+        .write(move |c| {
+            // Counted and deleted in one writer job: no device joins in between.
+            let devices: i64 = c.query_row(
+                "SELECT COUNT(*) FROM device WHERE device_profile_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            if devices > 0 {
+                let (noun, pronoun) = if devices == 1 {
+                    ("device", "it")
+                } else {
+                    ("devices", "them")
+                };
+                return Err(StoreError::Invalid(format!(
+                    "the device profile “{}” is used by {devices} {noun}: move or delete {pronoun} first",
+                    profile.name
+                )));
+            }
+            let deleted = c.execute(
+                "DELETE FROM device_profile WHERE id = ?1 AND tenant_id = ?2",
+                params![id.to_string(), tenant.to_string()],
+            )?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound("device profile"));
+            }
+            Ok(())
+        })
+        .await
+}
+
 pub(super) async fn set_profile(
     store: &SqliteStore,
     scope: &Scope,
@@ -342,7 +384,11 @@ pub(super) async fn set_profile(
                 }
             }
             let changed = c.execute(
-                "UPDATE device SET device_profile_id = ?3, provisioned = 0
+                // Saved in the profile it is in, a device stays provisioned (ThingsBoard
+                // clients send the profile with every save); moved, it starts afresh.
+                "UPDATE device
+                 SET provisioned = CASE WHEN device_profile_id IS ?3 THEN provisioned ELSE 0 END,
+                     device_profile_id = ?3
                  WHERE id = ?1 AND tenant_id = ?2",
                 params![device.to_string(), tenant.to_string(), id_text(profile)],
             )?;

@@ -1370,3 +1370,163 @@ async fn persistent_rpc_is_sealed_scoped_kept_after_restart_and_expires_by_reten
         crate::RpcStatus::Queued
     );
 }
+
+fn key_profile(name: &str, key: &str) -> crate::NewDeviceProfile {
+    crate::NewDeviceProfile {
+        name: name.into(),
+        provision_type: thingsafe_core::model::ProvisionType::AllowCreateNewDevices,
+        provision_device_key: Some(key.into()),
+        provision_device_secret: Some("secret".into()),
+        x509: None,
+    }
+}
+
+fn ca_profile(name: &str, ca_pem: &str) -> crate::NewDeviceProfile {
+    crate::NewDeviceProfile {
+        name: name.into(),
+        provision_type: thingsafe_core::model::ProvisionType::X509CertificateChain,
+        provision_device_key: None,
+        provision_device_secret: Some(ca_pem.into()),
+        x509: Some(thingsafe_core::model::X509ChainProvisioning::new("(.*)", true).unwrap()),
+    }
+}
+
+/// Deleting a profile: only its own tenant's administrators reach it, never while a
+/// device is in it, and its provisioning key and CA are free for any profile afterwards.
+#[tokio::test]
+async fn a_profile_is_deleted_by_its_tenant_only_when_empty_and_frees_its_key_and_ca() {
+    let f = fixture();
+    let (acme, _) = f.store.sign_up("Acme", admin("d@acme.test")).await.unwrap();
+    let (other, _) = f
+        .store
+        .sign_up("Other", admin("d@other.test"))
+        .await
+        .unwrap();
+    let (acme_scope, other_scope) = (Scope::Tenant(acme.id), Scope::Tenant(other.id));
+    let meters = f
+        .store
+        .create_device_profile(&acme_scope, key_profile("Meters", "meters-key"))
+        .await
+        .unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = params.self_signed(&ca_key).unwrap().pem();
+    let by_ca = f
+        .store
+        .create_device_profile(&acme_scope, ca_profile("By CA", &ca_pem))
+        .await
+        .unwrap();
+
+    // Another tenant, or a customer of this one, reaches neither.
+    for id in [meters.id, by_ca.id] {
+        assert!(matches!(
+            f.store.delete_device_profile(&other_scope, id).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    let customer = f.store.create_customer(&acme_scope, "Shop").await.unwrap();
+    let customer_scope = Scope::Customer {
+        tenant: acme.id,
+        customer: customer.id,
+    };
+    assert!(matches!(
+        f.store
+            .delete_device_profile(&customer_scope, meters.id)
+            .await,
+        Err(StoreError::Forbidden(_))
+    ));
+    // Taken while they exist: by the other tenant too.
+    assert!(matches!(
+        f.store
+            .create_device_profile(&other_scope, key_profile("Mine", "meters-key"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        f.store
+            .create_device_profile(&other_scope, ca_profile("Mine", &ca_pem))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // A device in the profile: refused, saying how many, and nothing is deleted.
+    let meter = f
+        .store
+        .create_device(&acme_scope, device("Meter 1", "tokMeter1"))
+        .await
+        .unwrap();
+    f.store
+        .set_device_profile(&acme_scope, meter.id, Some(meters.id))
+        .await
+        .unwrap();
+    match f.store.delete_device_profile(&acme_scope, meters.id).await {
+        Err(StoreError::Invalid(m)) => assert_eq!(
+            m,
+            "the device profile “Meters” is used by 1 device: move or delete it first"
+        ),
+        other => panic!("deleting a profile with a device: {other:?}"),
+    }
+    assert_eq!(
+        f.store
+            .device_profile(&acme_scope, meters.id)
+            .await
+            .unwrap(),
+        meters
+    );
+
+    // Empty again: deleted, and gone from reads and lists.
+    f.store
+        .set_device_profile(&acme_scope, meter.id, None)
+        .await
+        .unwrap();
+    f.store
+        .delete_device_profile(&acme_scope, meters.id)
+        .await
+        .unwrap();
+    f.store
+        .delete_device_profile(&acme_scope, by_ca.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.store.device_profile(&acme_scope, meters.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.store.delete_device_profile(&acme_scope, meters.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let left = f
+        .store
+        .device_profiles(&acme_scope, &all_pages())
+        .await
+        .unwrap();
+    assert_eq!(left.total_elements, 0);
+    assert_eq!(
+        f.store.device(&acme_scope, meter.id).await.unwrap().name,
+        "Meter 1",
+        "the device moved out stays"
+    );
+
+    // The key and the CA are free: another tenant registers them, and they lead there.
+    let theirs = f
+        .store
+        .create_device_profile(&other_scope, key_profile("Mine", "meters-key"))
+        .await
+        .unwrap();
+    let their_ca = f
+        .store
+        .create_device_profile(&other_scope, ca_profile("Mine by CA", &ca_pem))
+        .await
+        .unwrap();
+    let found = f
+        .store
+        .certificate_chain_profile(std::slice::from_ref(
+            their_ca.provision_device_key.as_ref().unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.id, found.tenant_id), (their_ca.id, other.id));
+    assert_eq!(theirs.tenant_id, other.id);
+}
