@@ -212,6 +212,11 @@ impl Mailboxes {
         }
     }
 
+    /// The device's pending persistent commands.
+    pub(crate) fn pending(&self, device: DeviceId) -> usize {
+        self.lock().tracked.keys().filter(|(d, _)| *d == device).count()
+    }
+
     /// Forgets everything waiting for a device (deleted or erased).
     pub(crate) fn forget_device(&self, device: DeviceId) {
         let mut inner = self.lock();

@@ -289,11 +289,22 @@ impl RpcRow {
     }
 }
 
+/// Pending persistent commands per device at most: they are kept in memory until they
+/// finish, so a tenant cannot pile up commands without bound (ThingsBoard bounds them in
+/// its tenant profiles).
+pub(crate) const MAX_PENDING_PER_DEVICE: usize = 1_000;
+
 pub(super) async fn persist(
     store: &SqliteStore,
     device: &Device,
     new: NewPersistentRpc,
 ) -> Result<PersistentRpc> {
+    let pending = store.rpc.pending(device.id);
+    if pending >= MAX_PENDING_PER_DEVICE {
+        return Err(StoreError::Invalid(format!(
+            "the device has {pending} persistent commands waiting, the most allowed: wait until they are delivered or expire, or delete some"
+        )));
+    }
     let id = RpcId::random();
     let id_text = id.to_string();
     let tenant = device.tenant_id;

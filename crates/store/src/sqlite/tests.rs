@@ -1530,3 +1530,44 @@ async fn a_profile_is_deleted_by_its_tenant_only_when_empty_and_frees_its_key_an
     assert_eq!((found.id, found.tenant_id), (their_ca.id, other.id));
     assert_eq!(theirs.tenant_id, other.id);
 }
+
+/// Pending persistent commands live in memory until they finish: a device holds at most
+/// `MAX_PENDING_PER_DEVICE`, and a finished or deleted one makes room.
+#[tokio::test]
+async fn a_device_holds_a_bounded_number_of_pending_persistent_commands() {
+    use super::persistent_rpc::MAX_PENDING_PER_DEVICE;
+    let f = fixture();
+    let (t, _) = f.store.sign_up("Acme", admin("q@acme.test")).await.unwrap();
+    let scope = Scope::Tenant(t.id);
+    let d = f
+        .store
+        .create_device(&scope, device("Valve", "tokValve"))
+        .await
+        .unwrap();
+    let new = || crate::NewPersistentRpc {
+        method: "close".into(),
+        params: serde_json::json!({}),
+        oneway: true,
+        expires_ms: now_ms() + 3_600_000,
+        retries: 0,
+        additional_info: None,
+    };
+    let first = f.store.rpc_persist(&d, new()).await.unwrap();
+    for _ in 1..MAX_PENDING_PER_DEVICE {
+        f.store.rpc_persist(&d, new()).await.unwrap();
+    }
+    let refused = f.store.rpc_persist(&d, new()).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Invalid(m) if m.contains("1000 persistent commands waiting")),
+        "{refused:?}"
+    );
+    // Another device is not held back by this one.
+    let other = f
+        .store
+        .create_device(&scope, device("Pump", "tokPump2"))
+        .await
+        .unwrap();
+    f.store.rpc_persist(&other, new()).await.unwrap();
+    f.store.delete_persistent_rpc(&scope, first.id).await.unwrap();
+    f.store.rpc_persist(&d, new()).await.unwrap();
+}
