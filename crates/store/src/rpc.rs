@@ -214,7 +214,11 @@ impl Mailboxes {
 
     /// The device's pending persistent commands.
     pub(crate) fn pending(&self, device: DeviceId) -> usize {
-        self.lock().tracked.keys().filter(|(d, _)| *d == device).count()
+        self.lock()
+            .tracked
+            .keys()
+            .filter(|(d, _)| *d == device)
+            .count()
     }
 
     /// Forgets everything waiting for a device (deleted or erased).

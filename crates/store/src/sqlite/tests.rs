@@ -1568,6 +1568,80 @@ async fn a_device_holds_a_bounded_number_of_pending_persistent_commands() {
         .await
         .unwrap();
     f.store.rpc_persist(&other, new()).await.unwrap();
-    f.store.delete_persistent_rpc(&scope, first.id).await.unwrap();
+    f.store
+        .delete_persistent_rpc(&scope, first.id)
+        .await
+        .unwrap();
     f.store.rpc_persist(&d, new()).await.unwrap();
+}
+
+/// ThingsBoard clients send a device's profile with every save: saved in the profile it is
+/// in, a pre-provisioned device that fetched its credentials stays provisioned (it cannot
+/// fetch them again); moved out and back, it waits for them afresh.
+#[tokio::test]
+async fn saving_a_device_in_its_own_profile_keeps_it_provisioned() {
+    use thingsafe_core::model::provisioning::{ProvisionOutcome, ProvisionRequest};
+    let f = fixture();
+    let (t, _) = f.store.sign_up("Acme", admin("p@acme.test")).await.unwrap();
+    let scope = Scope::Tenant(t.id);
+    let profile = f
+        .store
+        .create_device_profile(
+            &scope,
+            crate::NewDeviceProfile {
+                name: "Meters".into(),
+                provision_type: thingsafe_core::model::ProvisionType::CheckPreProvisionedDevices,
+                provision_device_key: Some("pre-key".into()),
+                provision_device_secret: Some("pre-secret".into()),
+                x509: None,
+            },
+        )
+        .await
+        .unwrap();
+    let meter = f
+        .store
+        .create_device(&scope, device("Meter 9", "tokMeter9"))
+        .await
+        .unwrap();
+    f.store
+        .set_device_profile(&scope, meter.id, Some(profile.id))
+        .await
+        .unwrap();
+    let request = ProvisionRequest {
+        device_name: Some("Meter 9".into()),
+        provision_device_key: "pre-key".into(),
+        provision_device_secret: "pre-secret".into(),
+        token: None,
+    };
+    let fetch = || f.store.provision_device(&request);
+    assert!(matches!(
+        fetch().await.unwrap(),
+        ProvisionOutcome::Success(_)
+    ));
+    assert_eq!(
+        fetch().await.unwrap(),
+        ProvisionOutcome::Failure,
+        "once only"
+    );
+    f.store
+        .set_device_profile(&scope, meter.id, Some(profile.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetch().await.unwrap(),
+        ProvisionOutcome::Failure,
+        "saved in its own profile, still provisioned"
+    );
+    f.store
+        .set_device_profile(&scope, meter.id, None)
+        .await
+        .unwrap();
+    f.store
+        .set_device_profile(&scope, meter.id, Some(profile.id))
+        .await
+        .unwrap();
+    assert!(matches!(
+        fetch().await.unwrap(),
+        ProvisionOutcome::Success(_)
+    ));
 }
