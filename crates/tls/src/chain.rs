@@ -315,6 +315,31 @@ mod tests {
         check_provisioning_ca(&ca.der, NOW).unwrap();
     }
 
+    /// Made with openssl (RSA, valid for 100 years): one CA, and the same request signed by
+    /// it with SHA-256 and with SHA-1.
+    #[test]
+    fn a_sha1_signature_is_refused() {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let der = |pem: &str| {
+            CertificateDer::from_pem_slice(pem.as_bytes())
+                .unwrap()
+                .to_vec()
+        };
+        let ca = der(include_str!("../testdata/chain-ca.pem"));
+        let sha256 = der(include_str!("../testdata/chain-leaf-sha256.pem"));
+        let sha1 = der(include_str!("../testdata/chain-leaf-sha1.pem"));
+        let now = 1_800_000_000;
+        assert_eq!(
+            verify_device_chain(&[&sha256], &ca, now)
+                .unwrap()
+                .common_name,
+            "old-1.example"
+        );
+        let e = verify_device_chain(&[&sha1], &ca, now).unwrap_err();
+        assert!(e.contains("signed neither"), "{e}");
+    }
+
     #[test]
     fn unreadable_or_missing_certificates_are_refused() {
         let ca = root("meters.example.com");
