@@ -121,7 +121,12 @@ async fn the_privacy_center_makes_requests_corrects_details_restricts_and_object
             click(c, "#new-request-form button[type=submit]").await;
             let row = text_until(c, "#request-list tbody", |t| t.contains("See my data")).await;
             assert!(row.contains("Received, not started yet"), "{row}");
-            assert!(row.contains("UTC"), "a due date: {row}");
+            // The due date in the viewer's time zone; the UTC one is the <time>'s datetime.
+            let due = element(c, "#request-list tbody td[data-label='Answer due by'] time").await;
+            let utc = due.attr("datetime").await.unwrap().unwrap_or_default();
+            assert!(utc.ends_with('Z'), "a due date: {row} ({utc})");
+            let shown = due.text().await.unwrap();
+            assert!(!shown.is_empty() && !shown.contains("UTC"), "{shown}");
             // A correction needs no password: the field is not even shown for it.
             click(c, "#new-request-box summary").await;
             click(c, "#kind-RECTIFICATION").await;

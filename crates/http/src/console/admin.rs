@@ -9,7 +9,7 @@ use axum::response::Response;
 use thingsafe_core::{Authority, CustomerId, PageRequest, User};
 
 use super::privacy_center::PrivacyCenter;
-use super::{Layout, Viewer, display_name, error_page, not_for_role, render, utc_time};
+use super::{Layout, Viewer, display_name, error_page, not_for_role, render};
 use crate::AppState;
 use crate::extract::parse_id;
 
@@ -205,7 +205,7 @@ pub(super) async fn users(State(state): State<AppState>, viewer: Viewer) -> Resp
 struct ProfilePage {
     layout: Layout,
     user: UserRow,
-    member_since: String,
+    member_since: super::Time,
     accepted_policy: Option<u32>,
     current_policy: u32,
     /// A newer policy is in force than the one accepted.
@@ -223,7 +223,7 @@ pub(super) struct ApplicationRow {
     client_id: String,
     name: String,
     scopes: Vec<String>,
-    since: String,
+    since: super::Time,
 }
 
 pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Response {
@@ -239,7 +239,7 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
                 client_id: g.client_id,
                 name: g.client_name,
                 scopes: g.scopes.iter().map(|s| s.describe().to_string()).collect(),
-                since: utc_time(g.since_ms),
+                since: super::Time(g.since_ms),
             })
             .collect(),
         Err(e) => return error_page(&viewer, e),
@@ -260,7 +260,7 @@ pub(super) async fn profile(State(state): State<AppState>, viewer: Viewer) -> Re
         layout: Layout::signed_in("Profile and privacy", "profile", &viewer),
         applications,
         user: UserRow::of(me, me),
-        member_since: utc_time(me.created_ms),
+        member_since: super::Time(me.created_ms),
         accepted_policy,
         current_policy: state.policy.version.version,
         policy_outdated: accepted_policy.is_some_and(|v| v != state.policy.version.version),

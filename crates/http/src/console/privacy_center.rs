@@ -9,7 +9,7 @@ use thingsafe_store::{
     ConsentSubject, PrivacyRequest, RequestKind, RequestStatus, Scope, StoreError,
 };
 
-use super::utc_time;
+use super::Time;
 use crate::AppState;
 
 /// A kind of request in plain words, and what it asks for.
@@ -78,8 +78,8 @@ pub(crate) struct MyRequestRow {
     pub kind: &'static str,
     pub status: &'static str,
     pub closed: bool,
-    pub made: String,
-    pub due: String,
+    pub made: Time,
+    pub due: Time,
     /// The last note of the trail (why it was refused, what was done).
     pub outcome: String,
 }
@@ -91,8 +91,8 @@ impl MyRequestRow {
             kind: kind_words(r.kind).0,
             status: status_words(r.status),
             closed: r.status.is_closed(),
-            made: utc_time(r.created_ms),
-            due: utc_time(r.due_ms),
+            made: Time(r.created_ms),
+            due: Time(r.due_ms),
             outcome: r
                 .events
                 .last()
@@ -105,7 +105,7 @@ impl MyRequestRow {
 
 pub(crate) struct AcceptedVersion {
     pub version: u32,
-    pub when: String,
+    pub when: Time,
     pub how: &'static str,
 }
 
@@ -120,16 +120,16 @@ pub(crate) struct DisclosureRow {
     pub recipient: String,
     pub purpose: String,
     pub categories: String,
-    pub when: String,
+    pub when: Time,
 }
 
 /// What the privacy center shows of the person's own records.
 pub(crate) struct PrivacyCenter {
     pub requests: Vec<MyRequestRow>,
     pub kinds: Vec<KindOption>,
-    pub restricted_since: Option<String>,
+    pub restricted_since: Option<Time>,
     /// When the person objected to marketing, if that is their last word on it.
-    pub objected_since: Option<String>,
+    pub objected_since: Option<Time>,
     pub accepted: Vec<AcceptedVersion>,
     pub recipients: Vec<RecipientRow>,
     pub disclosures: Vec<DisclosureRow>,
@@ -155,7 +155,7 @@ impl PrivacyCenter {
             .take(1)
             .map(|(version, at)| AcceptedVersion {
                 version,
-                when: utc_time(at),
+                when: Time(at),
                 how: "when you signed up",
             })
             .collect();
@@ -166,7 +166,7 @@ impl PrivacyCenter {
                 .filter_map(|h| {
                     Some(AcceptedVersion {
                         version: h.policy_version?,
-                        when: utc_time(h.at_ms),
+                        when: Time(h.at_ms),
                         how: "after reading the changed policy",
                     })
                 }),
@@ -176,7 +176,7 @@ impl PrivacyCenter {
         {
             accepted.push(AcceptedVersion {
                 version,
-                when: utc_time(me.created_ms),
+                when: Time(me.created_ms),
                 how: "when your account was made",
             });
         }
@@ -196,12 +196,12 @@ impl PrivacyCenter {
             .iter()
             .rfind(|h| h.purpose == "marketing")
             .filter(|h| h.method == thingsafe_privacy::consent::OBJECTION)
-            .map(|h| utc_time(h.at_ms));
+            .map(|h| Time(h.at_ms));
         Ok(PrivacyCenter {
             objected_since,
             requests: requests.iter().map(MyRequestRow::of).collect(),
             kinds: kind_options(),
-            restricted_since: restricted.map(utc_time),
+            restricted_since: restricted.map(Time),
             accepted,
             recipients,
             disclosures: disclosures
@@ -211,7 +211,7 @@ impl PrivacyCenter {
                     recipient: d.recipient,
                     purpose: d.purpose,
                     categories: d.categories.join(", "),
-                    when: utc_time(d.at_ms),
+                    when: Time(d.at_ms),
                 })
                 .collect(),
         })
