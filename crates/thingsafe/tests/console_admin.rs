@@ -10,7 +10,8 @@
 mod common;
 
 use common::browser::{
-    Browser, DESKTOP, PHONE, click, document, downloaded, element, fill, path_until, text_until,
+    Browser, DESKTOP, PHONE, click, document, downloaded, element, error_next_to, fill, path_until,
+    submit_sign_in, text_until,
 };
 use common::{PASSWORD, Server};
 use fantoccini::{Client, Locator};
@@ -22,15 +23,7 @@ const ROOT: &str = "root@example.test";
 async fn sign_in(c: &Client, s: &Server, email: &str, path: &str) {
     c.goto(&s.url(path)).await.unwrap();
     path_until(c, "/signin").await;
-    if let Ok(reject) = c
-        .find(Locator::Css("#cookie-banner:not([hidden]) #cookie-reject"))
-        .await
-    {
-        reject.click().await.unwrap();
-    }
-    fill(c, "#email", email).await;
-    fill(c, "#password", PASSWORD).await;
-    click(c, "main button[type=submit]").await;
+    submit_sign_in(c, email, PASSWORD).await;
     path_until(c, path).await;
     // The system administrator accepted no policy at sign-up: the review banner asks.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -40,11 +33,6 @@ async fn sign_in(c: &Client, s: &Server, email: &str, path: &str) {
     {
         accept.click().await.unwrap();
     }
-}
-
-/// The text next to the field whose error slot is `css`, once there is one.
-async fn error_next_to(c: &Client, css: &str) -> String {
-    text_until(c, &format!("{css}:not([hidden])"), |t| !t.is_empty()).await
 }
 
 /// Sets a `datetime-local` input to `hours_ago` hours before now, in the browser's zone.
@@ -603,15 +591,7 @@ async fn two_step_sign_in_is_turned_on_from_the_profile_and_asked_for_at_sign_in
 /// Signs in from the sign-in page itself (no `next`): where the role lands.
 async fn sign_in_plain(c: &Client, s: &Server, email: &str) {
     c.goto(&s.url("/signin")).await.unwrap();
-    if let Ok(reject) = c
-        .find(Locator::Css("#cookie-banner:not([hidden]) #cookie-reject"))
-        .await
-    {
-        reject.click().await.unwrap();
-    }
-    fill(c, "#email", email).await;
-    fill(c, "#password", PASSWORD).await;
-    click(c, "main button[type=submit]").await;
+    submit_sign_in(c, email, PASSWORD).await;
 }
 
 /// The texts of the main navigation's links.

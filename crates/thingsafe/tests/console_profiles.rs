@@ -9,32 +9,22 @@
 
 mod common;
 
-use common::browser::{Browser, DESKTOP, click, document, element, fill, path_until, text_until};
+use common::browser::{
+    Browser, DESKTOP, click, document, element, error_next_to, fill, path_until, submit_sign_in,
+    text_until,
+};
 use common::mqtt::v3;
 use common::tls::{Authority, Role, file_fingerprint};
 use common::{PASSWORD, Server};
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use serde_json::json;
 
 /// Signs in with the form at `path` (a page that sends signed-out visitors to sign in).
 async fn sign_in(c: &Client, s: &Server, email: &str, path: &str) {
     c.goto(&s.url(path)).await.unwrap();
     path_until(c, "/signin").await;
-    if let Ok(reject) = c
-        .find(Locator::Css("#cookie-banner:not([hidden]) #cookie-reject"))
-        .await
-    {
-        reject.click().await.unwrap();
-    }
-    fill(c, "#email", email).await;
-    fill(c, "#password", PASSWORD).await;
-    click(c, "main button[type=submit]").await;
+    submit_sign_in(c, email, PASSWORD).await;
     path_until(c, path).await;
-}
-
-/// The text in the error slot `css`, once it shows one.
-async fn error_next_to(c: &Client, css: &str) -> String {
-    text_until(c, &format!("{css}:not([hidden])"), |t| !t.is_empty()).await
 }
 
 async fn is_hidden(c: &Client, css: &str) -> bool {

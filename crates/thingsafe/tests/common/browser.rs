@@ -267,6 +267,24 @@ pub async fn fill(client: &Client, css: &str, text: &str) {
     e.send_keys(text).await.unwrap();
 }
 
+/// On the sign-in page: declines the cookie banner if it asks, then signs in with the form.
+pub async fn submit_sign_in(client: &Client, email: &str, password: &str) {
+    if let Ok(reject) = client
+        .find(Locator::Css("#cookie-banner:not([hidden]) #cookie-reject"))
+        .await
+    {
+        reject.click().await.unwrap();
+    }
+    fill(client, "#email", email).await;
+    fill(client, "#password", password).await;
+    click(client, "main button[type=submit]").await;
+}
+
+/// The text in the error slot `css` (next to a field), once it shows one.
+pub async fn error_next_to(client: &Client, css: &str) -> String {
+    text_until(client, &format!("{css}:not([hidden])"), |t| !t.is_empty()).await
+}
+
 pub async fn click(client: &Client, css: &str) {
     element(client, css).await.click().await.unwrap();
 }
